@@ -9,8 +9,11 @@ correct iff `f(g()) is True`. Top-level imports are allowed beside the function;
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
+import sys
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from puzzles.errors import PuzzleError
 from puzzles.types import AnswerType, parse_type
@@ -36,7 +39,7 @@ class Puzzle:
     docstring: str = ""
     """The docstring of `f`, if it had one: kept for people, never part of the hash."""
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return content_hash(self.source)
 
@@ -59,16 +62,30 @@ class Solution:
 
     source: str
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return content_hash(self.source)
+
+
+@contextlib.contextmanager
+def unlimited_int_digits():
+    """Lift Python 3.11's 4,300-digit int/str limit: real puzzles hold larger literals."""
+    old = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else None
+    if old is not None:
+        sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        if old is not None:
+            sys.set_int_max_str_digits(old)
 
 
 def _parse(source: str, what: str) -> ast.Module:
     if not isinstance(source, str) or not source.strip():
         raise PuzzleError(f"{what} source is empty")
     try:
-        return ast.parse(source)
+        with unlimited_int_digits():
+            return ast.parse(source)
     except SyntaxError as e:
         raise PuzzleError(f"{what} has a syntax error at line {e.lineno}: {e.msg}") from None
     except (ValueError, RecursionError, MemoryError) as e:
@@ -135,7 +152,8 @@ def _canonical(tree: ast.Module) -> str:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             node.returns = None
-    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    with unlimited_int_digits():
+        return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
 def canonical_source(source: str) -> str:
@@ -184,7 +202,8 @@ def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:
     if not _has_return(fn):
         raise PuzzleError(f"{what} line {fn.lineno}: `f` never returns a value")
     docstring = _drop_docstring(fn)
-    extra = tuple((a.arg, ast.unparse(d)) for a, d in zip(args.args[1:], args.defaults))
+    with unlimited_int_digits():
+        extra = tuple((a.arg, ast.unparse(d)) for a, d in zip(args.args[1:], args.defaults))
     split = meta.pop("split", "none") or "none"
     if split not in SPLITS:
         raise PuzzleError(f"{what}: split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -211,7 +230,7 @@ def parse_solution(source: str, puzzle: Puzzle | None = None, *, rename: str | N
     if puzzle is not None:
         want = [n for n, _ in puzzle.extra_args]
         got = [a.arg for a in args.args]
-        if got != want:
+        if sorted(got) != sorted(want):  # g is called with its defaults: order is free
             raise PuzzleError(f"solution line {fn.lineno}: `g` must take the puzzle's extra "
                               f"arguments ({', '.join(want) or 'none'}), not "
                               f"({', '.join(got) or 'none'})")
