@@ -96,13 +96,16 @@ def _record(item: object, where: str, splits: dict[str, str]) -> PuzzleRecord:
 
 def to_p3(record: PuzzleRecord) -> dict:
     p = record.puzzle
+    split = [_split_solution(s) for s in record.solutions]
+    # P3 has one header for all bodies: the first solution's, so its argument order survives.
+    header = split[0][0] if split else p.solution_header()
     return {
         "name": p.name or p.hash,
         "sat": _renamed(p.source, "f", "sat"),
         "ans_type": p.answer_type,
-        "sol_header": p.solution_header().replace("def g(", "def sol(", 1),
+        "sol_header": header.replace("def g(", "def sol(", 1),
         "sol_docstring": f'    """{p.docstring}"""' if p.docstring else "",
-        "sol_bodies": [_body(s) for s in record.solutions],
+        "sol_bodies": [body for _, body in split],
         "module": p.tags[0] if p.tags else "",
         "notes": str(record.provenance.get("notes", "")),
         "weight": record.provenance.get("weight", 1.0),
@@ -118,12 +121,12 @@ def _renamed(source: str, old: str, new: str) -> str:
     return source.replace(prefix, f"def {new}(", 1)
 
 
-def _body(solution: str) -> str:
-    """The indented body of a `def g(...):` source, as P3 stores it."""
+def _split_solution(solution: str) -> tuple[str, str]:
+    """(header, indented body) of a `def g(...):` source, as P3 stores them."""
     lines = solution.rstrip("\n").split("\n")
     start = next(i for i, line in enumerate(lines) if line.startswith("def g("))
     # ast.unparse puts the whole header on one line, so the body starts on the next; top-level
     # imports move into the body, since P3 keeps only the body.
     imports = ["    " + line for line in lines[:start] if line.strip()]
-    return "\n".join(imports + lines[start + 1:])
+    return lines[start], "\n".join(imports + lines[start + 1:])
 

@@ -1,0 +1,120 @@
+"""Adding puzzles to a store: validate, dedup, verify reference solutions, write in one batch.
+
+Nothing is half-written: everything that passes is written in one transaction at the end, and
+a failure before or during it leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from puzzles.errors import PuzzleError, SelfplayError
+from puzzles.format import content_hash, parse_solution
+from puzzles.p3 import looks_like_p3, read_p3
+from puzzles.records import PuzzleRecord, Rejected, read_jsonl
+from puzzles.store import Store
+from sandbox import Pair, Verifier
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    """New puzzles written."""
+    unsolved: int = 0
+    """Of those, puzzles stored without any verified solution (none was given)."""
+    solutions: int = 0
+    """Verified solutions written."""
+    duplicates: list[str] = field(default_factory=list)
+    """Names of puzzles already in the store or repeated in the input (skipped)."""
+    rejected: list[Rejected] = field(default_factory=list)
+    """Puzzles or solutions not taken, each with where it was and why."""
+
+    def lines(self) -> list[str]:
+        out = [f"added {self.added} puzzles ({self.unsolved} unsolved) and {self.solutions} "
+               f"verified solutions; {len(self.duplicates)} duplicates skipped; "
+               f"{len(self.rejected)} rejected"]
+        out += [f"  rejected {r}" for r in self.rejected]
+        return out
+
+
+def read_puzzle_file(path: str | Path, split_file: str | Path | None = None,
+                     ) -> tuple[list[PuzzleRecord], list[Rejected]]:
+    """Records from a P3 `puzzles.json` or a JSONL file, told apart by their first byte."""
+    path = Path(path)
+    if not path.is_file():
+        raise SelfplayError(f"no such file: {path}")
+    if looks_like_p3(path):
+        return read_p3(path, split_file)
+    if split_file:
+        raise SelfplayError("--split-file applies to P3 files only")
+    return read_jsonl(path)
+
+
+def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *,
+                origin: str = "imported", rejected: list[Rejected] | None = None,
+                progress: bool = False) -> AddReport:
+    """Verify every record's solutions and store the puzzles that hold up, in one transaction.
+
+    A puzzle given with solutions is stored only if at least one verifies; a puzzle given with
+    none is stored unsolved. Puzzles already in the store are skipped as duplicates.
+    """
+    report = AddReport(rejected=list(rejected or []))
+    seen: set[str] = set()
+    todo: list[tuple[PuzzleRecord, list[str]]] = []
+    for i, record in enumerate(records):
+        p = record.puzzle
+        label = p.name or p.hash
+        if p.hash in seen or store.has_puzzle(p.hash):
+            report.duplicates.append(label)
+            continue
+        seen.add(p.hash)
+        sources = []
+        for j, source in enumerate(record.solutions):
+            try:
+                sources.append(parse_solution(source, p).source)
+            except PuzzleError as e:
+                report.rejected.append(Rejected(f"item {i + 1} solution {j + 1}", str(e), label))
+        if record.solutions and not sources:
+            report.rejected.append(Rejected(f"item {i + 1}", "no reference solution parses",
+                                            label))
+            continue
+        todo.append((record, list(dict.fromkeys(sources))))
+
+    pairs = [Pair(r.puzzle.source, s, id=f"{i}:{j}")
+             for i, (r, sources) in enumerate(todo) for j, s in enumerate(sources)]
+    verdicts = iter(verifier.verify_many(pairs, progress=progress))
+    keep: list[tuple[PuzzleRecord, list[str]]] = []
+    for record, sources in todo:
+        label = record.puzzle.name or record.puzzle.hash
+        good = []
+        for j, source in enumerate(sources):
+            v = next(verdicts)
+            if v.verdict == "pass":
+                good.append(source)
+            else:
+                report.rejected.append(Rejected(
+                    f"solution {j + 1}", f"reference solution {v.verdict}: {v.detail}", label))
+        if sources and not good:
+            report.rejected.append(Rejected("puzzle", "none of its reference solutions "
+                                                      "verifies; puzzle not stored", label))
+            continue
+        keep.append((record, good))
+
+    with store.transaction():
+        for record, good in keep:
+            provenance = {k: v for k, v in record.provenance.items() if k != "origin"}
+            pid, created = store.add_puzzle(record.puzzle, origin, provenance=provenance)
+            report.added += created
+            report.unsolved += created and not good
+            for source in good:
+                report.solutions += store.add_solution(
+                    pid, source, content_hash(source), origin, verifier=verifier.version)
+    return report
+
+
+def add_file(store: Store, path: str | Path, verifier: Verifier, *,
+             split_file: str | Path | None = None, progress: bool = False) -> AddReport:
+    records, rejected = read_puzzle_file(path, split_file)
+    return add_records(store, records, verifier, rejected=rejected, progress=progress)
+
