@@ -173,8 +173,11 @@ def build_blocks(tokenizer, pairs: Iterable[tuple[str, str]], *, block_size: int
 
 
 def collate(blocks: Sequence[Block]):
-    """Stack blocks into the model's tensors: input_ids, labels, position_ids (no attention mask,
-    so transformers derives the per-example mask from the position ids)."""
+    """Stack blocks into the model's tensors: input_ids, labels, position_ids.
+
+    There is no attention mask on purpose: with none, no KV cache (call with use_cache=False)
+    and restarting position ids, transformers builds each example's own causal mask.
+    """
     import torch
 
     return {
@@ -201,7 +204,7 @@ def read_pairs(path: str | Path, *, validate: bool = True) -> list[tuple[str, st
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        where = f"{path}:{lineno}"
+        where = f"{path} line {lineno}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
