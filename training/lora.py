@@ -169,9 +169,9 @@ def export_merged(base, adapter: str | Path, out_dir: str | Path, *, dtype: str 
     import torch
 
     if isinstance(base, (str, os.PathLike)):
-        from training.models import load_model
+        from training.models import ModelConfig, load_model
 
-        loaded = load_model(str(base))
+        loaded = load_model(ModelConfig(name=str(base), device="cpu", dtype="float32"))
         model = loaded.model
     else:
         loaded = base
