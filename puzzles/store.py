@@ -81,6 +81,32 @@ MIGRATIONS = (
         PRIMARY KEY (round, name)
     );
     """,
+    # 2: the loop's working tables: proposals on their way through filter and dedup, and the
+    # exact training set of each round (which pairs, synthetic or human).
+    """
+    CREATE TABLE proposals (
+        id INTEGER PRIMARY KEY,
+        round INTEGER NOT NULL,
+        prompt INTEGER NOT NULL,
+        sample INTEGER NOT NULL,
+        completion TEXT NOT NULL,
+        puzzle TEXT NOT NULL DEFAULT '',
+        puzzle_hash TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'proposed',
+        reason TEXT NOT NULL DEFAULT '',
+        provenance TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (round, prompt, sample)
+    );
+    CREATE TABLE train_examples (
+        round INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        puzzle_id INTEGER NOT NULL REFERENCES puzzles (id),
+        solution_id INTEGER NOT NULL REFERENCES solutions (id),
+        kind TEXT NOT NULL CHECK (kind IN ('synthetic', 'human')),
+        PRIMARY KEY (round, position)
+    );
+    ALTER TABLE attempts ADD COLUMN solution TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -126,6 +152,38 @@ class Attempt:
     detail: str = ""
     seconds: float = 0.0
     provenance: dict = field(default_factory=dict)
+    id: int = 0
+    """Row id once stored (0 before)."""
+    solution: str = ""
+    """Canonical source of `g` parsed from the completion; empty when it did not parse."""
+
+
+@dataclass
+class Proposal:
+    """One sampled completion of a propose prompt, and how far it got."""
+
+    round: int
+    prompt: int
+    sample: int
+    completion: str
+    puzzle: str = ""
+    """Canonical source of `f` once the completion parsed."""
+    puzzle_hash: str = ""
+    status: str = "proposed"
+    """proposed, then a rejection (invalid, trivial, ...) or valid; then duplicate,
+    near_duplicate, contaminated or novel."""
+    reason: str = ""
+    provenance: dict = field(default_factory=dict)
+    id: int = 0
+
+
+@dataclass
+class TrainExample:
+    round: int
+    position: int
+    puzzle_id: int
+    solution_id: int
+    kind: str
 
 
 class Store:
@@ -319,22 +377,77 @@ class Store:
         for a in attempts:
             n += self._write(
                 "INSERT OR IGNORE INTO attempts (round, stage, puzzle_hash, attempt, completion, "
-                "solution_hash, verdict, detail, seconds, provenance) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "solution_hash, verdict, detail, seconds, provenance, solution) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (a.round, a.stage, a.puzzle_hash, a.attempt, a.completion, a.solution_hash,
-                 a.verdict, a.detail, a.seconds, _dumps(a.provenance))).rowcount
+                 a.verdict, a.detail, a.seconds, _dumps(a.provenance), a.solution)).rowcount
         return n
 
-    def attempts(self, round: int | None = None, stage: str | None = None) -> list[Attempt]:
+    def attempts(self, round: int | None = None, stage: str | None = None, *,
+                 verdict: str | None = None, puzzle_hash: str | None = None) -> list[Attempt]:
         where, params = [], []
-        for column, value in (("round", round), ("stage", stage)):
+        for column, value in (("round", round), ("stage", stage), ("verdict", verdict),
+                              ("puzzle_hash", puzzle_hash)):
             if value is not None:
                 where.append(f"{column}=?")
                 params.append(value)
         rows = self.db.execute(
             "SELECT round, stage, puzzle_hash, attempt, completion, solution_hash, verdict, "
-            "detail, seconds, provenance FROM attempts "
+            "detail, seconds, provenance, id, solution FROM attempts "
             + ("WHERE " + " AND ".join(where) if where else "") + " ORDER BY id", params)
-        return [Attempt(*row[:9], json.loads(row[9])) for row in rows]
+        return [Attempt(*row[:9], json.loads(row[9]), *row[10:]) for row in rows]
+
+    def set_verdict(self, attempt_id: int, verdict: str, detail: str, seconds: float) -> None:
+        self._write("UPDATE attempts SET verdict=?, detail=?, seconds=? WHERE id=?",
+                    (verdict, detail, seconds, attempt_id))
+
+    # -- proposals -------------------------------------------------------------------------
+    def add_proposals(self, proposals: Iterable[Proposal]) -> int:
+        n = 0
+        for p in proposals:
+            n += self._write(
+                "INSERT OR IGNORE INTO proposals (round, prompt, sample, completion, puzzle, "
+                "puzzle_hash, status, reason, provenance) VALUES (?,?,?,?,?,?,?,?,?)",
+                (p.round, p.prompt, p.sample, p.completion, p.puzzle, p.puzzle_hash, p.status,
+                 p.reason, _dumps(p.provenance))).rowcount
+        return n
+
+    def proposals(self, round: int, status: str | None = None) -> list[Proposal]:
+        rows = self.db.execute(
+            "SELECT round, prompt, sample, completion, puzzle, puzzle_hash, status, reason, "
+            "provenance, id FROM proposals WHERE round=?"
+            + (" AND status=?" if status else "") + " ORDER BY prompt, sample",
+            (round, status) if status else (round,))
+        return [Proposal(*row[:8], json.loads(row[8]), row[9]) for row in rows]
+
+    def set_proposal(self, proposal_id: int, status: str, reason: str = "", *,
+                     puzzle: str | None = None, puzzle_hash: str | None = None) -> None:
+        self._write("UPDATE proposals SET status=?, reason=?, puzzle=COALESCE(?, puzzle), "
+                    "puzzle_hash=COALESCE(?, puzzle_hash) WHERE id=?",
+                    (status, reason, puzzle, puzzle_hash, proposal_id))
+
+    # -- training sets ---------------------------------------------------------------------
+    def set_train_examples(self, round: int, examples: Iterable[tuple[int, int, str]]) -> None:
+        """Record round's training set: (puzzle id, solution id, kind) in order."""
+        self._write("DELETE FROM train_examples WHERE round=?", (round,))
+        for position, (pid, sid, kind) in enumerate(examples):
+            self._write("INSERT INTO train_examples VALUES (?,?,?,?,?)",
+                        (round, position, pid, sid, kind))
+
+    def train_examples(self, round: int) -> list[TrainExample]:
+        rows = self.db.execute("SELECT * FROM train_examples WHERE round=? ORDER BY position",
+                               (round,))
+        return [TrainExample(*row) for row in rows]
+
+    def solution(self, solution_id: int) -> StoredSolution:
+        row = self.db.execute(
+            "SELECT id, puzzle_id, source, hash, origin, round, verdict, verifier, provenance "
+            "FROM solutions WHERE id=?", (solution_id,)).fetchone()
+        return StoredSolution(*row[:8], json.loads(row[8]))
+
+    def puzzle_by_id(self, puzzle_id: int) -> StoredPuzzle:
+        row = self.db.execute("SELECT hash FROM puzzles WHERE id=?", (puzzle_id,)).fetchone()
+        return self.puzzle(row[0])
 
     # -- stages and metrics ----------------------------------------------------------------
     def stage_summary(self, round: int, stage: str) -> dict | None:

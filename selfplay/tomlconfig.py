@@ -52,7 +52,10 @@ def from_dict(cls: type, data: dict, where: str):
     values = {}
     for name, value in data.items():
         values[name] = _convert(hints[name], value, f"{where}.{name}" if where else name)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except SelfplayError as e:
+        raise SelfplayError(f"{where or 'config'}: {e}") from None
 
 
 def _convert(tp, value, where: str):

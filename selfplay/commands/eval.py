@@ -1,0 +1,44 @@
+"""`selfplay eval DIR`: pass@k of a round's model on an evaluation set."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="pass@k of a round's model on a held-out set")
+    p.add_argument("dir", help="the run directory")
+    p.add_argument("--round", type=int, help="which round's model (default: the last trained; "
+                                             "0 is the base model)")
+    p.add_argument("--set", default=None, help="heldout (default), p3:PATH[:test|train|all], "
+                                               "or a JSONL file of puzzles")
+    p.add_argument("--k", default=None, help="comma-separated k values, e.g. 1,10,100")
+    p.add_argument("--n", type=int, help="samples per problem (>= the largest k)")
+    p.add_argument("--max-problems", type=int, help="evaluate a fixed random subset")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    import sys
+
+    from selfplay.run_eval import eval_run
+    ks = None
+    if args.k:
+        try:
+            ks = [int(k) for k in args.k.split(",") if k.strip()]
+        except ValueError:
+            from puzzles.errors import SelfplayError
+            raise SelfplayError(f"--k takes comma-separated whole numbers, not {args.k!r}"
+                                ) from None
+    result = eval_run(args.dir, round=args.round, set_name=args.set, ks=ks, n=args.n,
+                      max_problems=args.max_problems, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps({"round": result["round"], "set": result["set"], **result["metric"]}))
+    else:
+        m = result["metric"]
+        scores = ", ".join(f"pass@{k} {v:.3f}" for k, v in m["pass_at_k"].items())
+        print(f"round {result['round']} on {result['set']}: {scores} "
+              f"({m['problems']} problems x {m['samples']} samples, {m['solved']} solved, "
+              f"{m['leaked']} leaked into training)")
+    return 0

@@ -1,0 +1,101 @@
+"""`selfplay init|run|resume|status|export`: create, drive and inspect a self-play run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    init = sub.add_parser("init", help="create a run directory with a documented config.toml")
+    init.add_argument("dir")
+    init.add_argument("--model", help="model name, hub id or local path (default: the preset's)")
+    init.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default="cpu",
+                      help="starting point sized for a machine (default: cpu)")
+    init.add_argument("--seed", type=int, help="the run's seed")
+    init.set_defaults(func=cmd_init)
+
+    run = sub.add_parser("run", help="run self-play rounds (continues a run that has started)")
+    run.add_argument("dir")
+    run.add_argument("--rounds", type=int, help="run up to this many rounds (default: config)")
+    run.add_argument("--preset", choices=("tiny", "cpu", "gpu"),
+                     help="if DIR has no config yet, create it from this preset first")
+    run.add_argument("--model", help="with --preset: the model to use")
+    run.set_defaults(func=cmd_run, must_exist=False)
+
+    resume = sub.add_parser("resume", help="continue an interrupted run where it stopped")
+    resume.add_argument("dir")
+    resume.add_argument("--rounds", type=int, help="run up to this many rounds (default: config)")
+    resume.set_defaults(func=cmd_run, must_exist=True)
+
+    status = sub.add_parser("status", help="rounds done and the funnel of each round")
+    status.add_argument("dir")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(func=cmd_status)
+
+    export = sub.add_parser("export", help="write the verified training data with provenance")
+    export.add_argument("dir")
+    export.add_argument("--out", required=True, help="the JSONL file to write")
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_init(args) -> int:
+    import dataclasses
+
+    from selfplay.config import preset
+    from selfplay.rundir import init_run
+    config = preset(args.preset, model=args.model)
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+    run = init_run(args.dir, config)
+    print(f"created {run.config_file} (preset {args.preset}, model {config.model.name}); "
+          f"start it with: selfplay run {args.dir}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from selfplay.loop import run
+    preset_name = getattr(args, "preset", None)
+    if preset_name and not (Path(args.dir) / "config.toml").exists():
+        from selfplay.config import preset
+        from selfplay.rundir import init_run
+        init_run(args.dir, preset(preset_name, model=args.model))
+        print(f"created {args.dir}/config.toml from preset {preset_name}")
+    result = run(args.dir, rounds=args.rounds, progress=sys.stderr.isatty(), echo=True,
+                 must_exist=args.must_exist)
+    _print_status(result)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from selfplay.loop import status
+    result = status(args.dir)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        _print_status(result)
+    return 0
+
+
+def _print_status(result: dict) -> None:
+    print(f"rounds done: {result['rounds_done']} of {result['rounds_planned']}")
+    for r in result["rounds"]:
+        parts = [f"round {r['round']}:"]
+        if "funnel" in r:
+            parts.append(" -> ".join(f"{k} {v if v is not None else '-'}"
+                                     for k, v in r["funnel"].items()))
+        if "pass_at_k" in r:
+            parts.append("pass@k " + ", ".join(f"@{k} {v:.3f}" for k, v in r["pass_at_k"].items()))
+        if not r["complete"]:
+            parts.append(f"(in progress: done {', '.join(r['stages_done'])})")
+        parts.append(f"[{r['seconds']:.0f} s]")
+        print(" ".join(parts))
+
+
+def cmd_export(args) -> int:
+    from selfplay.loop import export
+    n = export(args.dir, args.out)
+    print(f"wrote {n} training examples to {args.out}")
+    return 0

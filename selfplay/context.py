@@ -1,0 +1,72 @@
+"""What every stage of a round is handed: the round number, config, store, run dir and the
+expensive shared resources (model, verifier), loaded once and only when a stage needs them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from puzzles.store import Store
+from selfplay.config import RunConfig
+from selfplay.rundir import RunDir
+
+
+class Resources:
+    """The model (base + one adapter at a time) and the verifier pool, loaded lazily."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self._model = None
+        self._model_adapter: Path | None = None
+        self._verifier = None
+
+    def model(self, adapter: Path | None):
+        """The run's model with `adapter` applied (None: the base model)."""
+        if self._model is not None and self._model_adapter == adapter:
+            return self._model
+        from training.models import load_model
+        self.drop_model()
+        self._model = load_model(self.config.model, adapter=adapter)
+        self._model_adapter = adapter
+        return self._model
+
+    def drop_model(self) -> None:
+        self._model = None
+        self._model_adapter = None
+
+    def verifier(self):
+        if self._verifier is None:
+            from sandbox import Verifier
+            self._verifier = Verifier(self.config.verifier)
+        return self._verifier
+
+    def close(self) -> None:
+        self.drop_model()
+        if self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+
+@dataclass
+class RoundContext:
+    round: int
+    config: RunConfig
+    store: Store
+    run: RunDir
+    resources: Resources
+    log: logging.Logger
+    progress: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def seed(self, stage: str, *parts: object) -> int:
+        """A seed for one stage (and chunk) of this round, derived from the run's seed, so a
+        resumed run draws exactly what an uninterrupted one would."""
+        text = ":".join(str(p) for p in (self.config.seed, self.round, stage, *parts))
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+    @property
+    def sampling_adapter(self) -> Path | None:
+        """The adapter this round samples from: the previous round's."""
+        return self.run.adapter(self.round - 1)

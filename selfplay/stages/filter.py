@@ -1,0 +1,101 @@
+"""Stage 2, filter: parse and validate proposals; reject trivial, nondeterministic and broken
+checkers. Every rejection is counted by reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from puzzles.errors import PuzzleError
+from puzzles.types import AnswerType, parse_type
+from selfplay.context import RoundContext
+
+_SCALAR_TRIVIA = {
+    "int": list(range(-10, 11)) + [100, 1000],
+    "float": [0.0, 0.5, 1.0, -1.0, 2.0, 0.1],
+    "bool": [True, False],
+    "str": ["", "a", "b", "ab", "abc", "aaa", "0", "1", " ", "hello", "x"],
+}
+# A checker failing with one of these on every trivial answer is broken, not hard.
+_BROKEN_ERRORS = ("NameError", "ImportError", "ModuleNotFoundError", "SyntaxError",
+                  "UnboundLocalError")
+
+
+def trivial_answers(t: AnswerType) -> list:
+    """Answers a puzzle must not accept (ICLR 2023: small ints, a few strings, short lists)."""
+    if t.name != "list":
+        return list(_SCALAR_TRIVIA[t.name])
+    items = trivial_answers(t.item)
+    return [[]] + [[x] for x in items[:4]] + [[x, x] for x in items[:2]] + [items[:3]]
+
+
+def parse_reason(error: PuzzleError) -> str:
+    """A short category for a parse failure, for the funnel counts."""
+    text = str(error)
+    for key, category in (("truncated", "truncated"), ("syntax error", "syntax"),
+                          ("annotation", "signature"), ("not allowed", "answer_type"),
+                          ("default", "signature"), ("argument", "signature"),
+                          ("never returns", "no_return"), ("top level", "extra_code"),
+                          ("exactly one", "extra_code"), ("empty", "empty")):
+        if key in text:
+            return category
+    return "invalid"
+
+
+def classify(first: list, second: list | None) -> tuple[str, str]:
+    """(status, reason) of a checker from its verdicts on the trivial answers (run twice)."""
+    for v in first:
+        if v.verdict == "pass":
+            return "trivial", "a trivial answer satisfies it"
+    for v in first:
+        if v.verdict == "rejected":
+            return "broken", f"sandbox rejected it: {v.detail}"[:200]
+        if v.verdict in ("timeout", "memory"):
+            return "broken", f"checker {v.verdict} on a trivial answer"
+    if second is not None and [v.verdict for v in first] != [v.verdict for v in second]:
+        return "nondeterministic", "two runs on the same answers disagree"
+    if first and all(v.verdict == "error" and v.detail.startswith(_BROKEN_ERRORS)
+                     for v in first):
+        return "broken", f"checker fails on its own: {first[0].detail}"[:200]
+    return "valid", ""
+
+
+def run(ctx: RoundContext) -> dict:
+    from training.prompts import parse_proposal
+
+    cfg = ctx.config.filter
+    todo = ctx.store.proposals(ctx.round, status="proposed")
+    updates: list[tuple[int, str, str, str | None, str | None]] = []
+    checks = []  # (proposal, puzzle, answers)
+    for p in todo:
+        try:
+            puzzle = parse_proposal(p.completion, p.provenance.get("prompt_k", 0))
+        except PuzzleError as e:
+            updates.append((p.id, "invalid", parse_reason(e), None, None))
+            continue
+        answers = trivial_answers(parse_type(puzzle.answer_type)) if cfg.trivial_answers else []
+        checks.append((p, puzzle, answers))
+
+    items = [(puzzle.source, a) for _, puzzle, answers in checks for a in answers]
+    if items:
+        verifier = ctx.resources.verifier()
+        first = verifier.check_answers(items)
+        second = verifier.check_answers(items) if cfg.determinism else None
+    pos = 0
+    for p, puzzle, answers in checks:
+        n = len(answers)
+        status, reason = classify(first[pos:pos + n], second[pos:pos + n] if second else None
+                                  ) if n else ("valid", "")
+        pos += n
+        updates.append((p.id, status, reason, puzzle.source, puzzle.hash))
+
+    with ctx.store.transaction():
+        for pid, status, reason, source, hash_ in updates:
+            ctx.store.set_proposal(pid, status, reason, puzzle=source, puzzle_hash=hash_)
+    # Counted from the store, not from this call, so a repeat after a crash reports the same.
+    proposals = ctx.store.proposals(ctx.round)
+    rejected = Counter(f"invalid:{p.reason}" if p.status == "invalid" else p.status
+                       for p in proposals if p.status != "valid")
+    valid = len(proposals) - sum(rejected.values())
+    ctx.log.info("round %d filter: %d valid of %d; rejected %s", ctx.round, valid,
+                 len(proposals), dict(rejected))
+    return {"valid": valid, "checked": len(proposals), "rejected": dict(sorted(rejected.items()))}

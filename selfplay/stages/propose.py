@@ -1,0 +1,49 @@
+"""Stage 1, propose: the model writes new puzzles after few-shot prompts of train puzzles."""
+
+from __future__ import annotations
+
+import random
+
+from puzzles.store import Proposal
+from selfplay.context import RoundContext
+from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
+
+
+def run(ctx: RoundContext) -> dict:
+    from training.prompts import propose_prompt
+    from training.sampling import sample
+
+    cfg = ctx.config.propose
+    pool = [sp.puzzle for sp in ctx.store.puzzles(split="train")]
+    if not pool:
+        return {"proposed": 0, "prompts": 0}
+    loaded = ctx.resources.model(ctx.sampling_adapter)
+    sampling = sampling_config(ctx, cfg)
+    # All prompts are drawn up front from one seeded generator, so chunk i is the same
+    # whether or not an earlier run was cut off after chunk i-1.
+    rng = random.Random(ctx.seed("propose"))
+    prompts = [propose_prompt(pool, rng, ctx.config.prompts, loaded.tokenizer)
+               for _ in range(cfg.prompts)]
+    done = {p.prompt for p in ctx.store.proposals(ctx.round)}
+    base_provenance = model_provenance(ctx, loaded, sampling)
+    per_chunk = max(1, ctx.config.generation.batch_size // max(1, cfg.per_prompt))
+    with progress_bar(ctx, cfg.prompts, "propose") as bar:
+        for i, part in enumerate(chunks(cfg.prompts, per_chunk)):
+            if all(j in done for j in part):
+                bar.update(len(part))
+                continue
+            texts = [prompts[j][0] for j in part]
+            completions = sample(loaded, texts, cfg.per_prompt, sampling,
+                                 seed=ctx.seed("propose", i))
+            rows = []
+            for j, outs in zip(part, completions):
+                _, parents = prompts[j]
+                for s, text in enumerate(outs):
+                    rows.append(Proposal(ctx.round, j, s, text, provenance={
+                        **base_provenance, "parents": parents, "prompt_k": len(parents)}))
+            with ctx.store.transaction():
+                ctx.store.add_proposals(rows)
+            bar.update(len(part))
+    n = len(ctx.store.proposals(ctx.round))
+    ctx.log.info("round %d propose: %d completions from %d prompts", ctx.round, n, cfg.prompts)
+    return {"proposed": n, "prompts": cfg.prompts}

@@ -1,0 +1,72 @@
+"""Stage 6, select: store every verified solution, keep the learnable puzzles (solve rate
+strictly between the bounds), up to m shortest distinct solutions each, and mix in human seed
+pairs so they never fall below their share of the round's training set."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+
+from selfplay.context import RoundContext
+
+
+def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: int
+             ) -> tuple[int, int]:
+    """(synthetic, human) example counts: human >= share of the total, total >= min_examples
+    where the human pool allows; synthetic is cut when the pool cannot keep the share."""
+    if share >= 1:
+        return 0, min(n_human_pool, max(min_examples, 1))
+    need = math.ceil(share / (1 - share) * n_synthetic) if share > 0 else 0
+    n_human = min(n_human_pool, max(need, min_examples - n_synthetic))
+    if share > 0 and n_human < need:
+        n_synthetic = math.floor(n_human * (1 - share) / share)
+    return n_synthetic, n_human
+
+
+def run(ctx: RoundContext) -> dict:
+    cfg = ctx.config.select
+    store = ctx.store
+    by_puzzle = defaultdict(list)
+    for a in store.attempts(ctx.round, "solve"):
+        by_puzzle[a.puzzle_hash].append(a)
+    verifier = (store.stage_summary(ctx.round, "verify") or {}).get("verifier", "")
+    synthetic: list[tuple[int, str]] = []  # (puzzle id, solution hash)
+    solved = kept = 0
+    with store.transaction():
+        for puzzle_hash, attempts in by_puzzle.items():
+            sp = store.puzzle(puzzle_hash)
+            passes = [a for a in attempts if a.verdict == "pass"]
+            distinct = {}
+            for a in passes:
+                distinct.setdefault(a.solution_hash, a)
+            for a in distinct.values():
+                store.add_solution(sp.id, a.solution, a.solution_hash, "generated",
+                                   round=ctx.round, verifier=verifier,
+                                   provenance={**a.provenance, "attempt": a.attempt,
+                                               "solve_rate": len(passes) / len(attempts)})
+            solved += bool(passes)
+            rate = len(passes) / len(attempts)
+            if not (cfg.min_solve_rate < rate < cfg.max_solve_rate) or sp.puzzle.split != "train":
+                continue
+            kept += 1
+            best = sorted(distinct.values(), key=lambda a: (len(a.solution), a.solution_hash))
+            synthetic += [(sp.id, a.solution_hash) for a in best[:cfg.per_puzzle]]
+
+        human_pool = [(s.puzzle_id, s.id) for s in store.solutions()
+                      if s.origin in ("seed", "imported")]
+        train_ids = {sp.id for sp in store.puzzles(split="train")}
+        human_pool = [h for h in human_pool if h[0] in train_ids]
+        rng = random.Random(ctx.seed("select"))
+        n_syn, n_hum = plan_mix(len(synthetic), len(human_pool), cfg.human_share,
+                                cfg.min_examples)
+        chosen_syn = rng.sample(synthetic, n_syn) if n_syn < len(synthetic) else synthetic
+        chosen_hum = rng.sample(human_pool, n_hum)
+        solution_ids = {(s.puzzle_id, s.hash): s.id for s in store.solutions(round=ctx.round)}
+        examples = ([(pid, solution_ids[(pid, h)], "synthetic") for pid, h in chosen_syn]
+                    + [(pid, sid, "human") for pid, sid in chosen_hum])
+        rng.shuffle(examples)
+        store.set_train_examples(ctx.round, examples)
+    ctx.log.info("round %d select: %d puzzles solved, %d kept as learnable; training on %d "
+                 "synthetic + %d human examples", ctx.round, solved, kept, n_syn, n_hum)
+    return {"solved": solved, "selected": kept, "synthetic": n_syn, "human": n_hum}

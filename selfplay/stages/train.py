@@ -1,0 +1,34 @@
+"""Stage 7, train: a LoRA round on the selected examples; the next round samples from it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from selfplay.context import RoundContext
+
+
+def run(ctx: RoundContext) -> dict:
+    from training.lora import adapter_hash
+    from training.models import load_model
+    from training.trainer import train_adapter
+
+    examples = ctx.store.train_examples(ctx.round)
+    pairs = []
+    for ex in examples:
+        pairs.append((ctx.store.puzzle_by_id(ex.puzzle_id).puzzle.source,
+                      ctx.store.solution(ex.solution_id).source))
+    previous = ctx.run.adapter(ctx.round - 1)
+    init = previous if ctx.config.continue_adapter and previous and previous.exists() else None
+    # Training wraps the model in peft and changes it: it gets its own fresh copy of the base.
+    ctx.resources.drop_model()
+    base = load_model(ctx.config.model)
+    config = dataclasses.replace(ctx.config.train, seed=ctx.seed("train") % (2 ** 31))
+    out = ctx.run.round_dir(ctx.round) / "train"
+    summary = train_adapter(base, pairs, out, config, ctx.config.lora, init_adapter=init,
+                            resume=True, progress=ctx.progress)
+    result = {**dataclasses.asdict(summary), "examples": len(pairs),
+              "adapter_hash": adapter_hash(out / "adapter"),
+              "init_adapter": str(init) if init else ""}
+    ctx.log.info("round %d train: %d examples, %d steps, loss %.3f -> %.3f", ctx.round,
+                 len(pairs), summary.steps, summary.first_loss, summary.last_loss)
+    return result
