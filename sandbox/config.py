@@ -1,0 +1,77 @@
+"""The sandbox's public value types: what you configure, what you submit, what you get back."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+VERDICTS = ("pass", "fail", "error", "timeout", "memory", "rejected")
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """How untrusted code is run. The defaults pass every P3 reference solution on 2 cores."""
+
+    timeout: float = 5.0
+    """Wall-clock seconds allowed to each run of untrusted code: `g()` once, then `f(answer)`
+    once, each with its own budget. P3's Mastermind checks take 1 to 2.5 s of CPU, so a budget
+    under ~3 s turns honest slow checks into `timeout`; a larger one lets loops cost more."""
+    memory_mb: int = 1024
+    """Memory (MiB) the untrusted code may allocate on top of the interpreter: an address-space
+    limit per worker process. Exceeding it gives verdict `memory`."""
+    workers: int = 0
+    """Worker processes running at once; 0 means one per CPU core."""
+    batch_size: int = 64
+    """Most checks one worker process runs in sequence before it is replaced. Only code the
+    policy lint calls plain shares a process, and never across stages (see sandbox.policy)."""
+    max_answer_bytes: int = 1_000_000
+    """Largest answer accepted from `g`, in bytes of JSON; a larger answer fails the check."""
+    scratch_mb: int = 16
+    """Size (MiB) of the private scratch directory each worker may write to."""
+    uid_base: int = 61000
+    """Worker `w` drops to uid/gid `uid_base + w` when the verifier runs as root."""
+    strict: bool = False
+    """Refuse to start unless every kernel isolation layer is active (instead of warning)."""
+
+    def __post_init__(self):
+        from puzzles.errors import SelfplayError
+        if not self.timeout > 0:
+            raise SelfplayError(f"VerifierConfig.timeout must be > 0, not {self.timeout!r}")
+        if self.memory_mb < 16:
+            raise SelfplayError(f"VerifierConfig.memory_mb must be >= 16, not {self.memory_mb!r}")
+        if self.workers < 0:
+            raise SelfplayError(f"VerifierConfig.workers must be >= 0, not {self.workers!r}")
+        if self.batch_size < 1:
+            raise SelfplayError(f"VerifierConfig.batch_size must be >= 1, not {self.batch_size!r}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A puzzle (source defining `f`) and a candidate solution (source defining `g`)."""
+
+    puzzle: str
+    solution: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check. Only `f(g()) is True`, with an answer of the declared type,
+    is `pass`."""
+
+    verdict: str
+    """One of pass, fail, error, timeout, memory, rejected."""
+    detail: str
+    """Why: the exception and message, what `f` returned, the rule that rejected."""
+    seconds: float
+    """Wall time spent running untrusted code for this check."""
+    answer: str | None = None
+    """JSON text of g's answer when it was a value of the declared type (capped in size)."""
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"

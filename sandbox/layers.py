@@ -1,0 +1,261 @@
+"""Kernel isolation layers: what each worker process is confined by.
+
+The server sets up what all workers share once (network/IPC/mount namespaces, a size-capped
+tmpfs for scratch dirs, the compiled seccomp filter), and each worker applies its own layers
+right after fork, before it touches untrusted code:
+
+- rlimits: address space, CPU, file size, open files, no core dumps, one process (no fork);
+- setuid: a per-worker unprivileged uid, so RLIMIT_NPROC holds and root's powers are gone;
+- landlock: no file access outside the worker's scratch dir, no TCP, no signals or abstract
+  unix sockets outside the worker;
+- seccomp: no sockets at all (Landlock does not cover UDP), exec, fork/clone, kill, ptrace,
+  namespace, mount, io_uring, bpf, or raising rlimits.
+
+A layer the kernel or the privileges do not offer is reported (see `Layers`) and skipped; a
+layer reported active that then fails to apply stops the worker (fail closed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+from dataclasses import dataclass, field
+
+# x86_64 / aarch64 generic syscall numbers for Landlock (same on both).
+_SYS_LANDLOCK_CREATE_RULESET = 444
+_SYS_LANDLOCK_ADD_RULE = 445
+_SYS_LANDLOCK_RESTRICT_SELF = 446
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_LANDLOCK_RULE_PATH_BENEATH = 1
+# Filesystem rights by ABI version (1: bits 0-12, 2: REFER, 3: TRUNCATE, 5: IOCTL_DEV).
+_FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1,
+              5: (1 << 16) - 1}
+_FS_EXECUTE, _FS_REFER = 1 << 0, 1 << 13
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1, 2
+_SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1, 2
+
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
+_MS_REC, _MS_PRIVATE, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x4000, 1 << 18, 2, 4, 8
+_PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE, _PR_SET_PDEATHSIG = 38, 4, 1
+
+# Denied with EPERM by the seccomp filter. Everything else a Python interpreter needs stays
+# allowed: the filter is the network/process/kernel-surface boundary, Landlock the file one.
+DENIED_SYSCALLS = (
+    # network: Landlock only covers TCP, so deny sockets outright (UDP, raw, netlink, unix)
+    "socket", "socketpair",
+    # new programs and processes (threads too: nothing honest needs them here)
+    "execve", "execveat", "fork", "vfork", "clone", "clone3",
+    # signals to anyone (the parent, the process group, other workers)
+    "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+    "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
+    # reaching into other processes
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+    # namespaces, mounts, privileges, limits
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsmount",
+    "fsconfig", "move_mount", "open_tree", "fspick", "mount_setattr",
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
+    "setfsuid", "setfsgid", "capset", "setrlimit", "setpriority", "personality",
+    # kernel attack surface a checker never needs
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open",
+    "userfaultfd", "keyctl", "add_key", "request_key", "init_module", "finit_module",
+    "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff", "acct",
+    "quotactl", "syslog", "iopl", "ioperm", "open_by_handle_at", "name_to_handle_at",
+    "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "sethostname",
+    "setdomainname", "mknod", "mknodat", "fanotify_init", "lookup_dcookie", "vhangup",
+    "memfd_create", "memfd_secret", "move_pages", "migrate_pages", "msgget", "semget", "shmget",
+    "mq_open", "uselib", "nfsservctl", "chown", "fchown", "lchown", "fchownat",
+)
+_TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
+
+
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def landlock_abi() -> int:
+    """Landlock ABI version of the running kernel, 0 when absent or disabled."""
+    try:
+        abi = _libc().syscall(_SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                              ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
+    except OSError:
+        return 0
+    return max(int(abi), 0)
+
+
+@dataclass
+class Layers:
+    """What the server managed to set up, and why not where it did not.
+
+    `status` maps a layer name to True (active) or a string saying why it is not.
+    """
+
+    status: dict = field(default_factory=dict)
+    landlock_abi: int = 0
+    seccomp_filter: object = None
+    scratch_root: str = ""
+
+    def active(self, name: str) -> bool:
+        return self.status.get(name) is True
+
+
+def setup_server(scratch_root: str, scratch_mb: int, n_workers: int) -> Layers:
+    """Run once in the server process: shared namespaces, scratch tmpfs, seccomp filter."""
+    layers = Layers(scratch_root=scratch_root)
+    status = layers.status
+    status["process"] = True  # a separate, size-capped process per batch, SIGKILLed on timeout
+    status["rlimits"] = True
+    root = os.geteuid() == 0
+    libc = _libc()
+
+    if root:
+        status["setuid"] = True
+    else:
+        status["setuid"] = "not root: workers keep the caller's uid (RLIMIT_NPROC then counts " \
+                           "all of the user's processes, so fork is left to seccomp)"
+
+    if not root:
+        status["namespaces"] = "not root: no private network/IPC/mount namespaces"
+    elif libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWNS) != 0:
+        status["namespaces"] = f"unshare failed: {os.strerror(ctypes.get_errno())}"
+    elif libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        status["namespaces"] = f"making / private failed: {os.strerror(ctypes.get_errno())}"
+    else:
+        status["namespaces"] = True
+
+    status["scratch_tmpfs"] = "no private mount namespace: scratch is a plain directory " \
+                              "(file size capped by RLIMIT_FSIZE, total not capped)"
+    if status["namespaces"] is True:
+        opts = f"size={scratch_mb * max(n_workers, 1)}m,mode=0711".encode()
+        if libc.mount(b"tmpfs", scratch_root.encode(), b"tmpfs",
+                      _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, opts) == 0:
+            status["scratch_tmpfs"] = True
+        else:
+            status["scratch_tmpfs"] = f"tmpfs mount failed: {os.strerror(ctypes.get_errno())}"
+
+    layers.landlock_abi = landlock_abi()
+    if layers.landlock_abi >= 1:
+        missing = []
+        if layers.landlock_abi < 4:
+            missing.append("TCP (needs ABI 4)")
+        if layers.landlock_abi < 6:
+            missing.append("signal scoping (needs ABI 6)")
+        status["landlock"] = True
+        if missing:
+            status["landlock_partial"] = f"ABI {layers.landlock_abi}: no " + ", ".join(missing)
+    else:
+        status["landlock"] = "kernel has no Landlock (or it is disabled): file access is " \
+                             "limited by uid and permissions only"
+
+    try:
+        layers.seccomp_filter = build_seccomp_filter()
+        status["seccomp"] = True
+    except Exception as e:  # ImportError (no pyseccomp/libseccomp) or an OSError from it
+        status["seccomp"] = f"unavailable ({type(e).__name__}: {e}): sockets, exec and fork " \
+                            "are then stopped only by namespaces, rlimits and the import policy"
+    return layers
+
+
+def build_seccomp_filter():
+    import pyseccomp as sc
+
+    flt = sc.SyscallFilter(sc.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            flt.add_rule(sc.ERRNO(errno.EPERM), name)
+        except (OSError, ValueError):
+            continue  # not a syscall on this architecture
+    flt.add_rule(sc.ERRNO(errno.EPERM), "prlimit64", sc.Arg(2, sc.NE, 0))  # set, not get
+    for request in (_TIOCSTI, _TIOCLINUX):
+        flt.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.EQ, request))
+    return flt
+
+
+def set_rlimits(memory_bytes: int, cpu_seconds: int, file_bytes: int, one_process: bool):
+    """Lower soft and hard limits together so the untrusted code cannot raise them back."""
+    limits = [
+        (resource.RLIMIT_AS, memory_bytes),
+        (resource.RLIMIT_CPU, cpu_seconds),
+        (resource.RLIMIT_FSIZE, file_bytes),
+        (resource.RLIMIT_NOFILE, 32),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_MEMLOCK, 0),
+        (resource.RLIMIT_MSGQUEUE, 0),
+    ]
+    if one_process:
+        limits.append((resource.RLIMIT_NPROC, 1))
+    for which, value in limits:
+        _soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def drop_privileges(uid: int):
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getegid() != uid:
+        raise OSError("setuid did not take effect")
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def apply_landlock(abi: int, writable_dir: str):
+    """Deny every file access except inside `writable_dir`; deny TCP; scope signals."""
+    libc = _libc()
+    fs = _FS_RIGHTS[min(abi, 5)]
+    attr = _RulesetAttr(handled_access_fs=fs)
+    size = 8
+    if abi >= 4:
+        attr.handled_access_net = _NET_BIND_TCP | _NET_CONNECT_TCP
+        size = 16
+    if abi >= 6:
+        attr.scoped = _SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL
+        size = 24
+    ruleset = libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr),
+                           ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    try:
+        dir_fd = os.open(writable_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            rule = _PathBeneathAttr(allowed_access=fs & ~(_FS_EXECUTE | _FS_REFER),
+                                    parent_fd=dir_fd)
+            if libc.syscall(_SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset),
+                            ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
+                            ctypes.c_uint32(0)) != 0:
+                raise OSError(ctypes.get_errno(), "landlock_add_rule failed")
+        finally:
+            os.close(dir_fd)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+        if libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset),
+                        ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(ruleset)
+
+
+def die_with_parent(parent_pid: int):
+    """SIGKILL this worker if the server dies (set after setuid, which clears it)."""
+    if _libc().prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed")
+    if os.getppid() != parent_pid:
+        os._exit(0)  # the server is already gone
+
+
+def not_dumpable():
+    """No ptrace or /proc/<pid>/mem access to this process from its own uid."""
+    _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)

@@ -1,0 +1,242 @@
+"""The host side of the sandbox: `Verifier`, what the rest of the project codes against.
+
+    with Verifier(VerifierConfig(timeout=5)) as v:
+        verdicts = v.verify_many([Pair(puzzle_src, solution_src, id="p1"), ...])
+
+The verifier parses each pair with the project's puzzle format (a pair that does not parse is
+`rejected` without running anything), then hands the checks to a server process (see
+`sandbox.server`) started once per Verifier from a fresh interpreter, so that forking workers
+never copies this process's memory (torch, a model). Workers stay warm across calls in the
+sense that the server, its imports and its namespaces are reused; each batch gets a fresh,
+hardened worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import astuple
+from typing import Sequence
+
+from puzzles.errors import PuzzleError, SelfplayError
+from puzzles.format import parse_puzzle, parse_solution
+from puzzles.types import conforms
+from sandbox import wire
+from sandbox.config import Pair, Verdict, VerifierConfig
+from sandbox.policy import isolation_reason
+from sandbox.server import ENTRY as SERVER_ENTRY, Check
+
+SANDBOX_VERSION = "0.1"
+KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PUZZLE_CACHE = 4096
+
+
+class Verifier:
+    """Runs untrusted puzzle/solution pairs in a hardened sandbox. See module docstring."""
+
+    def __init__(self, config: VerifierConfig | None = None):
+        self.config = config or VerifierConfig()
+        self._proc: subprocess.Popen | None = None
+        self._scratch = ""
+        self._layers: dict = {}
+        self._puzzles: dict = {}  # source -> (Puzzle, isolate f?) or PuzzleError
+        sys.set_int_max_str_digits(0)
+        self._start()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        cfg = self.config
+        self._scratch = tempfile.mkdtemp(prefix="selfplay-sandbox-")
+        os.chmod(self._scratch, 0o711)  # lane dirs below belong to the workers' uids
+        settings = {"timeout": cfg.timeout, "memory_mb": cfg.memory_mb,
+                    "workers": cfg.n_workers, "batch_size": cfg.batch_size,
+                    "max_answer_bytes": cfg.max_answer_bytes, "scratch_mb": cfg.scratch_mb,
+                    "uid_base": cfg.uid_base, "scratch_root": self._scratch}
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH"))
+                                            if p)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-s", "-c", SERVER_ENTRY, json.dumps(settings)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            start_new_session=True)
+        reply = self._request(("layers",))
+        if reply is None:
+            self.close()
+            raise SelfplayError("the sandbox server failed to start (run `selfplay doctor`)")
+        self._layers = reply[1]
+        inactive = {k: v for k, v in self._layers.items() if k in KERNEL_LAYERS and v is not True}
+        if inactive and cfg.strict:
+            self.close()
+            raise SelfplayError("sandbox: strict mode needs every kernel layer, inactive: " +
+                                "; ".join(f"{k}: {v}" for k, v in inactive.items()))
+        for name, why in inactive.items():
+            warnings.warn(f"sandbox layer {name!r} is not active: {why}", RuntimeWarning,
+                          stacklevel=3)
+
+    def _request(self, message):
+        try:
+            wire.send(self._proc.stdin.fileno(), message)
+            return wire.recv(self._proc.stdout.fileno())
+        except (BrokenPipeError, OSError):
+            return None
+
+    def close(self) -> None:
+        """Stop the server and its workers, remove the scratch directory."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = ""
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- what it reports -----------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        """Provenance stored with every verdict: sandbox version, limits and active layers."""
+        active = "+".join(k for k, v in self._layers.items() if v is True)
+        c = self.config
+        return (f"selfplay-sandbox/{SANDBOX_VERSION} py{sys.version_info[0]}."
+                f"{sys.version_info[1]} timeout={c.timeout:g}s memory={c.memory_mb}MiB "
+                f"layers={active}")
+
+    def layers(self) -> dict[str, bool | str]:
+        """Isolation layers: True when active, otherwise a string saying why not."""
+        result = dict(self._layers)
+        result["two_stage"] = True  # f runs in a process g never touched, on a JSON answer
+        result["policy"] = True  # import allowlist; lint decides who may share a process
+        return result
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def verify(self, pair: Pair) -> Verdict:
+        return self.verify_many([pair])[0]
+
+    def verify_many(self, pairs: Sequence[Pair], progress: bool = False) -> list[Verdict]:
+        """One verdict per pair, in input order."""
+        results: list[Verdict | None] = [None] * len(pairs)
+        checks = []
+        for i, pair in enumerate(pairs):
+            prepared = self._prepare_pair(i, pair)
+            if isinstance(prepared, Verdict):
+                results[i] = prepared
+            else:
+                checks.append(prepared)
+        return self._run(checks, results, progress)
+
+    def check_answers(self, items: Sequence[tuple[str, object]],
+                      progress: bool = False) -> list[Verdict]:
+        """Run `f(answer)` only, for (puzzle source, answer value) items."""
+        results: list[Verdict | None] = [None] * len(items)
+        checks = []
+        for i, (source, value) in enumerate(items):
+            parsed = self._puzzle(source)
+            if isinstance(parsed, PuzzleError):
+                results[i] = Verdict("rejected", f"puzzle: {parsed}", 0.0)
+                continue
+            puzzle, f_alone = parsed
+            if not conforms(value, puzzle.type):
+                results[i] = Verdict("fail", f"answer is {type(value).__name__}, not "
+                                             f"{puzzle.answer_type}", 0.0)
+                continue
+            try:
+                text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+            except (ValueError, RecursionError) as e:
+                results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0)
+                continue
+            checks.append(Check(i, None, puzzle.source, puzzle.answer_type, text, False,
+                                f_alone))
+        return self._run(checks, results, progress)
+
+    def _puzzle(self, source: str):
+        hit = self._puzzles.get(source)
+        if hit is None:
+            try:
+                puzzle = parse_puzzle(source)
+                hit = (puzzle, isolation_reason(puzzle.source) is not None)
+            except PuzzleError as e:
+                hit = e
+            if len(self._puzzles) >= _PUZZLE_CACHE:
+                self._puzzles.clear()
+            self._puzzles[source] = hit
+        return hit
+
+    def _prepare_pair(self, i: int, pair: Pair) -> Check | Verdict:
+        parsed = self._puzzle(pair.puzzle)
+        if isinstance(parsed, PuzzleError):
+            return Verdict("rejected", f"puzzle: {parsed}", 0.0)
+        puzzle, f_alone = parsed
+        try:
+            solution = parse_solution(pair.solution, puzzle)
+        except PuzzleError as e:
+            return Verdict("rejected", f"solution: {e}", 0.0)
+        g_alone = isolation_reason(solution.source) is not None
+        return Check(i, solution.source, puzzle.source, puzzle.answer_type, None, g_alone,
+                     f_alone)
+
+    def _run(self, checks: list, results: list, progress: bool) -> list[Verdict]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(results), disable=not progress, desc="verify", unit="check",
+                   initial=len(results) - len(checks))
+        try:
+            for attempt in range(2):
+                todo = [c for c in checks if results[c.idx] is None]
+                if not todo:
+                    break
+                if attempt or self._proc is None or self._proc.poll() is not None:
+                    self.close()
+                    self._start()
+                if self._stream(todo, results, bar):
+                    break
+            for c in checks:
+                if results[c.idx] is None:
+                    results[c.idx] = Verdict("error", "the sandbox server died", 0.0)
+        finally:
+            bar.close()
+        return results
+
+    def _stream(self, checks: list, results: list, bar) -> bool:
+        """Send checks, collect verdicts as they come; False if the server died."""
+        try:
+            wire.send(self._proc.stdin.fileno(), ("run", [astuple(c) for c in checks]))
+        except (BrokenPipeError, OSError):
+            return False
+        out = self._proc.stdout.fileno()
+        while True:
+            message = wire.recv(out)
+            if message is None:
+                return False
+            if message[0] == "done":
+                return True
+            _, idx, verdict, detail, seconds, answer = message
+            results[idx] = Verdict(verdict, detail, seconds, answer)
+            bar.update(1)

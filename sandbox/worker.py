@@ -1,0 +1,182 @@
+"""What runs inside a worker process: harden it, then run one stage of a batch of checks.
+
+A check is two stages in two different processes:
+- stage "g": run `g()` and report its answer as JSON text, only if it is a value of the
+  declared type (exact builtin types, finite floats, size-capped);
+- stage "f": in a fresh process that no `g` ever ran in, decode that JSON, check the type
+  again, and run `f(answer)`; the check passes only if it returns the object `True`.
+
+So nothing `g` does to its own process (patching builtins, `f`, the wrapper; lying objects;
+exit codes; printed verdicts) can reach the process that judges it. Results go to the server
+on a pipe, one line per item, each prefixed with a per-batch nonce: stdout and stderr are
+/dev/null, and a line without the nonce marks the batch as tampered with.
+"""
+
+from __future__ import annotations
+
+import __future__
+import json
+import os
+import random
+import sys
+
+from puzzles.types import coerce, conforms, parse_type
+
+_RESULT_FD = 3
+_COMPILE_FLAGS = __future__.annotations.compiler_flag  # annotations like List[int] stay text
+_DETAIL_CHARS = 300
+_RECURSION_LIMIT = 20_000
+
+
+def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -> None:
+    """Entry point right after fork; never returns."""
+    try:
+        _own_fds(pipe_w)
+        try:
+            _harden(settings, layers, lane_dir, uid)
+        except BaseException as e:  # fail closed: no untrusted code without promised layers
+            _send(nonce, {"k": -1, "v": "setup", "d": _describe_exception(e)})
+            os._exit(71)
+        _send(nonce, {"k": -1, "v": "ready"})
+        run = _run_g if stage == "g" else _run_f
+        for k, item in enumerate(items):
+            _reset_interpreter_state()
+            try:
+                result = run(item, policy, settings)
+            except MemoryError:
+                result = {"v": "memory", "d": "MemoryError"}
+            result["k"] = k
+            _send(nonce, result)
+            if result["v"] == "memory":
+                break  # the heap may be fragmented or half-built: start a fresh process
+    finally:
+        os._exit(0)
+
+
+def _own_fds(pipe_w: int) -> None:
+    """stdin/stdout/stderr -> /dev/null, the result pipe at fd 3, nothing else inherited."""
+    os.setsid()  # own session and process group: a group kill reaches only this worker
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if pipe_w != _RESULT_FD:
+        os.dup2(pipe_w, _RESULT_FD)
+    os.closerange(_RESULT_FD + 1, 65536)
+    os.set_inheritable(_RESULT_FD, False)
+    sys.stdout = open(1, "w", closefd=False)  # print() works, and goes nowhere
+    sys.stderr = open(2, "w", closefd=False)
+
+
+def _harden(settings: dict, layers, lane_dir: str, uid: int) -> None:
+    from sandbox import layers as kernel
+
+    root = os.geteuid() == 0
+    os.chdir(lane_dir)
+    kernel.set_rlimits(memory_bytes=settings["memory_bytes"], cpu_seconds=settings["cpu_seconds"],
+                       file_bytes=settings["scratch_bytes"], one_process=root)
+    if layers.active("setuid"):
+        kernel.drop_privileges(uid)
+    kernel.die_with_parent(settings["server_pid"])
+    kernel.not_dumpable()
+    if layers.active("landlock"):
+        kernel.apply_landlock(layers.landlock_abi, lane_dir)
+    if layers.active("seccomp"):
+        layers.seccomp_filter.load()
+    sys.setrecursionlimit(_RECURSION_LIMIT)
+    sys.set_int_max_str_digits(0)
+
+
+def _reset_interpreter_state() -> None:
+    """What a previous check in this process could have changed through allowed modules."""
+    import decimal
+
+    random.seed()
+    decimal.setcontext(decimal.Context())
+    sys.setrecursionlimit(_RECURSION_LIMIT)
+
+
+def _send(nonce: str, payload: dict) -> None:
+    data = (nonce + json.dumps(payload) + "\n").encode()
+    while data:
+        data = data[os.write(_RESULT_FD, data):]
+
+
+def _call(source: str, name: str, args: tuple, policy):
+    code = compile(source, f"<{name}>", "exec", flags=_COMPILE_FLAGS, dont_inherit=True)
+    namespace = {"__builtins__": policy.runtime_builtins(), "__name__": "sandbox_check"}
+    exec(code, namespace)
+    fn = namespace.get(name)
+    if not callable(fn):
+        raise NameError(f"{name} is not defined")
+    return fn(*args)
+
+
+def _run_g(item, policy, settings) -> dict:
+    source, answer_type = item
+    try:
+        answer = _call(source, "g", (), policy)
+    except MemoryError:
+        raise
+    except BaseException as e:  # SystemExit, KeyboardInterrupt, anything g throws
+        return {"v": "error", "d": "g raised " + _describe_exception(e)}
+    return _encode_answer(answer, answer_type, settings["max_answer_bytes"])
+
+
+def _encode_answer(answer, answer_type: str, max_bytes: int) -> dict:
+    try:
+        atype = parse_type(answer_type)
+        if not conforms(answer, atype):
+            return {"v": "fail", "d": f"g returned {_describe_type(answer)}, not {answer_type}"}
+        text = json.dumps(answer, allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        return {"v": "fail", "d": "g returned a value nested too deeply"}
+    except (ValueError, TypeError) as e:
+        return {"v": "fail", "d": f"g's answer cannot be carried as JSON: {e}"[:_DETAIL_CHARS]}
+    if len(text) > max_bytes:
+        return {"v": "fail", "d": f"g's answer is {len(text)} bytes of JSON, over the "
+                                  f"{max_bytes}-byte cap"}
+    return {"v": "answer", "a": text}
+
+
+def _run_f(item, policy, settings) -> dict:
+    source, answer_type, answer_text = item
+    try:
+        atype = parse_type(answer_type)
+        answer = json.loads(answer_text)
+        if not conforms(answer, atype):
+            return {"v": "fail", "d": f"answer is {_describe_type(answer)}, not {answer_type}"}
+        answer = coerce(answer, atype)
+    except (ValueError, RecursionError) as e:
+        return {"v": "fail", "d": f"answer is not valid JSON: {type(e).__name__}"}
+    try:
+        result = _call(source, "f", (answer,), policy)
+    except MemoryError:
+        raise
+    except BaseException as e:
+        return {"v": "error", "d": "f raised " + _describe_exception(e)}
+    if result is True:
+        return {"v": "pass", "d": ""}
+    return {"v": "fail", "d": f"f returned {_describe_value(result)}"}
+
+
+def _describe_type(value) -> str:
+    return type(value).__name__ if type(value) in (int, float, str, bool, list, dict, tuple,
+                                                   set, type(None)) else "an object of another type"
+
+
+def _describe_value(value) -> str:
+    # Never call a method of an untrusted object (its __repr__ could lie or loop).
+    if value is None or type(value) in (bool, int, float):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return "a " + _describe_type(value) + " (not True)"
+
+
+def _describe_exception(e: BaseException) -> str:
+    try:
+        name = type(e).__name__
+        message = str(e)
+    except BaseException:
+        name, message = "exception", "(unprintable)"
+    text = f"{name}: {message}" if message else name
+    return text[:_DETAIL_CHARS]
