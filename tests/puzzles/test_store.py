@@ -80,3 +80,20 @@ def test_newer_schema_and_non_store_files_are_refused(tmp_path):
         Store(junk)
     with pytest.raises(SelfplayError, match="does not exist"):
         Store(tmp_path / "missing" / "s.db")
+
+
+def test_an_old_store_is_migrated_and_keeps_its_data(tmp_path):
+    from puzzles import store as store_module
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.executescript(store_module.MIGRATIONS[0])
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO puzzles (hash, source, answer_type, extra_args, origin) "
+               "VALUES (?, ?, 'int', '[]', 'seed')", (P1.hash, P1.source))
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert [sp.hash for sp in store.puzzles()] == [P1.hash]
+        assert store.proposals(1) == []
