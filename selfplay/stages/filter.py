@@ -10,7 +10,8 @@ from puzzles.types import AnswerType, parse_type
 from selfplay.context import RoundContext
 
 _SCALAR_TRIVIA = {
-    "int": list(range(-10, 11)) + [100, 1000],
+    # Smallest first: lists of trivial items take the first few.
+    "int": [0, 1, -1] + [v for i in range(2, 11) for v in (i, -i)] + [100, 1000],
     "float": [0.0, 0.5, 1.0, -1.0, 2.0, 0.1],
     "bool": [True, False],
     "str": ["", "a", "b", "ab", "abc", "aaa", "0", "1", " ", "hello", "x"],

@@ -8,7 +8,8 @@ from selfplay.passk import mean_pass_at_k, pass_at_k
     (10, 10, 5, 1.0),
     (10, 3, 1, 0.3),                  # pass@1 is the plain success rate
     (4, 1, 2, 1 - 3 / 6),             # 1 - C(3,2)/C(4,2)
-    (5, 2, 3, 1 - 0 / 10),            # only 3 failures: every 3-draw holds a pass
+    (5, 2, 3, 1 - 1 / 10),            # 1 - C(3,3)/C(5,3)
+    (5, 3, 3, 1.0),                   # only 2 failures: every 3-draw holds a pass
     (10, 2, 5, 1 - 56 / 252),         # 1 - C(8,5)/C(10,5)
     (100, 1, 10, 0.1),                # 1 - C(99,10)/C(100,10) = 10/100
 ])

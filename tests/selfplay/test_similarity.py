@@ -17,7 +17,7 @@ def test_index_finds_the_nearest_stored_puzzle():
     index.add("b", B)
     key, score = index.most_similar(A_CONSTANT)
     assert key == "a" and 0.6 < score < 1
-    assert index.most_similar("def f(y: float): pass")[0] == ""
+    assert index.most_similar("while True: break")[0] == ""
 
 
 def test_containment_measures_share_of_the_query_found():
