@@ -1,0 +1,13 @@
+"""The last stage of a round: write the round's data card (DIR/cards/round-N.md and .json)."""
+
+from __future__ import annotations
+
+from selfplay.cards import build_card, write_card
+from selfplay.context import RoundContext
+
+
+def run(ctx: RoundContext) -> dict:
+    card = build_card(ctx.store, ctx.config, ctx.round, log=ctx.log)
+    md, _ = write_card(card, ctx.run.cards_dir)
+    ctx.log.info("round %d card: %s (%d warnings)", ctx.round, md, len(card["warnings"]))
+    return {"warnings": len(card["warnings"]), "card": str(md)}
