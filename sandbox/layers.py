@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import resource
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ DENIED_SYSCALLS = (
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
 
 
+@functools.lru_cache(maxsize=None)
 def _libc():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long

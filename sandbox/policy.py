@@ -8,7 +8,7 @@ This is not the security boundary (the kernel layers and the two-stage shape in
    `open`/`input`/`breakpoint`, and `import` yields read-only views of an allowlist of pure
    computational modules (public names only: `typing.sys` or `random._os` are not there). Other
    imports raise ImportError, so honest code gets a clear error instead of a kernel EPERM.
-2. `isolation_reason()`: a conservative lint. Code that touches nothing but plain computation
+2. `isolation_reason()`: a conservative lint on the compiled code. Code that touches nothing but plain computation
    may run in a worker that runs other checks of the same stage before and after it (this is
    what makes thousands of checks a second possible). Code that uses any introspection or
    dynamic feature (dunder or private attributes, frames, `eval`/`getattr`/`vars`, attribute
@@ -18,9 +18,9 @@ This is not the security boundary (the kernel layers and the two-stage shape in
 
 from __future__ import annotations
 
-import ast
+import __future__
 import builtins
-import string
+import dis
 import sys
 import types
 
@@ -34,96 +34,98 @@ ALLOWED_MODULES = (
 _HIDDEN_BUILTINS = ("open", "input", "breakpoint", "help", "exit", "quit", "copyright",
                     "credits", "license")
 
-# Names whose use sends code to a process of its own.
-_DYNAMIC_NAMES = frozenset((
+COMPILE_FLAGS = __future__.annotations.compiler_flag  # `x: List[int]` needs no import
+
+# Names (global names or attribute names) whose use sends code to a process of its own.
+_DYNAMIC = frozenset((
     "eval", "exec", "compile", "getattr", "setattr", "delattr", "globals", "locals", "vars",
     "dir", "memoryview", "object", "type", "super", "classmethod", "staticmethod", "property",
     "attrgetter", "methodcaller", "Formatter", "register", "setcontext", "localcontext",
+    "format", "format_map", "mro", "seed", "setstate", "getstate", "traps", "flags",
 ) + _HIDDEN_BUILTINS)
 # Attributes of frames, generators, coroutines, tracebacks and code objects: the way from any
 # object to the interpreter's internals without a dunder.
 _INTERNAL_ATTR_PREFIXES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
-_DYNAMIC_ATTRS = frozenset(("format", "format_map", "mro", "seed", "setstate", "getstate",
-                            "traps", "flags")) | _DYNAMIC_NAMES
-_SAFE_DUNDER_DEFS = frozenset((
+_SAFE_DUNDERS = frozenset((  # defining these in one's own classes is plain code
     "__init__", "__repr__", "__str__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__",
     "__ge__", "__hash__", "__len__", "__iter__", "__next__", "__getitem__", "__contains__",
     "__add__", "__sub__", "__mul__", "__bool__", "__call__"))
+_CLASS_BODY_NAMES = frozenset(("__name__", "__module__", "__qualname__"))
+_INTERNAL_STRINGS = ("gi_frame", "f_back", "f_globals", "f_locals", "tb_frame", "co_code")
+_CO_OPTIMIZED = 0x1
+_OP = dis.opmap
+_IMPORT_NAME, _IMPORT_STAR = _OP["IMPORT_NAME"], _OP["IMPORT_STAR"]
+_STORE_ATTR, _DELETE_ATTR, _LOAD_FAST = _OP["STORE_ATTR"], _OP["DELETE_ATTR"], _OP["LOAD_FAST"]
+_EXTENDED_ARG, _CACHE = _OP["EXTENDED_ARG"], _OP.get("CACHE", -1)
+_WATCHED_OPS = (_IMPORT_NAME, _IMPORT_STAR, _STORE_ATTR, _DELETE_ATTR)
 
 
-def isolation_reason(*sources: str) -> str | None:
-    """Why this code must run in a process of its own; None when it may share a batch worker."""
-    for source in sources:
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return "does not parse"
-        try:
-            reason = _first_dynamic_feature(tree)
-        except RecursionError:
-            return "deeply nested code"
+def compile_check(source: str, name: str):
+    """Compile untrusted source the way the worker runs it (annotations stay unevaluated)."""
+    return compile(source, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+
+
+def isolation_reason(code: types.CodeType) -> str | None:
+    """Why this compiled code must run in a process of its own; None when it may share a
+    batch worker with other checks of the same stage.
+
+    Works on bytecode rather than the AST: every global name, attribute name and imported
+    module of the code and of its nested functions, lambdas, comprehensions and classes is in
+    some `co_names`, so the check is a few set operations instead of a tree walk.
+    """
+    stack = [code]
+    while stack:
+        co = stack.pop()
+        allowed = _CLASS_BODY_NAMES if not co.co_flags & _CO_OPTIMIZED else ()
+        for name in co.co_names:
+            if name in allowed:
+                continue
+            if name.startswith("__") and name not in _SAFE_DUNDERS:
+                return f"uses {name!r}"
+            if name.startswith("_") and not name.startswith("__"):
+                return f"uses private name {name!r}"
+            if name in _DYNAMIC or name.startswith(_INTERNAL_ATTR_PREFIXES):
+                return f"uses {name!r}"
+        for const in co.co_consts:
+            if isinstance(const, types.CodeType):
+                stack.append(const)
+            elif isinstance(const, str) and _suspicious_string(const):
+                return "string constant naming interpreter internals"
+            elif isinstance(const, tuple) and any(
+                    isinstance(c, str) and (_suspicious_string(c) or c == "metaclass")
+                    for c in const):
+                return "string constant naming interpreter internals"
+        reason = _opcode_reason(co)
         if reason:
             return reason
     return None
 
 
-def _first_dynamic_feature(tree: ast.AST) -> str | None:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            if node.id.startswith("__") or node.id in _DYNAMIC_NAMES:
-                return f"uses name {node.id!r}"
-        elif isinstance(node, ast.Attribute):
-            attr = node.attr
-            if (attr.startswith("_") or attr in _DYNAMIC_ATTRS
-                    or attr.startswith(_INTERNAL_ATTR_PREFIXES)):
-                if attr == "format" and _plain_format_string(node.value):
-                    continue
-                return f"uses attribute {attr!r}"
-            if isinstance(node.ctx, (ast.Store, ast.Del)) and not (
-                    isinstance(node.value, ast.Name) and node.value.id == "self"):
-                return f"sets attribute {attr!r} of something other than self"
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            if isinstance(node, ast.ImportFrom) and (node.level or node.module is None):
-                return "relative import"
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [
-                node.module]
-            for module in modules:
-                if module not in ALLOWED_MODULES:
-                    return f"imports {module}"
-            for alias in node.names:
-                if alias.name.startswith("_") or alias.name == "*" or \
-                        alias.name in _DYNAMIC_NAMES:
-                    return f"imports name {alias.name!r}"
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if node.name.startswith("__") and node.name not in _SAFE_DUNDER_DEFS:
-                return f"defines {node.name}"
-        elif isinstance(node, ast.ClassDef):
-            if node.keywords:
-                return "class with keywords (metaclass)"
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if "__" in node.value or any(p in node.value for p in (
-                    "gi_frame", "f_back", "f_globals", "tb_frame", "co_code")):
-                return "string constant naming interpreter internals"
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            if any(n.startswith("__") for n in node.names):
-                return "global dunder"
-        elif isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)):
-            return "async code"
+def _suspicious_string(text: str) -> bool:
+    return "__" in text or any(p in text for p in _INTERNAL_STRINGS)
+
+
+def _opcode_reason(co: types.CodeType) -> str | None:
+    raw = co.co_code
+    ops = raw[::2]
+    if not any(op in ops for op in _WATCHED_OPS):
+        return None
+    prev_op, prev_arg = -1, 0
+    ext = 0
+    for i in range(0, len(raw), 2):
+        op, arg = raw[i], raw[i + 1] | ext
+        ext = arg << 8 if op == _EXTENDED_ARG else 0
+        if op == _EXTENDED_ARG or op == _CACHE:
+            continue
+        if op == _IMPORT_STAR:
+            return "star import"
+        if op == _IMPORT_NAME and co.co_names[arg] not in ALLOWED_MODULES:
+            return f"imports {co.co_names[arg]}"
+        if op in (_STORE_ATTR, _DELETE_ATTR) and not (
+                prev_op == _LOAD_FAST and co.co_varnames[prev_arg] == "self"):
+            return f"sets attribute {co.co_names[arg]!r} of something other than self"
+        prev_op, prev_arg = op, arg
     return None
-
-
-def _plain_format_string(node: ast.expr) -> bool:
-    """`"{} {:>3}".format(...)`: a literal whose fields look up no attributes or items."""
-    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
-        return False
-    try:
-        for _text, field, spec, _conv in string.Formatter().parse(node.value):
-            for part in (field or "", spec or ""):
-                if "." in part or "[" in part or "{" in part:
-                    return False
-    except ValueError:
-        return False
-    return True
 
 
 class _SysShim(types.ModuleType):
@@ -185,8 +187,10 @@ class ModulePolicy:
                 setattr(self.views[parent], child, self.views[name])
         self._builtins = {k: v for k, v in vars(builtins).items() if k not in _HIDDEN_BUILTINS}
         self._builtins["__import__"] = self.import_module
+        self.imported: set[str] = set()  # since the last reset, see sandbox.worker
 
     def import_module(self, name, globals=None, locals=None, fromlist=(), level=0):
+        self.imported.add(name)
         if level:
             raise ImportError("relative imports are not allowed in the sandbox")
         view = self.views.get(name)

@@ -11,6 +11,7 @@ the timeout; the rest of that batch goes to a fresh worker.
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import math
 import os
@@ -33,11 +34,12 @@ ENTRY = "from sandbox.server import main; main()"  # not -m: the package imports
 
 @dataclass
 class Check:
-    """One check as the server tracks it. `g_source` None means: only run f on `answer`."""
+    """One check as the server tracks it: marshalled code of `g` and `f` (`g_code` None means:
+    only run f on `answer`), and whether each must run alone in its own process."""
 
     idx: int
-    g_source: str | None
-    f_source: str
+    g_code: bytes | None
+    f_code: bytes
     answer_type: str
     answer: str | None
     g_alone: bool
@@ -107,7 +109,7 @@ class Server:
         self.queues = {(stage, alone): collections.deque()
                        for stage in "gf" for alone in (False, True)}
         for check in checks:
-            if check.g_source is None:
+            if check.g_code is None:
                 self.queues["f", check.f_alone].append(check)
             else:
                 self.queues["g", check.g_alone].append(check)
@@ -146,12 +148,13 @@ class Server:
         lane = self.free_lanes.pop()
         nonce = secrets.token_hex(12)
         if stage == "g":
-            items = [(c.g_source, c.answer_type) for c in checks]
+            items = [(c.g_code, c.answer_type) for c in checks]
         else:
-            items = [(c.f_source, c.answer_type, c.answer) for c in checks]
+            items = [(c.f_code, c.answer_type, c.answer) for c in checks]
         settings = dict(self.worker_settings,
                         cpu_seconds=int(self.timeout * len(items) + _SETUP_SECONDS) + 1)
         r, w = os.pipe()
+        gc.freeze()  # the child's collector then never touches (and copies) our pages
         pid = os.fork()
         if pid == 0:
             try:
@@ -233,7 +236,7 @@ class Server:
             run.deadline = now + _SETUP_SECONDS  # only exiting is left
 
     def _finish(self, check: Check, verdict: str, detail: str) -> None:
-        answer = check.answer if verdict in ("pass", "fail") and check.g_source else None
+        answer = check.answer if verdict in ("pass", "fail") and check.g_code else None
         if verdict == "fail" and detail.startswith(("g returned", "answer is", "g's answer")):
             answer = None
         wire.send(self.out_fd, ("result", check.idx, verdict, detail, round(check.seconds, 6),

@@ -14,6 +14,7 @@ hardened worker process.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -28,13 +29,22 @@ from puzzles.format import parse_puzzle, parse_solution
 from puzzles.types import conforms
 from sandbox import wire
 from sandbox.config import Pair, Verdict, VerifierConfig
-from sandbox.policy import isolation_reason
+from sandbox.policy import compile_check, isolation_reason
 from sandbox.server import ENTRY as SERVER_ENTRY, Check
 
 SANDBOX_VERSION = "0.1"
 KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PUZZLE_CACHE = 4096
+
+
+def _compile(source: str, name: str) -> tuple[bytes, bool]:
+    """Marshalled code for the worker, and whether the policy wants it run alone."""
+    try:
+        code = compile_check(source, name)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        raise PuzzleError(f"{name} does not compile: {type(e).__name__}: {e}") from None
+    return marshal.dumps(code), isolation_reason(code) is not None
 
 
 class Verifier:
@@ -162,7 +172,7 @@ class Verifier:
             if isinstance(parsed, PuzzleError):
                 results[i] = Verdict("rejected", f"puzzle: {parsed}", 0.0)
                 continue
-            puzzle, f_alone = parsed
+            puzzle, f_code, f_alone = parsed
             if not conforms(value, puzzle.type):
                 results[i] = Verdict("fail", f"answer is {type(value).__name__}, not "
                                              f"{puzzle.answer_type}", 0.0)
@@ -172,16 +182,16 @@ class Verifier:
             except (ValueError, RecursionError) as e:
                 results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0)
                 continue
-            checks.append(Check(i, None, puzzle.source, puzzle.answer_type, text, False,
-                                f_alone))
+            checks.append(Check(i, None, f_code, puzzle.answer_type, text, False, f_alone))
         return self._run(checks, results, progress)
 
     def _puzzle(self, source: str):
+        """(Puzzle, marshalled code of f, must f run alone?) or the PuzzleError, cached."""
         hit = self._puzzles.get(source)
         if hit is None:
             try:
                 puzzle = parse_puzzle(source)
-                hit = (puzzle, isolation_reason(puzzle.source) is not None)
+                hit = (puzzle, *_compile(puzzle.source, "f"))
             except PuzzleError as e:
                 hit = e
             if len(self._puzzles) >= _PUZZLE_CACHE:
@@ -193,14 +203,13 @@ class Verifier:
         parsed = self._puzzle(pair.puzzle)
         if isinstance(parsed, PuzzleError):
             return Verdict("rejected", f"puzzle: {parsed}", 0.0)
-        puzzle, f_alone = parsed
+        puzzle, f_code, f_alone = parsed
         try:
             solution = parse_solution(pair.solution, puzzle)
+            g_code, g_alone = _compile(solution.source, "g")
         except PuzzleError as e:
             return Verdict("rejected", f"solution: {e}", 0.0)
-        g_alone = isolation_reason(solution.source) is not None
-        return Check(i, solution.source, puzzle.source, puzzle.answer_type, None, g_alone,
-                     f_alone)
+        return Check(i, g_code, f_code, puzzle.answer_type, None, g_alone, f_alone)
 
     def _run(self, checks: list, results: list, progress: bool) -> list[Verdict]:
         from tqdm import tqdm

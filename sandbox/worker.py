@@ -14,8 +14,8 @@ on a pipe, one line per item, each prefixed with a per-batch nonce: stdout and s
 
 from __future__ import annotations
 
-import __future__
 import json
+import marshal
 import os
 import random
 import sys
@@ -23,7 +23,6 @@ import sys
 from puzzles.types import coerce, conforms, parse_type
 
 _RESULT_FD = 3
-_COMPILE_FLAGS = __future__.annotations.compiler_flag  # annotations like List[int] stay text
 _DETAIL_CHARS = 300
 _RECURSION_LIMIT = 20_000
 
@@ -40,7 +39,7 @@ def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -
         _send(nonce, {"k": -1, "v": "ready"})
         run = _run_g if stage == "g" else _run_f
         for k, item in enumerate(items):
-            _reset_interpreter_state()
+            _reset_interpreter_state(policy)
             try:
                 result = run(item, policy, settings)
             except MemoryError:
@@ -86,13 +85,20 @@ def _harden(settings: dict, layers, lane_dir: str, uid: int) -> None:
     sys.set_int_max_str_digits(0)
 
 
-def _reset_interpreter_state() -> None:
-    """What a previous check in this process could have changed through allowed modules."""
-    import decimal
-
-    random.seed()
-    decimal.setcontext(decimal.Context())
-    sys.setrecursionlimit(_RECURSION_LIMIT)
+def _reset_interpreter_state(policy) -> None:
+    """Undo what a previous check in this process could change through the modules it
+    imported: random's state, decimal's context, the recursion limit."""
+    imported = policy.imported
+    if not imported:
+        return
+    if "random" in imported:
+        random.seed(os.urandom(16))
+    if "decimal" in imported:
+        import decimal
+        decimal.setcontext(decimal.Context())
+    if "sys" in imported:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+    imported.clear()
 
 
 def _send(nonce: str, payload: dict) -> None:
@@ -101,8 +107,8 @@ def _send(nonce: str, payload: dict) -> None:
         data = data[os.write(_RESULT_FD, data):]
 
 
-def _call(source: str, name: str, args: tuple, policy):
-    code = compile(source, f"<{name}>", "exec", flags=_COMPILE_FLAGS, dont_inherit=True)
+def _call(code_bytes: bytes, name: str, args: tuple, policy):
+    code = marshal.loads(code_bytes)  # compiled by the host, see sandbox.policy.compile_check
     namespace = {"__builtins__": policy.runtime_builtins(), "__name__": "sandbox_check"}
     exec(code, namespace)
     fn = namespace.get(name)
