@@ -182,6 +182,8 @@ def _eval(store: Store, round: int) -> dict:
             "pass_at_k": current,
             "problems": entry.get("problems"),
             "samples": entry.get("samples"),
+            # Evaluation puzzles that some round trained on: must stay 0.
+            "leaked": entry.get("leaked"),
             "previous": previous,
             "change": {k: v - previous[k] for k, v in current.items() if previous
                        and k in previous} if previous else None,
@@ -190,12 +192,12 @@ def _eval(store: Store, round: int) -> dict:
 
 
 def eval_sets(metrics: dict) -> dict[str, dict]:
-    """{set name: {"pass_at_k": ..., ...}} from one round's metrics; a bare `pass_at_k` (the
-    default set, as `selfplay status` shows it) counts as `heldout` when no set is named so."""
+    """{set name: {"pass_at_k": ..., ...}} from one round's metrics (`eval/<set>` entries). A
+    store with only the bare headline `pass_at_k` gets it as `heldout`, the default set."""
     sets = {name.removeprefix("eval/"): value for name, value in metrics.items()
             if name.startswith("eval/") and isinstance(value, dict)}
-    if "pass_at_k" in metrics and "heldout" not in sets:
-        sets = {"heldout": {"pass_at_k": metrics["pass_at_k"]}, **sets}
+    if not sets and "pass_at_k" in metrics:
+        sets = {"heldout": {"pass_at_k": metrics["pass_at_k"]}}
     return sets
 
 
@@ -310,6 +312,10 @@ def card_sections(card: dict) -> list[tuple[str, list[tuple[str, str]]]]:
             text = _num(v) + (f" ({change:+.3f} from round {card['round'] - 1})"
                               if change is not None else "")
             rows.append((f"{name} pass@{k}", text))
+        if e["problems"] is not None:
+            rows.append((f"{name} problems x samples",
+                         f"{e['problems']} x {_num(e['samples'])}, leaked into training: "
+                         f"{_num(e['leaked'])}"))
     sections.append(("Held-out evaluation", rows or [("not evaluated", "")]))
     sections.append(("Provenance", [
         ("model", f"{p['model']} {p['model_fingerprint']}".strip()),
