@@ -232,6 +232,10 @@ class Server:
         else:
             return self._stop(run, "error", "result channel tampered with (bad verdict)")
         run.k, run.item_started, run.deadline = k + 1, now, now + self.timeout
+        if v == "memory":  # the worker stops after a MemoryError: the rest go to a fresh one
+            self._reap(run)
+            self.queues[run.stage, False].extendleft(reversed(run.checks[run.k:]))
+            return
         if run.k == len(run.checks):
             run.deadline = now + _SETUP_SECONDS  # only exiting is left
 

@@ -43,6 +43,8 @@ def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -
             try:
                 result = run(item, policy, settings)
             except MemoryError:
+                result = None  # report outside the handler: the traceback pins the big objects
+            if result is None:
                 result = {"v": "memory", "d": "MemoryError"}
             result["k"] = k
             _send(nonce, result)

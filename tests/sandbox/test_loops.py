@@ -1,0 +1,43 @@
+"""Infinite loops anywhere get a hard kill and verdict `timeout`; the pool carries on."""
+
+import pytest
+
+from sandbox import Pair
+
+PUZZLE = "def f(x: int):\n    return x == 3\n"
+LOOPS = {
+    "python loop in g": (PUZZLE, "def g():\n    while True:\n        pass\n    return 3\n"),
+    "C-level loop in g": (PUZZLE, "def g():\n    return any(iter(int, 1))\n"),
+    "loop catching BaseException": (PUZZLE, (
+        "def g():\n    while True:\n        try:\n            while True:\n                pass\n"
+        "        except BaseException:\n            pass\n    return 3\n")),
+    "loop in f": ("def f(x: int):\n    while x == 3:\n        pass\n    return True\n",
+                  "def g():\n    return 3\n"),
+    "C-level loop in f": ("def f(x: int):\n    return any(iter(int, 1))\n",
+                          "def g():\n    return 3\n"),
+}
+
+
+def test_loops_time_out_and_pool_carries_on(quick, healthy):
+    honest = Pair(PUZZLE, "def g():\n    return 3\n", id="honest")
+    pairs = [Pair(p, s, id=name) for name, (p, s) in LOOPS.items()]
+    # honest pairs before, between and after the loops: batches are re-forked after a kill
+    verdicts = quick.verify_many([honest, *pairs[:2], honest, *pairs[2:], honest])
+    got = [v.verdict for v in verdicts]
+    assert got == ["pass", "timeout", "timeout", "pass", "timeout", "timeout", "timeout", "pass"]
+    for v in verdicts:
+        if v.verdict == "timeout":
+            assert "limit" in v.detail and v.seconds >= 1.0
+    healthy(quick)
+
+
+def test_signal_based_timeouts_are_not_enough_to_escape(quick, walk, healthy):
+    # g blocks SIGALRM-style handlers and ignores every catchable signal: only SIGKILL works.
+    g = ("def g():\n" + walk +
+         "    sig = os['sys'].modules['signal']\n"
+         "    for s in (sig.SIGALRM, sig.SIGTERM, sig.SIGINT, sig.SIGXCPU, sig.SIGVTALRM):\n"
+         "        try:\n            sig.signal(s, sig.SIG_IGN)\n"
+         "        except BaseException:\n            pass\n"
+         "    while True:\n        pass\n    return 3\n")
+    assert quick.verify(Pair(PUZZLE, g)).verdict == "timeout"
+    healthy(quick)
