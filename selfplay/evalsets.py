@@ -24,7 +24,8 @@ from puzzles.seeds import load_seeds
 @dataclass
 class EvalSet:
     name: str
-    puzzles: list[Puzzle] = field(default_factory=list)
+    puzzles: list = field(default_factory=list)
+    """Puzzles, or HumanEvalProblems for the humaneval set."""
 
 
 def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0) -> EvalSet:
@@ -45,7 +46,8 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
                                 f"{split} split from (use :all)")
         puzzles = [r.puzzle for r in records if want is None or r.puzzle.split == want]
     elif name == "humaneval":
-        raise SelfplayError("the humaneval set is not supported yet: see the project issue")
+        from selfplay.humaneval import load_humaneval
+        puzzles = load_humaneval()
     elif name.endswith(".jsonl") or Path(name).is_file():
         if not Path(name).is_file():
             raise SelfplayError(f"eval set {name!r}: no such file")
@@ -62,7 +64,7 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
     return EvalSet(name, puzzles)
 
 
-def eval_set_puzzles(config, store=None) -> list[Puzzle]:
+def eval_set_puzzles(config, store=None) -> list:
     """Every puzzle of every configured eval set (all of it, not a sample): training must
     stay away from all of them."""
     out = []

@@ -12,6 +12,7 @@ from puzzles.errors import PuzzleError
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from sandbox import Pair
+from selfplay.humaneval import HumanEvalProblem
 from selfplay.passk import mean_pass_at_k
 
 
@@ -44,6 +45,9 @@ def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Soluti
     prompts = []
     shots = prompt_config.solve_examples
     for i, puzzle in enumerate(problems):
+        if isinstance(puzzle, HumanEvalProblem):
+            prompts.append(puzzle.prompt)  # HumanEval is completed as it stands
+            continue
         rng = random.Random(f"{seed}:{i}")
         others = [e for e in examples if e[0].hash != puzzle.hash]
         prompts.append(solve_prompt(rng.sample(others, min(shots, len(others))), puzzle,
@@ -61,9 +65,13 @@ def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Soluti
                               provenance={"model": loaded.name,
                                           "model_fingerprint": loaded.fingerprint})
                 try:
-                    solution = parse_solution_completion(text, puzzle)
-                    row.solution, row.solution_hash = solution.source, solution.hash
-                    pairs.append(Pair(puzzle.source, solution.source))
+                    if isinstance(puzzle, HumanEvalProblem):
+                        pair = puzzle.pair(text)
+                    else:
+                        solution = parse_solution_completion(text, puzzle)
+                        row.solution, row.solution_hash = solution.source, solution.hash
+                        pair = Pair(puzzle.source, solution.source)
+                    pairs.append(pair)
                     where.append(len(attempts))
                 except PuzzleError as e:
                     row.verdict, row.detail = "rejected", f"unparsable: {e}"[:300]
