@@ -244,7 +244,7 @@ th { background: #f2f4f6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f6f8fa; border: 1px solid #e1e5e9; padding: 0.6em 0.8em; overflow-x: auto;
       font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace;
-      margin: 0; white-space: pre; }
+      margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; }
 figure { margin: 1em 0 1.6em; }
 figure img { max-width: 100%; border: 1px solid #e1e5e9; }
 figcaption { color: #5b6670; font-size: 0.9em; }

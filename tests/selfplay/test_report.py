@@ -89,3 +89,15 @@ def test_report_of_a_run_that_has_not_started(tmp_path):
     (tmp_path / "config.toml").write_text(config_toml(RunConfig()))
     with pytest.raises(SelfplayError, match="no store yet"):
         write_report(tmp_path)
+
+
+def test_report_of_a_run_with_only_the_base_model_evaluated(tmp_path):
+    (tmp_path / "config.toml").write_text(config_toml(RunConfig()))
+    with Store(tmp_path / "store.sqlite") as store, store.transaction():
+        store.mark_stage_done(0, "seed", {"puzzles": 0})
+        store.set_metric(0, "pass_at_k", {"1": 0.25})
+    index = write_report(tmp_path)
+    page = index.read_text()
+    assert "No rounds have run yet." in page and "0.250" in page
+    for name in re.findall(r'<img src="([^"]+)"', page):
+        assert (index.parent / name).read_bytes().startswith(PNG_MAGIC)
