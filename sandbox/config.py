@@ -24,8 +24,11 @@ class VerifierConfig:
     batch_size: int = 64
     """Most checks one worker process runs in sequence before it is replaced. Only code the
     policy lint calls plain shares a process, and never across stages (see sandbox.policy)."""
-    max_answer_bytes: int = 1_000_000
-    """Largest answer accepted from `g`, in bytes of JSON; a larger answer fails the check."""
+    max_answer_bytes: int = 128 << 20
+    """Largest answer accepted from `g`, in bytes of JSON; a larger answer fails the check.
+    (P3's largest reference answer, ExponentialCoinMoves:0, is 81 MB of big ints.)"""
+    report_answer_bytes: int = 65_536
+    """Answers up to this size are copied into `Verdict.answer`; larger ones are left out."""
     scratch_mb: int = 16
     """Size (MiB) of the private scratch directory each worker may write to."""
     uid_base: int = 61000
@@ -70,7 +73,8 @@ class Verdict:
     seconds: float
     """Wall time spent running untrusted code for this check."""
     answer: str | None = None
-    """JSON text of g's answer when it was a value of the declared type (capped in size)."""
+    """JSON text of g's answer when it was a value of the declared type, up to
+    `VerifierConfig.report_answer_bytes` (None when larger)."""
 
     @property
     def passed(self) -> bool:

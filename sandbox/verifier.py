@@ -247,5 +247,7 @@ class Verifier:
             if message[0] == "done":
                 return True
             _, idx, verdict, detail, seconds, answer = message
+            if answer is not None and len(answer) > self.config.report_answer_bytes:
+                answer = None
             results[idx] = Verdict(verdict, detail, seconds, answer)
             bar.update(1)
