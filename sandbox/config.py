@@ -33,6 +33,9 @@ class VerifierConfig:
     """Size (MiB) of the private scratch directory each worker may write to."""
     uid_base: int = 61000
     """Worker `w` drops to uid/gid `uid_base + w` when the verifier runs as root."""
+    disable_layers: tuple[str, ...] = ()
+    """Kernel layers to leave off (setuid, namespaces, landlock, seccomp), for debugging or to
+    see how the sandbox behaves on a kernel without them. They are reported as inactive."""
     strict: bool = False
     """Refuse to start unless every kernel isolation layer is active (instead of warning)."""
 

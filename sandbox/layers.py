@@ -104,7 +104,8 @@ class Layers:
         return self.status.get(name) is True
 
 
-def setup_server(scratch_root: str, scratch_mb: int, n_workers: int) -> Layers:
+def setup_server(scratch_root: str, scratch_mb: int, n_workers: int,
+                 disable: tuple = ()) -> Layers:
     """Run once in the server process: shared namespaces, scratch tmpfs, seccomp filter."""
     layers = Layers(scratch_root=scratch_root)
     status = layers.status
@@ -112,6 +113,14 @@ def setup_server(scratch_root: str, scratch_mb: int, n_workers: int) -> Layers:
     status["rlimits"] = True
     root = os.geteuid() == 0
     libc = _libc()
+    _setup_kernel_layers(layers, scratch_root, scratch_mb, n_workers, root, libc, disable)
+    for name in disable:
+        status[name] = "disabled by VerifierConfig.disable_layers"
+    return layers
+
+
+def _setup_kernel_layers(layers, scratch_root, scratch_mb, n_workers, root, libc, disable):
+    status = layers.status
 
     if root:
         status["setuid"] = True
@@ -119,7 +128,9 @@ def setup_server(scratch_root: str, scratch_mb: int, n_workers: int) -> Layers:
         status["setuid"] = "not root: workers keep the caller's uid (RLIMIT_NPROC then counts " \
                            "all of the user's processes, so fork is left to seccomp)"
 
-    if not root:
+    if "namespaces" in disable:
+        status["namespaces"] = "disabled"
+    elif not root:
         status["namespaces"] = "not root: no private network/IPC/mount namespaces"
     elif libc.unshare(_CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWNS) != 0:
         status["namespaces"] = f"unshare failed: {os.strerror(ctypes.get_errno())}"
@@ -152,13 +163,14 @@ def setup_server(scratch_root: str, scratch_mb: int, n_workers: int) -> Layers:
         status["landlock"] = "kernel has no Landlock (or it is disabled): file access is " \
                              "limited by uid and permissions only"
 
+    if "seccomp" in disable:
+        return
     try:
         layers.seccomp_filter = build_seccomp_filter()
         status["seccomp"] = True
     except Exception as e:  # ImportError (no pyseccomp/libseccomp) or an OSError from it
         status["seccomp"] = f"unavailable ({type(e).__name__}: {e}): sockets, exec and fork " \
                             "are then stopped only by namespaces, rlimits and the import policy"
-    return layers
 
 
 def build_seccomp_filter():

@@ -370,7 +370,7 @@ def main() -> None:
 
     policy = ModulePolicy()  # imports the allowlisted modules before any lockdown
     layers = kernel.setup_server(settings["scratch_root"], settings["scratch_mb"],
-                                 settings["workers"])
+                                 settings["workers"], tuple(settings["disable_layers"]))
     server = Server(settings, layers, policy)
     try:
         while True:

@@ -68,7 +68,8 @@ class Verifier:
         settings = {"timeout": cfg.timeout, "memory_mb": cfg.memory_mb,
                     "workers": cfg.n_workers, "batch_size": cfg.batch_size,
                     "max_answer_bytes": cfg.max_answer_bytes, "scratch_mb": cfg.scratch_mb,
-                    "uid_base": cfg.uid_base, "scratch_root": self._scratch}
+                    "uid_base": cfg.uid_base, "scratch_root": self._scratch,
+                    "disable_layers": list(cfg.disable_layers)}
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH"))
                                             if p)
