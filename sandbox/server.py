@@ -34,11 +34,14 @@ ENTRY = "from sandbox.server import main; main()"  # not -m: the package imports
 
 @dataclass
 class Check:
-    """One check as the server tracks it: marshalled code of `g` and `f` (`g_code` None means:
-    only run f on `answer`), and whether each must run alone in its own process."""
+    """One check as the server tracks it: the solution's source and its puzzle (`g_source`
+    None means: only run f on `answer`), the marshalled code of `f`, and whether each stage
+    must run alone in its own process. The g worker parses and lints the solution itself, so
+    that this work (and any parser crash) happens in parallel, inside the sandbox."""
 
     idx: int
-    g_code: bytes | None
+    g_source: str | None
+    puzzle: object
     f_code: bytes
     answer_type: str
     answer: str | None
@@ -109,7 +112,7 @@ class Server:
         self.queues = {(stage, alone): collections.deque()
                        for stage in "gf" for alone in (False, True)}
         for check in checks:
-            if check.g_code is None:
+            if check.g_source is None:
                 self.queues["f", check.f_alone].append(check)
             else:
                 self.queues["g", check.g_alone].append(check)
@@ -148,7 +151,7 @@ class Server:
         lane = self.free_lanes.pop()
         nonce = secrets.token_hex(12)
         if stage == "g":
-            items = [(c.g_code, c.answer_type) for c in checks]
+            items = [(c.g_source, c.puzzle, c.g_alone or len(checks) == 1) for c in checks]
         else:
             items = [(c.f_code, c.answer_type, c.answer) for c in checks]
         settings = dict(self.worker_settings,
@@ -221,7 +224,12 @@ class Server:
             return self._stop(run, "error", "result channel tampered with (out of order)")
         check = run.checks[k]
         check.seconds += now - run.item_started
-        if run.stage == "g" and v == "answer":
+        if run.stage == "g" and v == "alone":  # the policy wants it in a process of its own
+            check.g_alone = True
+            self.queues["g", True].append(check)
+        elif run.stage == "g" and v == "rejected":
+            self._finish(check, v, message["d"])
+        elif run.stage == "g" and v == "answer":
             if len(message["a"]) > self.settings["max_answer_bytes"]:
                 self._finish(check, "fail", "g's answer is over the size cap")
             else:
@@ -240,7 +248,7 @@ class Server:
             run.deadline = now + _SETUP_SECONDS  # only exiting is left
 
     def _finish(self, check: Check, verdict: str, detail: str) -> None:
-        answer = check.answer if verdict in ("pass", "fail") and check.g_code else None
+        answer = check.answer if verdict in ("pass", "fail") and check.g_source else None
         if verdict == "fail" and detail.startswith(("g returned", "answer is", "g's answer")):
             answer = None
         wire.send(self.out_fd, ("result", check.idx, verdict, detail, round(check.seconds, 6),
@@ -319,7 +327,9 @@ def _parse_line(line: bytes, nonce: str) -> dict | None:
     v = message.get("v")
     if v == "answer":
         return message if type(message.get("a")) is str else None
-    if v in ("ready",):
+    if v in ("ready", "alone"):
+        return message
+    if v == "rejected" and type(message.get("d")) is str:
         return message
     if v in _FINAL + ("setup",) and type(message.get("d")) is str:
         message["d"] = message["d"][:300]
@@ -380,7 +390,7 @@ def main() -> None:
             if message[0] == "layers":
                 wire.send(out_fd, ("layers", dict(layers.status)))
             elif message[0] == "run":
-                server.run([Check(*c) for c in message[1]], out_fd)
+                server.run(message[1], out_fd)
     except BrokenPipeError:
         pass
     finally:

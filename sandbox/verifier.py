@@ -21,11 +21,10 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from dataclasses import astuple
 from typing import Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import parse_puzzle, parse_solution
+from puzzles.format import parse_puzzle
 from puzzles.types import conforms
 from sandbox import wire
 from sandbox.config import Pair, Verdict, VerifierConfig
@@ -183,7 +182,8 @@ class Verifier:
             except (ValueError, RecursionError) as e:
                 results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0)
                 continue
-            checks.append(Check(i, None, f_code, puzzle.answer_type, text, False, f_alone))
+            checks.append(Check(i, None, None, f_code, puzzle.answer_type, text, False,
+                                f_alone))
         return self._run(checks, results, progress)
 
     def _puzzle(self, source: str):
@@ -205,12 +205,10 @@ class Verifier:
         if isinstance(parsed, PuzzleError):
             return Verdict("rejected", f"puzzle: {parsed}", 0.0)
         puzzle, f_code, f_alone = parsed
-        try:
-            solution = parse_solution(pair.solution, puzzle)
-            g_code, g_alone = _compile(solution.source, "g")
-        except PuzzleError as e:
-            return Verdict("rejected", f"solution: {e}", 0.0)
-        return Check(i, g_code, f_code, puzzle.answer_type, None, g_alone, f_alone)
+        if not isinstance(pair.solution, str) or not pair.solution.strip():
+            return Verdict("rejected", "solution: source is empty", 0.0)
+        # The solution is parsed, compiled and linted by the g worker (see Check).
+        return Check(i, pair.solution, puzzle, f_code, puzzle.answer_type, None, False, f_alone)
 
     def _run(self, checks: list, results: list, progress: bool) -> list[Verdict]:
         from tqdm import tqdm
@@ -237,7 +235,7 @@ class Verifier:
     def _stream(self, checks: list, results: list, bar) -> bool:
         """Send checks, collect verdicts as they come; False if the server died."""
         try:
-            wire.send(self._proc.stdin.fileno(), ("run", [astuple(c) for c in checks]))
+            wire.send(self._proc.stdin.fileno(), ("run", checks))
         except (BrokenPipeError, OSError):
             return False
         out = self._proc.stdout.fileno()

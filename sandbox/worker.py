@@ -20,7 +20,10 @@ import os
 import random
 import sys
 
+from puzzles.errors import PuzzleError
+from puzzles.format import parse_solution
 from puzzles.types import coerce, conforms, parse_type
+from sandbox.policy import compile_check, isolation_reason
 
 _RESULT_FD = 3
 _DETAIL_CHARS = 300
@@ -44,6 +47,8 @@ def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -
                 result = run(item, policy, settings)
             except MemoryError:
                 result = None  # report outside the handler: the traceback pins the big objects
+            except BaseException as e:  # untrusted code is wrapped in run(); this is our bug
+                result = {"v": "error", "d": "sandbox internal error: " + _describe_exception(e)}
             if result is None:
                 result = {"v": "memory", "d": "MemoryError"}
             result["k"] = k
@@ -109,8 +114,7 @@ def _send(nonce: str, payload: dict) -> None:
         data = data[os.write(_RESULT_FD, data):]
 
 
-def _call(code_bytes: bytes, name: str, args: tuple, policy):
-    code = marshal.loads(code_bytes)  # compiled by the host, see sandbox.policy.compile_check
+def _call(code, name: str, args: tuple, policy):
     namespace = {"__builtins__": policy.runtime_builtins(), "__name__": "sandbox_check"}
     exec(code, namespace)
     fn = namespace.get(name)
@@ -120,9 +124,20 @@ def _call(code_bytes: bytes, name: str, args: tuple, policy):
 
 
 def _run_g(item, policy, settings) -> dict:
-    source, answer_type = item
+    source, puzzle, alone = item
     try:
-        answer = _call(source, "g", (), policy)
+        code = compile_check(parse_solution(source, puzzle).source, "g")
+    except PuzzleError as e:
+        return {"v": "rejected", "d": f"solution: {e}"}
+    except (SyntaxError, ValueError, RecursionError) as e:
+        return {"v": "rejected", "d": f"solution does not compile: {type(e).__name__}: {e}"}
+    if not alone:
+        reason = isolation_reason(code)
+        if reason:
+            return {"v": "alone", "d": reason}
+    answer_type = puzzle.answer_type
+    try:
+        answer = _call(code, "g", (), policy)
     except MemoryError:
         raise
     except BaseException as e:  # SystemExit, KeyboardInterrupt, anything g throws
@@ -157,7 +172,7 @@ def _run_f(item, policy, settings) -> dict:
     except (ValueError, RecursionError) as e:
         return {"v": "fail", "d": f"answer is not valid JSON: {type(e).__name__}"}
     try:
-        result = _call(source, "f", (answer,), policy)
+        result = _call(marshal.loads(source), "f", (answer,), policy)
     except MemoryError:
         raise
     except BaseException as e:

@@ -35,7 +35,7 @@ def test_results_come_back_in_input_order(verifier):
 ])
 def test_unparseable_pairs_are_rejected_with_the_reason(verifier, puzzle, solution, where):
     v = verifier.verify(Pair(puzzle, solution))
-    assert v.verdict == "rejected" and v.detail.startswith(where) and v.seconds == 0.0
+    assert v.verdict == "rejected" and v.detail.startswith(where), v
 
 
 def test_errors_carry_the_exception(verifier):
