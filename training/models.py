@@ -8,6 +8,7 @@ for batched generation and a fingerprint that names the exact weights for proven
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import os
@@ -61,6 +62,10 @@ class LoadedModel:
     """16 hex digits identifying the base weights and the adapter; stored as provenance."""
     context_length: int
     """The most tokens (prompt + completion) the model was built to attend over."""
+    path: Path | None = None
+    """The directory the base weights were loaded from (what vLLM loads)."""
+    adapter: str = ""
+    """The adapter directory merged into `model`, if any."""
 
 
 def cache_dir() -> Path:
@@ -93,7 +98,8 @@ def load_model(config: ModelConfig | str = SMOLLM2, *,
     model.requires_grad_(False)
     return LoadedModel(model=model, tokenizer=tokenizer, name=config.name, device=device,
                        dtype=dtype, fingerprint=fingerprint,
-                       context_length=_context_length(model, tokenizer))
+                       context_length=_context_length(model, tokenizer), path=path,
+                       adapter=adapter)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -297,6 +303,16 @@ def publish_dir(target: Path, write) -> Path:
     entry; the loser of a race discards its copy.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Concurrent builders (parallel test runs, several loops) wait for the first instead of
+    # all spending a minute of CPU on the same model.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / FINGERPRINT_FILE).is_file():
+            return target
+        return _publish_locked(target, write)
+
+
+def _publish_locked(target: Path, write) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; a cache entry is as readable as its parent

@@ -1,0 +1,193 @@
+"""Prompt templates and completion parsing: the ICLR 2023 recipe ("Language Models Can Teach
+Themselves to Program Better"), adapted.
+
+Propose: k puzzles, renamed `f1..fk`, then `def f{k+1}(`; the model writes a new puzzle.
+Solve: solved examples (`def f`, `def g`, `assert f(g())`), then the puzzle, then its
+`def g(...):` header; the model writes the body.
+
+Every completion is cut at the first line that is not indented (the end of the function); a
+completion that ends with a newline finished its function, one that does not ran out of tokens.
+The sampler keeps that convention, so parsing can tell a truncated completion from a bad one.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from puzzles.errors import PuzzleError, SelfplayError
+from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution
+
+# A newline followed by anything but whitespace starts a line at column 0: the function ended.
+_FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How prompts are built. The templates are the only place prompt text is written."""
+
+    propose_examples: int = 4
+    """k: puzzles shown before the model writes puzzle k+1 (fewer if the store has fewer)."""
+    solve_examples: int = 3
+    """Solved examples shown before the puzzle to solve (the caller chooses which)."""
+    propose_preamble: str = ""
+    """Text put before the propose examples, e.g. a comment saying what follows."""
+    solve_preamble: str = ""
+    """Text put before the solved examples."""
+    solved_example: str = "{puzzle}\n{solution}\nassert f(g())\n"
+    """One solved example: `{puzzle}` is the source of f, `{solution}` the source of g."""
+    solve_target: str = "{puzzle}\n{header}"
+    """The puzzle to solve and its `def g(...):` header, which must end the prompt."""
+    separator: str = "\n"
+    """Between examples (each example already ends with a newline)."""
+    max_prompt_tokens: int = 1536
+    """Prompts longer than this drop examples (never the target). Also capped by the
+    tokenizer's model_max_length minus `completion_tokens`."""
+    completion_tokens: int = 256
+    """Room kept for the completion when capping by the model's context length."""
+
+
+# The stop rule --------------------------------------------------------------------------------
+
+
+def cut_at_function_end(text: str) -> tuple[str, bool]:
+    """`text` up to its first non-indented line, blank lines before it dropped.
+
+    Returns (cut text, whether the function ended). The first line is never a stop: a
+    completion continues a `def` line that the prompt began.
+    """
+    m = _FUNCTION_END.search(text)
+    if m is None:
+        return text, False
+    return text[:m.start()].rstrip() + "\n", True
+
+
+def _finished(completion: str) -> str:
+    """The completion cut at its function's end; PuzzleError if it ran out of tokens."""
+    text, ended = cut_at_function_end(completion)
+    if not ended and not text.endswith("\n"):
+        raise PuzzleError("truncated: the completion ended before its function did "
+                          "(raise max_new_tokens, or the model rambles)")
+    return text
+
+
+# Propose ----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)  # prompts rename the same few puzzles over and over
+def rename_function(source: str, old: str, new: str) -> str:
+    """`source` with the top-level `def old` (and calls to `old` inside it) renamed `new`."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == old and node in tree.body:
+            node.name = new
+        elif isinstance(node, ast.Name) and node.id == old:
+            node.id = new
+    return ast.unparse(tree) + "\n"
+
+
+def propose_prompt(examples: list[Puzzle], rng: random.Random, config: PromptConfig = PromptConfig(),
+                   tokenizer=None) -> tuple[str, list[str]]:
+    """A prompt asking for a new puzzle after k examples drawn with `rng`.
+
+    Returns (prompt, hashes of the puzzles included, in order). Examples are dropped, longest
+    first, until the prompt fits; pass `len(hashes)` as `prompt_k` to `parse_proposal`.
+    """
+    k = min(config.propose_examples, len(examples))
+    chosen = rng.sample(list(examples), k)
+    limit = _token_limit(config, tokenizer)
+    while True:
+        prompt = _propose_text(chosen, config)
+        if not chosen or _n_tokens(prompt, tokenizer) <= limit:
+            return prompt, [p.hash for p in chosen]
+        chosen.remove(max(chosen, key=lambda p: len(p.source)))
+
+
+def _propose_text(puzzles: list[Puzzle], config: PromptConfig) -> str:
+    blocks = [rename_function(p.source, "f", f"f{i}") for i, p in enumerate(puzzles, 1)]
+    return config.propose_preamble + config.separator.join(
+        blocks + [f"def f{len(puzzles) + 1}("])
+
+
+def parse_proposal(completion: str, prompt_k: int) -> Puzzle:
+    """The puzzle a propose completion defines (it continues `def f{prompt_k+1}(`).
+
+    Raises PuzzleError with the reason: truncated, syntax, wrong signature, no return, ...
+    """
+    name = f"f{prompt_k + 1}"
+    source = f"def {name}(" + _finished(completion)
+    try:
+        source = rename_function(source, name, "f")  # recursive calls too, not just the def
+    except (SyntaxError, ValueError, RecursionError):
+        pass  # parse_puzzle says what is wrong, naming the line
+    return parse_puzzle(source)
+
+
+# Solve ------------------------------------------------------------------------------------
+
+
+def solved_example(puzzle: Puzzle, solution: Solution | str, config: PromptConfig = PromptConfig()
+                   ) -> str:
+    """One solved example as the solve prompt shows it."""
+    source = solution.source if isinstance(solution, Solution) else solution
+    return config.solved_example.format(puzzle=puzzle.source, solution=source)
+
+
+def solve_prompt(examples: list[tuple[Puzzle, Solution]], puzzle: Puzzle,
+                 config: PromptConfig = PromptConfig(), tokenizer=None) -> str:
+    """A prompt asking for `g` solving `puzzle`, after up to `config.solve_examples` examples.
+
+    Examples are dropped, longest first, until the prompt fits; if the puzzle alone does not
+    fit, SelfplayError names it.
+    """
+    chosen = list(examples[:config.solve_examples])
+    limit = _token_limit(config, tokenizer)
+    while True:
+        prompt = _solve_text(chosen, puzzle, config)
+        if _n_tokens(prompt, tokenizer) <= limit:
+            return prompt
+        if not chosen:
+            raise SelfplayError(f"puzzle {puzzle.name or puzzle.hash} alone needs "
+                                f"{_n_tokens(prompt, tokenizer)} prompt tokens, more than the "
+                                f"{limit} allowed (max_prompt_tokens / context length)")
+        chosen.remove(max(chosen, key=lambda e: len(solved_example(*e, config))))
+
+
+def _solve_text(examples: list[tuple[Puzzle, Solution]], puzzle: Puzzle,
+                config: PromptConfig) -> str:
+    blocks = [solved_example(p, s, config) for p, s in examples]
+    return config.solve_preamble + config.separator.join(
+        blocks + [config.solve_target.format(puzzle=puzzle.source,
+                                             header=puzzle.solution_header())])
+
+
+def parse_solution_completion(completion: str, puzzle: Puzzle) -> Solution:
+    """The solution a solve completion defines (it continues the puzzle's `def g(...):` line).
+
+    Raises PuzzleError with the reason: truncated, syntax, wrong arguments, no return, ...
+    """
+    return parse_solution(puzzle.solution_header() + _finished(completion), puzzle)
+
+
+# Lengths ----------------------------------------------------------------------------------
+
+
+def _token_limit(config: PromptConfig, tokenizer) -> int:
+    limit = config.max_prompt_tokens
+    model_max = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    if model_max and model_max < 1 << 20:  # tokenizers without a limit report a huge sentinel
+        limit = min(limit, model_max - config.completion_tokens)
+    return limit
+
+
+def _n_tokens(text: str, tokenizer) -> int:
+    if tokenizer is None:
+        return len(text) // 3 + 1  # byte-level BPE on code averages about 3 characters a token
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+__all__ = ["PromptConfig", "cut_at_function_end", "parse_proposal", "parse_solution_completion",
+           "propose_prompt", "rename_function", "solve_prompt", "solved_example"]
