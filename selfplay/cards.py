@@ -48,6 +48,8 @@ def build_card(store: Store, config: RunConfig, round: int, *,
         "novelty": novelty(store, new, round),
         "eval": _eval(store, round),
         "provenance": _provenance(store, config, round, stages),
+        "seconds": {stage: summary["seconds"] for stage, summary in stages.items()
+                    if "seconds" in summary},
     }
     previous = diversity(store.puzzles(origin="generated", round=round - 1)) if round > 1 \
         else None
@@ -324,6 +326,10 @@ def card_sections(card: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         ("propose sampling", _settings(p["propose_sampling"])),
         ("solve sampling", _settings(p["solve_sampling"])),
         ("verifier", p["verifier"] or "-"), ("run seed", str(p["seed"]))]))
+    seconds = card.get("seconds") or {}
+    if seconds:
+        sections.append(("Time (seconds)", [(stage, f"{s:.1f}") for stage, s in seconds.items()]
+                         + [("total", f"{sum(seconds.values()):.1f}")]))
     return sections
 
 

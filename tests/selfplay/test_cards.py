@@ -42,14 +42,14 @@ ROUND2 = [(f"def f(x: int, a={i}): return x + a == 10", ["s1"], [f"def g(a={i}):
 ROUND2.append(("def f(x: int, m=7, r=4): return x % m == r and x > 100", ["s1"], []))
 
 SUMMARIES = {
-    1: {"propose": {"proposed": 6, "prompts": 2},
+    1: {"propose": {"proposed": 6, "prompts": 2, "seconds": 3.5},
         "filter": {"valid": 4, "checked": 6, "rejected": {"invalid:syntax": 1, "trivial": 1}},
         "dedup": {"novel": 3, "rejected": {"duplicate": 1}},
         "solve": {"targets": 3, "attempts": 12, "parsed": 10},
         "verify": {"verdicts": {"fail": 5, "pass": 5, "rejected": 2}, "verifier": "sandbox-1"},
         "select": {"solved": 2, "selected": 2, "synthetic": 3, "human": 1},
         "train": {"steps": 8, "first_loss": 2.0, "last_loss": 1.5, "examples": 4,
-                  "adapter_hash": "adapter-r1"}},
+                  "adapter_hash": "adapter-r1", "seconds": 12.0}},
     2: {"propose": {"proposed": 8, "prompts": 2},
         "filter": {"valid": 6, "checked": 8,
                    "rejected": {"invalid:truncated": 1, "nondeterministic": 1}},
@@ -177,13 +177,14 @@ def test_card_pass_at_k_with_change_from_previous_round(run_dir):
     assert one["heldout"]["problems"] == 12
 
 
-def test_card_provenance(run_dir):
+def test_card_provenance_and_stage_times(run_dir):
     p1, p2 = card_of(run_dir, 1)["provenance"], card_of(run_dir, 2)["provenance"]
     assert (p1["model"], p1["model_fingerprint"]) == ("tiny", "fp123")
     assert p1["sampled_from_adapter"] == "base model" and p1["trained_adapter"] == "adapter-r1"
     assert p2["sampled_from_adapter"] == "adapter-r1" and p2["trained_adapter"] == "adapter-r2"
     assert p1["propose_sampling"] == PROPOSE_SAMPLING and p1["solve_sampling"] == SOLVE_SAMPLING
     assert p1["verifier"] == "sandbox-1"
+    assert card_of(run_dir, 1)["seconds"] == {"propose": 3.5, "train": 12.0}
 
 
 def test_warnings_for_diversity_drop_and_synthetic_share(run_dir):
