@@ -21,7 +21,7 @@ class VerifierConfig:
     limit per worker process. Exceeding it gives verdict `memory`."""
     workers: int = 0
     """Worker processes running at once; 0 means one per CPU core."""
-    batch_size: int = 64
+    batch_size: int = 128
     """Most checks one worker process runs in sequence before it is replaced. Only code the
     policy lint calls plain shares a process, and never across stages (see sandbox.policy)."""
     max_answer_bytes: int = 128 << 20

@@ -105,24 +105,37 @@ class Server:
 
     # -- running a list of checks -------------------------------------------------------------
 
-    def run(self, checks: list, out_fd: int) -> None:
-        """Run every check, sending ("result", idx, verdict, detail, seconds, answer) as each
-        finishes, then ("done",)."""
-        self.out_fd = out_fd
+    def run(self, in_fd: int, out_fd: int) -> None:
+        """Take ("more", checks) messages until ("end",), running checks as they arrive (the
+        host parses the next chunk meanwhile); send ("result", idx, verdict, detail, seconds,
+        answer) as each finishes, then ("done",)."""
+        self.in_fd, self.out_fd, self.more = in_fd, out_fd, True
         self.queues = {(stage, alone): collections.deque()
                        for stage in "gf" for alone in (False, True)}
-        for check in checks:
+        self.running: dict[int, Running] = {}
+        self.free_lanes = list(range(self.n_lanes))
+        self.outbox: list = []
+        while self.more or self.running or any(self.queues.values()):
+            while self.free_lanes and self._start_next():
+                pass
+            self._wait()
+            if self.outbox:  # one message per wake-up, not one per verdict
+                wire.send(out_fd, ("results", self.outbox))
+                self.outbox = []
+        wire.send(out_fd, ("done",))
+
+    def _receive(self) -> None:
+        message = wire.recv(self.in_fd)
+        if message is None:
+            raise BrokenPipeError("the verifier went away")
+        if message[0] == "end":
+            self.more = False
+            return
+        for check in message[1]:
             if check.g_source is None:
                 self.queues["f", check.f_alone].append(check)
             else:
                 self.queues["g", check.g_alone].append(check)
-        self.running: dict[int, Running] = {}
-        self.free_lanes = list(range(self.n_lanes))
-        while self.running or any(self.queues.values()):
-            while self.free_lanes and self._start_next():
-                pass
-            self._wait()
-        wire.send(out_fd, ("done",))
 
     def _pending(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -172,13 +185,19 @@ class Server:
                                   nonce=nonce, deadline=time.monotonic() + _SETUP_SECONDS)
 
     def _wait(self) -> None:
-        if not self.running:
-            return
         now = time.monotonic()
-        timeout = max(0.0, min(r.deadline for r in self.running.values()) - now)
-        readable, _, _ = select.select(list(self.running), [], [], timeout)
+        timeout = None
+        if self.running:
+            timeout = max(0.0, min(r.deadline for r in self.running.values()) - now)
+        fds = list(self.running) + ([self.in_fd] if self.more else [])
+        if not fds:
+            return
+        readable, _, _ = select.select(fds, [], [], timeout)
         for fd in readable:
-            self._read(self.running[fd])
+            if fd == self.in_fd:
+                self._receive()
+            else:
+                self._read(self.running[fd])
         now = time.monotonic()
         for run in list(self.running.values()):
             if run.fd in self.running and now >= run.deadline:
@@ -251,8 +270,8 @@ class Server:
         answer = check.answer if verdict in ("pass", "fail") and check.g_source else None
         if verdict == "fail" and detail.startswith(("g returned", "answer is", "g's answer")):
             answer = None
-        wire.send(self.out_fd, ("result", check.idx, verdict, detail, round(check.seconds, 6),
-                                answer))
+        self.outbox.append(("result", check.idx, verdict, detail, round(check.seconds, 6),
+                            answer))
 
     def _expire(self, run: Running) -> None:
         if run.k == -1:
@@ -390,7 +409,7 @@ def main() -> None:
             if message[0] == "layers":
                 wire.send(out_fd, ("layers", dict(layers.status)))
             elif message[0] == "run":
-                server.run(message[1], out_fd)
+                server.run(in_fd, out_fd)
     except BrokenPipeError:
         pass
     finally:

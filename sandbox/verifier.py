@@ -35,6 +35,7 @@ SANDBOX_VERSION = "0.1"
 KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PUZZLE_CACHE = 4096
+_CHUNK = 128  # checks per message: small enough that workers start while the host parses
 
 
 def _compile(source: str, name: str) -> tuple[bytes, bool]:
@@ -153,14 +154,15 @@ class Verifier:
     def verify_many(self, pairs: Sequence[Pair], progress: bool = False) -> list[Verdict]:
         """One verdict per pair, in input order."""
         results: list[Verdict | None] = [None] * len(pairs)
-        checks = []
-        for i, pair in enumerate(pairs):
-            prepared = self._prepare_pair(i, pair)
-            if isinstance(prepared, Verdict):
-                results[i] = prepared
-            else:
-                checks.append(prepared)
-        return self._run(checks, results, progress)
+
+        def prepared():
+            for i, pair in enumerate(pairs):
+                check = self._prepare_pair(i, pair)
+                if isinstance(check, Verdict):
+                    results[i] = check
+                else:
+                    yield check
+        return self._run(prepared(), results, progress)
 
     def check_answers(self, items: Sequence[tuple[str, object]],
                       progress: bool = False) -> list[Verdict]:
@@ -210,43 +212,75 @@ class Verifier:
         # The solution is parsed, compiled and linted by the g worker (see Check).
         return Check(i, pair.solution, puzzle, f_code, puzzle.answer_type, None, False, f_alone)
 
-    def _run(self, checks: list, results: list, progress: bool) -> list[Verdict]:
+    def _run(self, checks, results: list, progress: bool) -> list[Verdict]:
+        """Stream `checks` (an iterable, prepared lazily) to the server and collect verdicts;
+        restart the server once if it dies, then give up with `error` verdicts."""
         from tqdm import tqdm
 
-        bar = tqdm(total=len(results), disable=not progress, desc="verify", unit="check",
-                   initial=len(results) - len(checks))
+        bar = tqdm(total=len(results), disable=not progress, desc="verify", unit="check")
+        sent: list = []
         try:
-            for attempt in range(2):
-                todo = [c for c in checks if results[c.idx] is None]
-                if not todo:
-                    break
-                if attempt or self._proc is None or self._proc.poll() is not None:
-                    self.close()
-                    self._start()
-                if self._stream(todo, results, bar):
-                    break
-            for c in checks:
-                if results[c.idx] is None:
-                    results[c.idx] = Verdict("error", "the sandbox server died", 0.0)
+            if self._proc is None or self._proc.poll() is not None:
+                self.close()
+                self._start()
+            if not self._stream(checks, sent, results, bar):
+                todo = [c for c in sent if results[c.idx] is None] + list(checks)
+                self.close()
+                self._start()
+                self._stream(todo, [], results, bar)
+            for i, v in enumerate(results):
+                if v is None:
+                    results[i] = Verdict("error", "the sandbox server died", 0.0)
+            bar.update(len(results) - bar.n)
         finally:
             bar.close()
         return results
 
-    def _stream(self, checks: list, results: list, bar) -> bool:
-        """Send checks, collect verdicts as they come; False if the server died."""
-        try:
-            wire.send(self._proc.stdin.fileno(), ("run", checks))
-        except (BrokenPipeError, OSError):
-            return False
-        out = self._proc.stdout.fileno()
+    def _stream(self, checks, sent: list, results: list, bar) -> bool:
+        """Send checks in chunks from a thread (preparing the next chunk overlaps running the
+        last), collect verdicts here; False if the server died. Every prepared check is
+        appended to `sent`, so a retry knows what is outstanding."""
+        import threading
+
+        fd_in, fd_out = self._proc.stdin.fileno(), self._proc.stdout.fileno()
+        failure: list = []
+
+        def send_all():
+            try:
+                wire.send(fd_in, ("run",))
+                chunk = []
+                for check in checks:
+                    chunk.append(check)
+                    sent.append(check)
+                    if len(chunk) >= _CHUNK:
+                        wire.send(fd_in, ("more", chunk))
+                        chunk = []
+                if chunk:
+                    wire.send(fd_in, ("more", chunk))
+            except BaseException as e:  # a broken pipe, or a bug while preparing
+                failure.append(e)
+            finally:
+                try:
+                    wire.send(fd_in, ("end",))
+                except OSError:
+                    pass
+
+        sender = threading.Thread(target=send_all, name="sandbox-sender", daemon=True)
+        sender.start()
+        ok = False
         while True:
-            message = wire.recv(out)
+            message = wire.recv(fd_out)
             if message is None:
-                return False
+                break
             if message[0] == "done":
-                return True
-            _, idx, verdict, detail, seconds, answer = message
-            if answer is not None and len(answer) > self.config.report_answer_bytes:
-                answer = None
-            results[idx] = Verdict(verdict, detail, seconds, answer)
-            bar.update(1)
+                ok = True
+                break
+            for _, idx, verdict, detail, seconds, answer in message[1]:
+                if answer is not None and len(answer) > self.config.report_answer_bytes:
+                    answer = None
+                results[idx] = Verdict(verdict, detail, seconds, answer)
+            bar.update(len(message[1]))
+        sender.join()
+        if failure and not isinstance(failure[0], OSError):
+            raise failure[0]
+        return ok
