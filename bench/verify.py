@@ -4,8 +4,8 @@ baseline), and the project's hardened Verifier, on the same clean pairs.
     python bench/verify.py [--pairs 2000] [--workers 2] [--baseline-pairs 200] [--source p3]
 
 Pairs are P3 reference pairs that check in under 5 ms in-process (from ../shared/data/p3
-beside the checkout, cycled up to --pairs) or generated arithmetic pairs (--source generated,
-the default without that data). The Verifier's time includes parsing each solution with
+beside the checkout, cycled up to --pairs) or generated arithmetic pairs with 8 solutions per
+puzzle like the loop's solve stage (--source generated, the default without that data). The Verifier's time includes parsing each solution with
 puzzles.format (inside its workers), which in-process exec skips.
 All three runs must agree that every pair passes.
 """
@@ -41,12 +41,16 @@ def in_process(pair: Pair) -> bool:
     return f_ns["f"](g_ns["g"]()) is True
 
 
-def generated_pairs(n: int) -> list[Pair]:
+def generated_pairs(n: int, tries: int = 8) -> list[Pair]:
+    """Arithmetic puzzles, `tries` different correct solutions each: the shape of the loop's
+    solve stage, where the model samples several solutions per puzzle."""
     pairs = []
     for i in range(n):
-        a, b = 1000 + i, 7 + i % 13
+        k, t = divmod(i, tries)
+        a, b = 1000 + k, 7 + k % 13
         pairs.append(Pair(f"def f(x: int, a={a}, b={b}):\n    return x % a == b and x > 10 ** 6\n",
-                          f"def g(a={a}, b={b}):\n    return 10 ** 6 * a + b\n", id=f"gen{i}"))
+                          f"def g(a={a}, b={b}):\n    return 10 ** 6 * a * {t + 1} + b\n",
+                          id=f"gen{k}.{t}"))
     return pairs
 
 
@@ -85,6 +89,17 @@ def human_eval_style(pair: Pair, timeout: float) -> bool:
         return len(result) > 0 and result[0] == "passed"
 
 
+def _cpu(pid: int | None = None) -> float:
+    """CPU seconds of this process and its reaped children, plus (with `pid`) those of a live
+    child process and everything it has reaped (the verifier's server and its workers)."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=2000)
@@ -100,45 +115,51 @@ def main() -> None:
     source = "P3 reference pairs under 5 ms" if use_p3 else "generated arithmetic pairs"
     with contextlib.redirect_stdout(io.StringIO()):
         pairs = p3_clean_pairs(args.pairs) if use_p3 else generated_pairs(args.pairs)
-    rows = []
+    rows = []  # (name, pairs, passed, wall seconds, cpu seconds of this process tree)
 
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), _cpu()
     with contextlib.redirect_stdout(io.StringIO()):  # some P3 solutions print
         ok = sum(in_process(p) for p in pairs)
     rows.append(("in-process exec (no isolation, the limit)", len(pairs), ok,
-                 time.perf_counter() - start))
+                 time.perf_counter() - wall, _cpu() - cpu))
 
     sample = pairs[:args.baseline_pairs]
     multiprocessing.set_start_method("fork", force=True)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), _cpu()
     with ThreadPoolExecutor(args.workers) as pool:
         ok = sum(pool.map(lambda p: human_eval_style(p, args.timeout), sample))
     rows.append(("human-eval style: a process per check", len(sample), ok,
-                 time.perf_counter() - start))
+                 time.perf_counter() - wall, _cpu() - cpu))
 
     start = time.perf_counter()
     verifier = Verifier(VerifierConfig(timeout=args.timeout, workers=args.workers))
     startup = time.perf_counter() - start
-    with verifier:
-        layers = "+".join(k for k, v in verifier.layers().items() if v is True)
-        verifier.verify_many(pairs[:50])  # warm: server imports and first forks
-        start = time.perf_counter()
-        verdicts = verifier.verify_many(pairs)
-        seconds = time.perf_counter() - start
+    layers = "+".join(k for k, v in verifier.layers().items() if v is True)
+    verifier.verify_many(pairs[:50])  # warm: server imports and first forks
+    server = verifier._proc.pid
+    wall, cpu = time.perf_counter(), _cpu(server)
+    verdicts = verifier.verify_many(pairs)
+    seconds = time.perf_counter() - wall
+    cpu = _cpu(server) - cpu
+    verifier.close()
     ok = sum(v.verdict == "pass" for v in verdicts)
-    rows.append(("selfplay Verifier (hardened, two-stage)", len(pairs), ok, seconds))
+    rows.append(("selfplay Verifier (hardened, two-stage)", len(pairs), ok, seconds, cpu))
 
-    rates = {name: n / s for name, n, _, s in rows}
-    limit, baseline = rates[rows[0][0]], rates[rows[1][0]]
-    print(f"pairs: {source}; {args.workers} workers on {os.cpu_count()} cores; "
-          f"timeout {args.timeout:g} s")
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    rates = [n / s for _, n, _, s, _ in rows]
+    limit, baseline = rates[0], rates[1]
+    print(f"pairs: {source}; {args.workers} workers on {cores} cores; timeout "
+          f"{args.timeout:g} s; load average {load:.1f} when done")
     print(f"verifier layers: {layers}; server start {startup * 1000:.0f} ms")
-    print(f"{'method':<44} {'pairs':>6} {'pass':>6} {'checks/s':>9} {'x baseline':>10} "
-          f"{'x limit':>8}")
-    for name, n, passed, s in rows:
-        rate = n / s
-        print(f"{name:<44} {n:>6} {passed:>6} {rate:>9.0f} {rate / baseline:>10.1f} "
-              f"{rate / limit:>8.3f}")
+    print("checks/s is wall time on this machine as it is; cpu ms/check counts every process "
+          f"involved, and 'idle est.' = {cores} cores / cpu per check")
+    print(f"{'method':<42} {'pairs':>5} {'pass':>5} {'checks/s':>8} {'x base':>7} "
+          f"{'x limit':>7} {'cpu ms':>7} {'idle est.':>9}")
+    for (name, n, passed, s, c), rate in zip(rows, rates):
+        per = c / n
+        print(f"{name:<42} {n:>5} {passed:>5} {rate:>8.0f} {rate / baseline:>7.1f} "
+              f"{rate / limit:>7.3f} {per * 1000:>7.3f} {cores / per:>9.0f}")
 
 
 if __name__ == "__main__":

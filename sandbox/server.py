@@ -267,8 +267,12 @@ class Server:
             run.deadline = now + _SETUP_SECONDS  # only exiting is left
 
     def _finish(self, check: Check, verdict: str, detail: str) -> None:
-        answer = check.answer if verdict in ("pass", "fail") and check.g_source else None
-        if verdict == "fail" and detail.startswith(("g returned", "answer is", "g's answer")):
+        # g's answer, once the f worker has accepted its type and run f on it
+        answer = check.answer if check.g_source is not None else None
+        ran_f = verdict == "pass" or (verdict == "fail" and detail.startswith("f returned")) or (
+            verdict == "error" and detail.startswith("f raised"))
+        if answer is not None and (not ran_f or
+                                   len(answer) > self.settings["report_answer_bytes"]):
             answer = None
         self.outbox.append(("result", check.idx, verdict, detail, round(check.seconds, 6),
                             answer))

@@ -68,6 +68,7 @@ class Verifier:
         settings = {"timeout": cfg.timeout, "memory_mb": cfg.memory_mb,
                     "workers": cfg.n_workers, "batch_size": cfg.batch_size,
                     "max_answer_bytes": cfg.max_answer_bytes, "scratch_mb": cfg.scratch_mb,
+                    "report_answer_bytes": cfg.report_answer_bytes,
                     "uid_base": cfg.uid_base, "scratch_root": self._scratch,
                     "disable_layers": list(cfg.disable_layers)}
         env = dict(os.environ)
@@ -276,8 +277,6 @@ class Verifier:
                 ok = True
                 break
             for _, idx, verdict, detail, seconds, answer in message[1]:
-                if answer is not None and len(answer) > self.config.report_answer_bytes:
-                    answer = None
                 results[idx] = Verdict(verdict, detail, seconds, answer)
             bar.update(len(message[1]))
         sender.join()
