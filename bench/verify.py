@@ -5,8 +5,9 @@ baseline), and the project's hardened Verifier, on the same clean pairs.
 
 Pairs are P3 reference pairs that check in under 5 ms in-process (from ../shared/data/p3
 beside the checkout, cycled up to --pairs) or generated arithmetic pairs with 8 solutions per
-puzzle like the loop's solve stage (--source generated, the default without that data). The Verifier's time includes parsing each solution with
-puzzles.format (inside its workers), which in-process exec skips.
+puzzle like the loop's solve stage (--source generated, the default without that data).
+The Verifier's time includes parsing each pair with puzzles.format (the puzzle on the host,
+the solution inside its workers), which in-process exec skips.
 All three runs must agree that every pair passes.
 """
 

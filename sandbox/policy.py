@@ -4,16 +4,16 @@ worker process with other checks.
 This is not the security boundary (the kernel layers and the two-stage shape in
 `sandbox.worker` are). It does two things:
 
-1. `runtime_builtins()` / `import_module()`: untrusted code sees a builtins dict without
-   `open`/`input`/`breakpoint`, and `import` yields read-only views of an allowlist of pure
-   computational modules (public names only: `typing.sys` or `random._os` are not there). Other
-   imports raise ImportError, so honest code gets a clear error instead of a kernel EPERM.
-2. `isolation_reason()`: a conservative lint on the compiled code. Code that touches nothing but plain computation
-   may run in a worker that runs other checks of the same stage before and after it (this is
-   what makes thousands of checks a second possible). Code that uses any introspection or
-   dynamic feature (dunder or private attributes, frames, `eval`/`getattr`/`vars`, attribute
-   stores on anything but `self`, non-allowlisted imports, format strings that look up
-   attributes...) runs alone in a fresh process instead: it is not rejected, only isolated.
+1. `ModulePolicy`: untrusted code sees a builtins dict without `open`/`input`/`breakpoint`,
+   and `import` yields views of an allowlist of computational modules (public names only:
+   `typing.sys` or `random._os` are not there). Other imports raise ImportError, so honest
+   code gets a clear error instead of a kernel EPERM.
+2. `isolation_reason()`: a conservative lint on the compiled code. Code that does nothing but
+   plain computation may run in a worker that also runs other checks of the same stage (this
+   is what makes thousands of checks a second possible). Code that uses any introspection or
+   dynamic feature (dunder or private names, frames, `eval`/`getattr`/`vars`/`type`, `format`,
+   attribute stores on anything but `self`, imports outside the allowlist, strings naming
+   interpreter internals...) runs alone in a fresh process instead: isolated, not rejected.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """The Verifier's contract: order, rejections, check_answers, provenance, layer reporting."""
 
-import json
 import warnings
 
 import pytest

@@ -52,7 +52,8 @@ LANGUAGE = {
         "def f(s: str, n=3, c='ab'):\n    return s == c * n\n",
         "def g(n=3, c='ab'):\n    return c * n\n"),
     "sys shim and typing": (
-        "def f(li: List[int]):\n    import sys\n    return len(li) == 3 and max(li) < sys.maxsize\n",
+        "def f(li: List[int]):\n    import sys\n"
+        "    return len(li) == 3 and max(li) < sys.maxsize\n",
         "def g():\n    import sys\n    from typing import List\n    sys.setrecursionlimit(5000)\n"
         "    out: List[int] = [1, 2, 3]\n    return out\n"),
     "eval and private names (run alone, still pass)": (

@@ -1,6 +1,5 @@
 """Infinite loops anywhere get a hard kill and verdict `timeout`; the pool carries on."""
 
-import pytest
 
 from sandbox import Pair
 
