@@ -42,7 +42,8 @@ class ModelConfig:
     """`float32`, `bfloat16`, `float16`, or `auto` (bfloat16 on a GPU that supports it, float32
     on CPU)."""
     threads: int = 0
-    """CPU threads for torch (a process-wide setting); 0 = one per CPU this process may use."""
+    """CPU threads for torch (a process-wide setting); 0 = automatic: 1 for models under 30M
+    parameters, else one per CPU this process may use."""
     adapter: str = ""
     """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none."""
 
@@ -85,10 +86,9 @@ def load_model(config: ModelConfig | str = SMOLLM2, *,
     adapter = str(adapter) if adapter else config.adapter
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    _set_threads(config.threads, device)
-
     path = _model_dir(config.name)
     model, tokenizer = _load_dir(path, config.name, dtype)
+    _set_threads(config.threads, device, sum(p.numel() for p in model.parameters()))
     fingerprint = _read_fingerprint(path)
     if adapter:
         model = _apply_adapter(model, Path(adapter))
@@ -126,13 +126,25 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return choices[dtype]
 
 
-def _set_threads(threads: int, device: torch.device) -> None:
+def _set_threads(threads: int, device: torch.device, n_params: int) -> None:
     # Torch's thread pool is process-wide; setting it is the only way to honour the config.
     if device.type != "cpu":
         return
-    wanted = threads if threads > 0 else len(os.sched_getaffinity(0))
+    wanted = threads if threads > 0 else auto_threads(n_params)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
+
+
+def auto_threads(n_params: int) -> int:
+    """One thread for small models, else one per CPU this process may use.
+
+    Below ~30M parameters the matrices are too small to split: a second thread adds only
+    synchronisation, and on a busy machine the threads spin against each other (measured on
+    2 cores at load 10: tiny sampled 10x slower with 2 threads than with 1).
+    """
+    if n_params < 30_000_000:
+        return 1
+    return len(os.sched_getaffinity(0))
 
 
 def _model_dir(name: str) -> Path:

@@ -1,0 +1,329 @@
+"""Sampling completions: n per prompt, batched, stopping at the end of the generated function.
+
+The transformers backend is a small decoding loop rather than `model.generate`, for three
+reasons that matter on a CPU:
+- each distinct prompt is prefilled once and its KV cache copied to its n samples, instead of
+  recomputing the same prompt n times;
+- a sample that reaches the end of its function (the first non-indented line, or EOS) leaves
+  the batch, so no forward pass is spent on finished rows;
+- every sample draws its random numbers from its own generator, seeded from (seed, prompt,
+  sample index), so a completion does not depend on which other prompts share its batch
+  (up to floating-point rounding, which a different batch shape can change).
+The optional vLLM backend (`pip install selfplay[vllm]`, CUDA) sits behind the same interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+
+from puzzles.errors import SelfplayError
+from training.models import LoadedModel
+from training.prompts import cut_at_function_end
+
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How completions are drawn."""
+
+    temperature: float = 0.8
+    """Softmax temperature; 0 means greedy (every sample of a prompt is then the same)."""
+    top_p: float = 0.95
+    """Nucleus sampling: draw from the smallest set of tokens holding this much probability."""
+    max_new_tokens: int = 256
+    """Most tokens a completion may have; one that hits it is truncated (no final newline)."""
+    batch_size: int = 16
+    """Samples decoded together (rows of one forward pass)."""
+    backend: str = "auto"
+    """`transformers`, `vllm`, or `auto` (vllm on CUDA when installed, else transformers)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion and why it ended."""
+
+    text: str
+    """Cut at the end of the function; ends with a newline iff the function ended."""
+    finish: str
+    """`stop` (a non-indented line began), `eos` (the model ended the text), or `length`."""
+    tokens: int
+    """Tokens generated, including the one that ended the completion."""
+
+
+def sample(loaded: LoadedModel, prompts: list[str], n: int, config: SamplingConfig = SamplingConfig(),
+           seed: int = 0) -> list[list[str]]:
+    """`n` completions for each prompt, in prompt order; reproducible for a fixed seed."""
+    return [[c.text for c in row] for row in sample_completions(loaded, prompts, n, config, seed)]
+
+
+def sample_completions(loaded: LoadedModel, prompts: list[str], n: int,
+                       config: SamplingConfig = SamplingConfig(), seed: int = 0
+                       ) -> list[list[Completion]]:
+    """Like `sample`, with each completion's finish reason and token count."""
+    _check(config, n)
+    if not prompts or n == 0:
+        return [[] for _ in prompts]
+    backend = choose_backend(config.backend, loaded)
+    if backend == "vllm":
+        return _sample_vllm(loaded, prompts, n, config, seed)
+    return _sample_transformers(loaded, prompts, n, config, seed)
+
+
+def choose_backend(backend: str, loaded: LoadedModel) -> str:
+    if backend not in BACKENDS:
+        raise SelfplayError(f"sampling backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if backend == "vllm":
+        if not has_vllm:
+            raise SelfplayError("sampling backend 'vllm' asked for, but vllm is not installed "
+                                "(pip install 'selfplay[vllm]')")
+        if loaded.device.type != "cuda":
+            raise SelfplayError("sampling backend 'vllm' needs a CUDA device; the model is on "
+                                f"{loaded.device}")
+        return "vllm"
+    if backend == "auto" and has_vllm and loaded.device.type == "cuda":
+        return "vllm"
+    return "transformers"
+
+
+def _check(config: SamplingConfig, n: int) -> None:
+    if n < 0:
+        raise SelfplayError(f"number of samples must be >= 0, not {n}")
+    if config.temperature < 0:
+        raise SelfplayError(f"sampling temperature must be >= 0, not {config.temperature}")
+    if not 0 < config.top_p <= 1:
+        raise SelfplayError(f"sampling top_p must be in (0, 1], not {config.top_p}")
+    if config.max_new_tokens < 1 or config.batch_size < 1:
+        raise SelfplayError("sampling max_new_tokens and batch_size must be at least 1")
+
+
+def sample_seed(seed: int, prompt: str, index: int) -> int:
+    """The seed of one sample: a function of the run seed, its prompt and its index only."""
+    digest = hashlib.sha256(f"{seed}\0{index}\0{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+# The stop rule, token by token ------------------------------------------------------------
+
+
+class StopTables:
+    """Per-token lookup tables that apply the stop rule to a whole batch with two gathers.
+
+    The state of a row is whether its text ends at the start of a line. A token stops the row
+    if, from that state, its text puts a character other than space, tab, CR or LF at column 0.
+    """
+
+    def __init__(self, tokenizer, device: torch.device):
+        size = len(tokenizer)
+        texts = tokenizer.batch_decode([[i] for i in range(size)])
+        stop = torch.zeros(2, size, dtype=torch.bool)
+        after = torch.zeros(2, size, dtype=torch.bool)
+        for i, text in enumerate(texts):
+            for state in (0, 1):
+                at_start, stopped = bool(state), False
+                for ch in text:
+                    if at_start and ch not in " \t\r\n":
+                        stopped, at_start = True, False
+                        break
+                    at_start = ch == "\n"
+                stop[state, i], after[state, i] = stopped, at_start if text else bool(state)
+        self.stop, self.after = stop.to(device), after.to(device)
+        eos = {tokenizer.eos_token_id, *(_as_list(getattr(tokenizer, "eos_token_ids", None)))}
+        self.eos = torch.tensor(sorted(t for t in eos if t is not None), dtype=torch.long,
+                                device=device)
+
+    def step(self, state: torch.Tensor, token: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stops, new state) for each row's new token."""
+        row = state.long()
+        return self.stop[row, token], self.after[row, token]
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple, set)) else [value]
+
+
+def _stop_tables(loaded: LoadedModel) -> StopTables:
+    # Decoding the whole vocabulary costs ~0.5 s on a 49k vocabulary: do it once per model.
+    tables = getattr(loaded, "_stop_tables", None)
+    if tables is None:
+        tables = loaded._stop_tables = StopTables(loaded.tokenizer, loaded.device)
+    return tables
+
+
+# The transformers backend -----------------------------------------------------------------
+
+
+def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
+                         config: SamplingConfig, seed: int) -> list[list[Completion]]:
+    tokenizer = loaded.tokenizer
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    for i, ids in enumerate(encoded):
+        if len(ids) + config.max_new_tokens > loaded.context_length:
+            raise SelfplayError(
+                f"prompt {i} has {len(ids)} tokens; with max_new_tokens {config.max_new_tokens} "
+                f"it exceeds the context length of {loaded.name} ({loaded.context_length})")
+        if not ids:
+            raise SelfplayError(f"prompt {i} is empty")
+    jobs = [(p, j) for p in range(len(prompts)) for j in range(n)]
+    results: list[list[Completion | None]] = [[None] * n for _ in prompts]
+    tables = _stop_tables(loaded)
+    with torch.inference_mode():
+        for start in range(0, len(jobs), config.batch_size):
+            batch = jobs[start:start + config.batch_size]
+            seeds = [sample_seed(seed, prompts[p], j) for p, j in batch]
+            rows = _decode_batch(loaded, [encoded[p] for p, _ in batch], seeds, config, tables)
+            for (p, j), completion in zip(batch, rows):
+                results[p][j] = completion
+    return results
+
+
+def _decode_batch(loaded: LoadedModel, prompts_ids: list[list[int]], seeds: list[int],
+                  config: SamplingConfig, tables: StopTables) -> list[Completion]:
+    """Decode one batch of rows (rows sharing a prompt share its prefill)."""
+    from transformers import DynamicCache
+    model, device = loaded.model, loaded.device
+    pad = loaded.tokenizer.pad_token_id
+    max_new = config.max_new_tokens
+
+    # Prefill each distinct prompt once, left-padded, keeping only the last position's logits.
+    distinct: dict[tuple[int, ...], int] = {}
+    row_prompt = [distinct.setdefault(tuple(ids), len(distinct)) for ids in prompts_ids]
+    width = max(len(ids) for ids in distinct)
+    input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(distinct), width), dtype=torch.long)
+    for ids, k in distinct.items():
+        input_ids[k, width - len(ids):] = torch.tensor(ids)
+        mask[k, width - len(ids):] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    expand = torch.tensor(row_prompt, device=device)
+    cache.batch_select_indices(expand)
+    logits = out.logits[:, -1, :].index_select(0, expand)
+    mask = mask.index_select(0, expand)
+    next_pos = positions[:, -1].index_select(0, expand) + 1
+
+    rows = len(prompts_ids)
+    # Each row's uniforms come from its own generator: batch composition cannot change them.
+    uniforms = torch.stack([torch.rand(max_new, generator=torch.Generator().manual_seed(s),
+                                       dtype=torch.float64) for s in seeds]).to(device)
+    generated = torch.full((rows, max_new), pad, dtype=torch.long, device=device)
+    length = [max_new] * rows
+    finish = ["length"] * rows
+    alive = torch.arange(rows, device=device)  # the original row of each batch position
+    running = torch.ones(rows, dtype=torch.bool, device=device)
+    at_line_start = torch.zeros(rows, dtype=torch.bool, device=device)
+
+    for step in range(max_new):
+        token = _draw(logits, uniforms[alive, step], config)
+        generated[alive, step] = token
+        is_eos = torch.isin(token, tables.eos)
+        stops, at_line_start = tables.step(at_line_start, token)
+        done = (stops | is_eos) & running
+        for r, e in zip(alive[done].tolist(), is_eos[done].tolist()):
+            finish[r], length[r] = ("eos" if e else "stop"), step + 1
+        running = running & ~done
+        if step == max_new - 1 or not running.any():
+            break
+        # Dropping finished rows copies the whole cache, so wait until a quarter have finished;
+        # until then they decode along and their tokens are ignored.
+        if (~running).sum() * 4 >= len(alive):
+            idx = running.nonzero().squeeze(1)
+            cache.batch_select_indices(idx)
+            alive, token, mask, running = alive[idx], token[idx], mask[idx], running[idx]
+            next_pos, at_line_start = next_pos[idx], at_line_start[idx]
+        mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+        out = model(input_ids=token.unsqueeze(1), attention_mask=mask,
+                    position_ids=next_pos.unsqueeze(1), past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1, :]
+        next_pos = next_pos + 1
+    return [_finish_text(loaded.tokenizer, generated[r, :length[r]].tolist(), finish[r])
+            for r in range(rows)]
+
+
+def _draw(logits: torch.Tensor, uniform: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """One token per row by inverse-CDF sampling with the given uniforms (top-p, temperature)."""
+    if config.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / config.temperature, dim=-1)
+    if config.top_p < 1:
+        probs, order = probs.sort(dim=-1, descending=True)
+        cdf = probs.cumsum(-1)
+        # Keep the smallest prefix reaching top_p: a token stays if the mass before it is short.
+        probs = probs.masked_fill(cdf - probs >= config.top_p, 0)
+    else:
+        order = None
+    cdf = probs.double().cumsum(-1)
+    target = (uniform * cdf[:, -1]).unsqueeze(1)
+    pick = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[1] - 1)
+    # searchsorted could land on a zeroed tail entry only through rounding; step back to mass.
+    pick = torch.minimum(pick, (probs > 0).sum(-1, keepdim=True) - 1)
+    return (order.gather(1, pick) if order is not None else pick).squeeze(1)
+
+
+def _finish_text(tokenizer, ids: list[int], finish: str) -> Completion:
+    if finish == "eos":
+        text = tokenizer.decode(ids[:-1], skip_special_tokens=True)
+        text = text if text.endswith("\n") else text + "\n"
+        return Completion(text=cut_at_function_end(text)[0], finish="eos", tokens=len(ids))
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    cut, ended = cut_at_function_end(text)
+    if ended:
+        return Completion(text=cut, finish="stop", tokens=len(ids))
+    # Out of tokens mid-function: no final newline, so parsing reports it as truncated.
+    return Completion(text=text.rstrip(), finish="length", tokens=len(ids))
+
+
+# The vLLM backend -------------------------------------------------------------------------
+
+# vLLM takes stop strings, not patterns: these end most functions; the cut then applies the
+# exact rule to whatever comes back.
+_VLLM_STOPS = ["\ndef ", "\nassert ", "\nclass ", "\nprint(", "\nimport ", "\nfrom ", "\n#",
+               "\nif ", "\n```"]
+
+
+def _sample_vllm(loaded: LoadedModel, prompts: list[str], n: int, config: SamplingConfig,
+                 seed: int) -> list[list[Completion]]:
+    from vllm import LLM, SamplingParams
+    engine = getattr(loaded, "_vllm", None)
+    path = loaded.path
+    if path is None:
+        raise SelfplayError(f"model {loaded.name} has no directory for vLLM to load")
+    if engine is None:
+        engine = LLM(model=str(path), dtype=str(loaded.dtype).removeprefix("torch."),
+                     seed=seed, enable_lora=bool(loaded.adapter))
+        loaded._vllm = engine
+    lora = None
+    if loaded.adapter:
+        from vllm.lora.request import LoRARequest
+        lora = LoRARequest("adapter", 1, str(loaded.adapter))
+    params = [SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
+                             max_tokens=config.max_new_tokens, stop=_VLLM_STOPS,
+                             include_stop_str_in_output=True,
+                             seed=sample_seed(seed, p, 0)) for p in prompts]
+    outputs = engine.generate(prompts, params, lora_request=lora, use_tqdm=False)
+    results = []
+    for output in outputs:
+        row = []
+        for c in output.outputs:
+            text, ended = cut_at_function_end(c.text)
+            if ended or c.finish_reason == "stop":
+                text = text if text.endswith("\n") else text + "\n"
+                row.append(Completion(text, "stop" if ended else "eos", len(c.token_ids)))
+            else:
+                row.append(Completion(text.rstrip(), "length", len(c.token_ids)))
+        results.append(row)
+    return results
+
+
+__all__ = ["BACKENDS", "Completion", "SamplingConfig", "choose_backend", "sample",
+           "sample_completions", "sample_seed"]
