@@ -191,6 +191,8 @@ class Verifier:
 
     def _puzzle(self, source: str):
         """(Puzzle, marshalled code of f, must f run alone?) or the PuzzleError, cached."""
+        if not isinstance(source, str):
+            return PuzzleError(f"source is a {type(source).__name__}, not a string")
         hit = self._puzzles.get(source)
         if hit is None:
             try:
@@ -198,6 +200,8 @@ class Verifier:
                 hit = (puzzle, *_compile(puzzle.source, "f"))
             except PuzzleError as e:
                 hit = e
+            except (RecursionError, MemoryError, ValueError) as e:
+                hit = PuzzleError(f"cannot be parsed: {type(e).__name__}")
             if len(self._puzzles) >= _PUZZLE_CACHE:
                 self._puzzles.clear()
             self._puzzles[source] = hit
