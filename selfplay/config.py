@@ -148,11 +148,14 @@ def _preset_tiny() -> RunConfig:
         rounds=2,
         model=ModelConfig(name="tiny"),
         generation=GenerationConfig(batch_size=32),
-        propose=ProposeConfig(prompts=8, per_prompt=4, max_new_tokens=96),
+        # Short prompts: with a 1M-parameter model, attention over the prompt is the cost.
+        prompts=PromptConfig(propose_examples=2, solve_examples=1, max_prompt_tokens=320,
+                             completion_tokens=128),
+        propose=ProposeConfig(prompts=8, per_prompt=4, max_new_tokens=128),
         solve=SolveConfig(attempts=4, max_new_tokens=64, unsolved_train=8),
         train=TrainConfig(steps=8, micro_batch=4, grad_accum=1, block_size=256,
                           checkpoint_every=4),
-        eval=EvalConfig(k=(1, 4), samples=4, max_problems=12),
+        eval=EvalConfig(k=(1, 4), samples=4, max_problems=8),
     )
 
 
