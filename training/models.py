@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,8 @@ class LoadedModel:
     """The directory the base weights were loaded from (what vLLM loads)."""
     adapter: str = ""
     """The adapter directory merged into `model`, if any."""
+    threads: int = 0
+    """CPU threads chosen for this model (0 on a GPU); the sampler runs with this many."""
 
 
 def cache_dir() -> Path:
@@ -88,7 +91,7 @@ def load_model(config: ModelConfig | str = SMOLLM2, *,
     dtype = resolve_dtype(config.dtype, device)
     path = _model_dir(config.name)
     model, tokenizer = _load_dir(path, config.name, dtype)
-    _set_threads(config.threads, device, sum(p.numel() for p in model.parameters()))
+    threads = _set_threads(config.threads, device, sum(p.numel() for p in model.parameters()))
     fingerprint = _read_fingerprint(path)
     if adapter:
         model = _apply_adapter(model, Path(adapter))
@@ -99,7 +102,7 @@ def load_model(config: ModelConfig | str = SMOLLM2, *,
     return LoadedModel(model=model, tokenizer=tokenizer, name=config.name, device=device,
                        dtype=dtype, fingerprint=fingerprint,
                        context_length=_context_length(model, tokenizer), path=path,
-                       adapter=adapter)
+                       adapter=adapter, threads=threads)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -126,13 +129,28 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return choices[dtype]
 
 
-def _set_threads(threads: int, device: torch.device, n_params: int) -> None:
+def _set_threads(threads: int, device: torch.device, n_params: int) -> int:
     # Torch's thread pool is process-wide; setting it is the only way to honour the config.
+    # The sampler sets it again around its own work, so a later load cannot slow this model.
     if device.type != "cpu":
-        return
+        return 0
     wanted = threads if threads > 0 else auto_threads(n_params)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
+    return wanted
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """Run with `threads` CPU threads, then restore the previous count (0 = leave as is)."""
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def auto_threads(n_params: int) -> int:
@@ -348,5 +366,6 @@ def model_summary(loaded: LoadedModel) -> dict:
             "context_length": loaded.context_length}
 
 
-__all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "cache_dir", "convert_smollm2",
-           "load_model", "model_summary", "prepare_tokenizer", "smollm2_gguf"]
+__all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "auto_threads", "cache_dir",
+           "convert_smollm2", "load_model", "model_summary", "prepare_tokenizer", "smollm2_gguf",
+           "torch_threads"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from puzzles.errors import SelfplayError
-from training.models import LoadedModel
+from training.models import LoadedModel, torch_threads
 from training.prompts import cut_at_function_end
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -174,7 +174,7 @@ def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
     jobs = [(p, j) for p in range(len(prompts)) for j in range(n)]
     results: list[list[Completion | None]] = [[None] * n for _ in prompts]
     tables = _stop_tables(loaded)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(loaded.threads):
         for start in range(0, len(jobs), config.batch_size):
             batch = jobs[start:start + config.batch_size]
             seeds = [sample_seed(seed, prompts[p], j) for p, j in batch]

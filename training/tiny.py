@@ -16,14 +16,13 @@ import math
 import random
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from training.models import FINGERPRINT_FILE, cache_dir, publish_dir
+from training.models import FINGERPRINT_FILE, cache_dir, publish_dir, torch_threads
 from training.prompts import (PromptConfig, propose_prompt, rename_function, solve_prompt,
                               solved_example)
 
@@ -193,23 +192,12 @@ def pretrain(tokenizer, documents: list[str], recipe: TinyRecipe,
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     model.train()
-    with one_thread():
+    # One thread: matrices this small gain nothing from a second one, and on a busy machine two
+    # threads spin against each other (measured at load 10 on 2 cores: 10x the CPU per step).
+    with torch_threads(1):
         _train_steps(model, optimizer, schedule, data, batches, recipe, say)
     model.eval()
     return model
-
-
-@contextmanager
-def one_thread():
-    """Run torch on one thread for a while: matrices this small gain nothing from a second
-    thread, and on a busy machine two threads spin against each other (measured: 10x the CPU
-    time per step at load 8 on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train_steps(model, optimizer, schedule, data, batches, recipe, say) -> None:

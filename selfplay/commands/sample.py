@@ -55,9 +55,14 @@ def run(args) -> int:
 
 
 def _read_prompt(path: Path) -> str:
+    """The prompt, less the final newline an editor adds: a prompt ends mid-line (`def f2(`)."""
     if str(path) == "-":
-        return sys.stdin.read()
-    try:
-        return path.read_text()
-    except OSError as e:
-        raise SelfplayError(f"prompt file {path}: {e.strerror or e}") from None
+        text = sys.stdin.read()
+    else:
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise SelfplayError(f"prompt file {path}: {e.strerror or e}") from None
+    if not text.strip():
+        raise SelfplayError(f"prompt file {path} is empty")
+    return text.removesuffix("\n")
