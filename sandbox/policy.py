@@ -31,6 +31,10 @@ ALLOWED_MODULES = (
 )
 """Modules `f` and `g` may import. `sys` is a small shim (recursion limit, maxsize...)."""
 
+_PRELOADED_CODECS = (
+    "utf_8", "utf_8_sig", "ascii", "latin_1", "utf_16", "utf_16_le", "utf_16_be", "utf_32",
+    "utf_32_le", "utf_32_be", "utf_7", "cp1252", "cp437", "unicode_escape", "raw_unicode_escape",
+    "idna", "punycode", "hex_codec", "base64_codec", "rot_13", "charmap")
 _HIDDEN_BUILTINS = ("open", "input", "breakpoint", "help", "exit", "quit", "copyright",
                     "credits", "license")
 
@@ -173,8 +177,11 @@ class ModulePolicy:
     """
 
     def __init__(self, recursion_cap: int = 100_000):
+        import codecs
         import importlib
 
+        for codec in _PRELOADED_CODECS:  # codecs load lazily, from files Landlock will hide
+            codecs.lookup(codec)
         self.views: dict[str, types.ModuleType] = {}
         for name in sorted(ALLOWED_MODULES, key=lambda n: -n.count(".")):  # submodules first
             if name == "sys":

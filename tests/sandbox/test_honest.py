@@ -56,6 +56,9 @@ LANGUAGE = {
         "    return len(li) == 3 and max(li) < sys.maxsize\n",
         "def g():\n    import sys\n    from typing import List\n    sys.setrecursionlimit(5000)\n"
         "    out: List[int] = [1, 2, 3]\n    return out\n"),
+    "string escapes and codecs": (
+        "def f(b: str):\n    return b == 'caf\\\\xe9' and len(b.encode('utf-16')) == 16\n",
+        "def g():\n    return 'caf\\xe9'.encode('unicode_escape').decode('ascii')\n"),
     "eval and private names (run alone, still pass)": (
         "def f(x: int):\n    return x == 12\n",
         "def g():\n    _private = 3\n    return eval('4 * _private', {'_private': _private})\n"),
