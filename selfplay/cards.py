@@ -366,11 +366,17 @@ def _num(value) -> str:
     return str(value)
 
 
-def _mix(counts: dict[str, int]) -> str:
+def _mix(counts: dict[str, int], top: int = 8) -> str:
+    """`name n (share)` for the `top` largest entries, then the rest together."""
     total = sum(counts.values())
     if not total:
         return "-"
-    return ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in counts.items())
+    items = list(counts.items())
+    parts = [f"{k} {v} ({v / total:.0%})" for k, v in items[:top]]
+    if len(items) > top:
+        rest = sum(v for _, v in items[top:])
+        parts.append(f"{len(items) - top} others {rest} ({rest / total:.0%})")
+    return ", ".join(parts)
 
 
 def _settings(sampling: dict) -> str:
