@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from typing import Sequence
 
@@ -55,7 +56,8 @@ class Verifier:
         self._proc: subprocess.Popen | None = None
         self._scratch = ""
         self._layers: dict = {}
-        self._puzzles: dict = {}  # source -> (Puzzle, isolate f?) or PuzzleError
+        self._puzzles: dict = {}  # source -> (Puzzle, code of f, isolate f?) or PuzzleError
+        self._lock = threading.Lock()
         sys.set_int_max_str_digits(0)
         self._start()
 
@@ -224,21 +226,31 @@ class Verifier:
 
         bar = tqdm(total=len(results), disable=not progress, desc="verify", unit="check")
         sent: list = []
-        try:
-            if self._proc is None or self._proc.poll() is not None:
+        with self._lock:  # one conversation with the server at a time
+            try:
+                return self._run_locked(checks, sent, results, bar)
+            except BaseException:
+                # Interrupted mid-stream (Ctrl-C, a bug): the server may still be answering.
+                # Drop it, so that the next call starts a fresh one instead of reading stale
+                # verdicts.
                 self.close()
-                self._start()
-            if not self._stream(checks, sent, results, bar):
-                todo = [c for c in sent if results[c.idx] is None] + list(checks)
-                self.close()
-                self._start()
-                self._stream(todo, [], results, bar)
-            for i, v in enumerate(results):
-                if v is None:
-                    results[i] = Verdict("error", "the sandbox server died", 0.0)
-            bar.update(len(results) - bar.n)
-        finally:
-            bar.close()
+                raise
+            finally:
+                bar.close()
+
+    def _run_locked(self, checks, sent: list, results: list, bar) -> list[Verdict]:
+        if self._proc is None or self._proc.poll() is not None:
+            self.close()
+            self._start()
+        if not self._stream(checks, sent, results, bar):
+            todo = [c for c in sent if results[c.idx] is None] + list(checks)
+            self.close()
+            self._start()
+            self._stream(todo, [], results, bar)
+        for i, v in enumerate(results):
+            if v is None:
+                results[i] = Verdict("error", "the sandbox server died", 0.0)
+        bar.update(len(results) - bar.n)
         return results
 
     def _stream(self, checks, sent: list, results: list, bar) -> bool:

@@ -118,3 +118,24 @@ def test_progress_bar(verifier, capsys):
 ])
 def test_only_plain_code_may_share_a_worker(source, shared):
     assert (isolation_reason(compile_check(source, "g")) is None) == shared
+
+
+def test_server_death_is_survived():
+    with Verifier(VerifierConfig(timeout=2)) as v:
+        v._proc.kill()
+        v._proc.wait()
+        assert v.verify(Pair(PUZZLE, "def g(a=5):\n    return 10\n")).verdict == "pass"
+
+
+def test_concurrent_calls_from_threads(verifier):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(k):
+        pairs = [Pair(PUZZLE, f"def g(a=5):\n    return {k + i}\n") for i in range(20)]
+        return [v.verdict for v in verifier.verify_many(pairs)]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, (0, 5, 10)))
+    assert results[0] == ["fail"] * 10 + ["pass"] + ["fail"] * 9
+    assert results[1] == ["fail"] * 5 + ["pass"] + ["fail"] * 14
+    assert results[2] == ["pass"] + ["fail"] * 19
