@@ -300,7 +300,8 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
     if summary is None:
         summary = TrainSummary.from_dict(
             json.loads((out_dir / SUMMARY_FILE).read_text())["summary"])
-    accelerator.free_memory()
+    if accelerator.device.type == "cuda":
+        accelerator.free_memory()  # hand the GPU memory of optimizer state back for sampling
     return summary
 
 
@@ -475,6 +476,17 @@ def _check_same_inputs(saved: dict, inputs: dict, where: str) -> None:
                 f"{inputs[key]!r}): use another out dir, or resume=False to start over")
 
 
+def existing_run(out_dir: str | Path) -> str | None:
+    """What training run `out_dir` holds: "finished", "checkpoint at step N", or None."""
+    out_dir = Path(out_dir)
+    if (out_dir / SUMMARY_FILE).is_file():
+        return "finished"
+    checkpoint = _latest_checkpoint(out_dir)
+    if checkpoint is not None:
+        return f"checkpoint at step {int(checkpoint.name.split('-')[1])}"
+    return None
+
+
 def _finished_summary(out_dir: Path, inputs: dict) -> TrainSummary | None:
     path = out_dir / SUMMARY_FILE
     if not path.is_file():
@@ -500,6 +512,9 @@ def _save_checkpoint(out_dir: Path, state: dict, inputs: dict, peft_model, optim
     """Write out_dir/checkpoints/step-NNNNNN atomically: built under a temporary name, renamed
     when complete, then older checkpoints removed. A crash at any point leaves a usable one."""
 
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
     root = out_dir / "checkpoints"
     final = root / f"step-{state['step']:06d}"
     tmp = root / f".tmp-step-{state['step']:06d}"
@@ -510,7 +525,8 @@ def _save_checkpoint(out_dir: Path, state: dict, inputs: dict, peft_model, optim
     torch.save(_rng_state(), tmp / f"rng_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        peft_model.save_pretrained(tmp / "adapter", safe_serialization=True)
+        # Only the weights: the peft layout (config, model card) is for the final adapter.
+        save_file(get_peft_model_state_dict(peft_model), str(tmp / "adapter.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         _write_json(tmp / "state.json", {**state, "inputs": inputs})
@@ -531,7 +547,7 @@ def _load_checkpoint(path: Path, peft_model, optimizer, scheduler, rank: int, de
 
     if not (path / f"rng_{rank}.pt").is_file():
         raise SelfplayError(f"{path} was written by fewer processes than this run uses")
-    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(device))
+    weights = load_file(str(path / "adapter.safetensors"), device=str(device))
     set_peft_model_state_dict(peft_model, weights)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device,
                                          weights_only=True))
