@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from puzzles.format import parse_puzzle, solution_from_body  # noqa: E402
+from puzzles.format import parse_puzzle, parse_solution, solution_from_body  # noqa: E402
 from sandbox import Pair, Verifier, VerifierConfig  # noqa: E402
 
 P3 = ROOT.parent / "shared" / "data" / "p3" / "puzzles.json"
@@ -124,6 +124,17 @@ def main() -> None:
     rows.append(("in-process exec (no isolation, the limit)", len(pairs), ok,
                  time.perf_counter() - wall, _cpu() - cpu))
 
+    # Not a verifier: the parsing every verifier of this project does (puzzle and solution
+    # through puzzles.format), to show how much of the Verifier's time is that floor.
+    wall, cpu = time.perf_counter(), _cpu()
+    cache = {}
+    for p in pairs:
+        if p.puzzle not in cache:
+            cache[p.puzzle] = parse_puzzle(p.puzzle)
+        parse_solution(p.solution, cache[p.puzzle])
+    floor = ("(parse only: puzzles.format, no execution)", len(pairs), len(pairs),
+             time.perf_counter() - wall, _cpu() - cpu)
+
     sample = pairs[:args.baseline_pairs]
     multiprocessing.set_start_method("fork", force=True)
     wall, cpu = time.perf_counter(), _cpu()
@@ -145,6 +156,7 @@ def main() -> None:
     verifier.close()
     ok = sum(v.verdict == "pass" for v in verdicts)
     rows.append(("selfplay Verifier (hardened, two-stage)", len(pairs), ok, seconds, cpu))
+    rows.append(floor)
 
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0]

@@ -137,25 +137,26 @@ class Server:
             else:
                 self.queues["g", check.g_alone].append(check)
 
-    def _pending(self) -> int:
-        return sum(len(q) for q in self.queues.values())
-
     def _start_next(self) -> bool:
+        """Start one worker if it is worth it: lone checks at once; full batches at once;
+        partial batches only when no more checks are coming or nothing is running (a fresh
+        process per handful of checks is what makes per-check isolation slow)."""
         q = self.queues
-        target = max(1, min(self.batch_size, math.ceil(self._pending() / self.n_lanes)))
         for stage in "gf":  # the slow lone checks first, so they overlap the batches
             if q[stage, True]:
                 self._spawn(stage, [q[stage, True].popleft()])
                 return True
         g, f = q["g", False], q["f", False]
-        if f and (not g or len(f) >= target):
-            queue, stage = f, "f"
-        elif g:
-            queue, stage = g, "g"
-        else:
+        for stage, queue in (("f", f), ("g", g)):
+            if len(queue) >= self.batch_size:
+                self._spawn(stage, [queue.popleft() for _ in range(self.batch_size)])
+                return True
+        if not (f or g) or (self.more and self.running):
             return False
-        batch = [queue.popleft() for _ in range(min(target, len(queue)))]
-        self._spawn(stage, batch)
+        stage, queue = ("f", f) if len(f) >= len(g) else ("g", g)
+        share = math.ceil((len(f) + len(g)) / max(1, len(self.free_lanes)))
+        size = max(1, min(len(queue), self.batch_size, share))
+        self._spawn(stage, [queue.popleft() for _ in range(size)])
         return True
 
     def _spawn(self, stage: str, checks: list) -> None:

@@ -1,0 +1,192 @@
+"""LoRA training speed and memory: a plain setup against ours, same pairs, one run.
+
+    python bench/train.py                        # tiny and smollm2-135m, 4 setups each (~4 min)
+    python bench/train.py --models tiny --steps 4
+    python bench/train.py --experiment loss-on   # held-out loss: solution-only vs whole example
+    python bench/train.py --experiment rounds    # round 2: continue the adapter vs a fresh one
+
+Every setup trains the same global batch, 16 blocks of 256 tokens a step (the issue's figure),
+on pairs of the seed corpus:
+- `plain`: micro batch 16, full logits, cross entropy over them (what a plain script does; the
+  baseline);
+- `micro4`: 4 micro batches of 4, the loss computed from hidden states in slices, only where
+  there is loss;
+- `micro4+gc`: the same with gradient checkpointing;
+- `micro1+gc`: 16 micro batches of 1, gradient checkpointing: the least memory.
+Each setup runs in its own process, so `peak RSS` is its own (`load RSS` is the process after
+loading the model, before training). tok/s counts example tokens (padding excluded) over the
+training loop; `useful` is the share of block positions that hold example tokens.
+
+The experiments train `tiny` on the P3 train split (/work/shared/data/p3 or --p3) and measure
+the mean loss per solution token on P3 held-out pairs, whose families tiny never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SETUPS = {
+    "plain": {"micro_batch": 16, "grad_accum": 1, "loss_chunk_tokens": 0},
+    "micro4": {"micro_batch": 4, "grad_accum": 4},
+    "micro4+gc": {"micro_batch": 4, "grad_accum": 4, "gradient_checkpointing": True},
+    "micro1+gc": {"micro_batch": 1, "grad_accum": 16, "gradient_checkpointing": True},
+}
+P3_DIR = Path("/work/shared/data/p3")
+
+
+def seed_pairs() -> list[tuple[str, str]]:
+    from puzzles.seeds import load_seeds
+
+    return [(r.puzzle.source, s) for r in load_seeds() for s in r.solutions]
+
+
+def rss_gb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def run_setup(spec: dict) -> dict:
+    """One setup, in this process: load, train a few steps, measure."""
+    from training.models import load_model
+    from training.trainer import TrainConfig, train_adapter
+
+    base = load_model(spec["model"])
+    load_rss = rss_gb()
+    config = TrainConfig(steps=spec["steps"], block_size=256, checkpoint_every=0,
+                         warmup_ratio=0.0, **SETUPS[spec["setup"]])
+    with tempfile.TemporaryDirectory() as out:
+        summary = train_adapter(base, seed_pairs(), out, config)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"tok_s": summary.tokens / summary.seconds, "s_step": summary.seconds / summary.steps,
+            "useful": summary.useful_token_share, "load_rss": load_rss, "peak_rss": peak,
+            "loss": summary.last_loss}
+
+
+def throughput_table(models: list[str], setups: list[str], steps: int) -> None:
+    print(f"LoRA r16, {steps} steps of 16 x 256 tokens, seed pairs, "
+          f"{os.cpu_count()} CPUs, float32")
+    print(f"{'model':<14}{'setup':<12}{'tok/s':>8}{'s/step':>8}{'useful':>8}"
+          f"{'load RSS':>10}{'peak RSS':>10}{'vs plain':>10}")
+    for model in models:
+        plain = None
+        for setup in setups:
+            spec = json.dumps({"model": model, "setup": setup, "steps": steps})
+            proc = subprocess.run([sys.executable, __file__, "--child", spec], cwd=ROOT,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{model:<14}{setup:<12} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            plain = plain or (r if setup == "plain" else None)
+            ratio = f"{r['peak_rss'] / plain['peak_rss']:.2f}x" if plain else "-"
+            print(f"{model:<14}{setup:<12}{r['tok_s']:>8.0f}{r['s_step']:>8.2f}"
+                  f"{r['useful']:>8.1%}{r['load_rss']:>9.2f}G{r['peak_rss']:>9.2f}G{ratio:>10}",
+                  flush=True)
+
+
+def p3_pairs(p3_dir: Path) -> tuple[list, list]:
+    from puzzles.p3 import read_p3
+
+    records, _ = read_p3(p3_dir / "puzzles.json")
+    train = [(r.puzzle.source, s) for r in records if r.puzzle.split == "train"
+             for s in r.solutions[:1]]
+    heldout = [(r.puzzle.source, s) for r in records if r.puzzle.split == "heldout"
+               for s in r.solutions[:1]]
+    return train, heldout
+
+
+def heldout_loss(base, adapter, pairs) -> float:
+    from peft import PeftModel
+
+    from training.trainer import pair_loss
+
+    model = base.model if adapter is None else PeftModel.from_pretrained(base.model, adapter)
+    try:
+        return pair_loss(model, base.tokenizer, pairs, loss_on="solution", block_size=512)
+    finally:
+        if adapter is not None:
+            model.unload()
+
+
+def experiment_loss_on(p3_dir: Path, epochs: float, n_heldout: int) -> None:
+    from training.models import load_model
+    from training.trainer import TrainConfig, train_adapter
+
+    base = load_model("tiny")
+    train, heldout = p3_pairs(p3_dir)
+    heldout = heldout[:n_heldout]
+    print(f"tiny, {len(train)} P3 train pairs, {epochs} epochs; loss per solution token on "
+          f"{len(heldout)} held-out pairs")
+    print(f"{'loss on':<12}{'steps':>6}{'train loss':>12}{'held-out':>10}{'seconds':>9}")
+    print(f"{'(base)':<12}{'':>6}{'':>12}{heldout_loss(base, None, heldout):>10.4f}")
+    for loss_on in ("solution", "all"):
+        config = TrainConfig(epochs=epochs, loss_on=loss_on, checkpoint_every=0)
+        with tempfile.TemporaryDirectory() as out:
+            s = train_adapter(base, train, out, config)
+            loss = heldout_loss(base, s.adapter, heldout)
+        print(f"{loss_on:<12}{s.steps:>6}{s.last_loss:>12.4f}{loss:>10.4f}{s.seconds:>9.0f}",
+              flush=True)
+
+
+def experiment_rounds(p3_dir: Path, epochs: float, n_heldout: int) -> None:
+    """Round 1 trains on half the pairs; round 2 has all of them and either continues the
+    round-1 adapter or starts a fresh one; both round-2 runs take the same steps."""
+    from training.models import load_model
+    from training.trainer import TrainConfig, train_adapter
+
+    base = load_model("tiny")
+    train, heldout = p3_pairs(p3_dir)
+    heldout = heldout[:n_heldout]
+    first = train[: len(train) // 2]
+    config = TrainConfig(epochs=epochs, checkpoint_every=0)
+    print(f"tiny, round 1 on {len(first)} P3 train pairs, round 2 on all {len(train)}, "
+          f"{epochs} epochs each; loss per solution token on {len(heldout)} held-out pairs")
+    print(f"{'round 2':<22}{'steps':>6}{'train loss':>12}{'held-out':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        r1 = train_adapter(base, first, Path(tmp) / "r1", config)
+        print(f"{'(after round 1)':<22}{r1.steps:>6}{r1.last_loss:>12.4f}"
+              f"{heldout_loss(base, r1.adapter, heldout):>10.4f}", flush=True)
+        for name, init in (("fresh on all pairs", None), ("continue on all pairs", r1.adapter)):
+            s = train_adapter(base, train, Path(tmp) / name.replace(" ", "_"), config,
+                              init_adapter=init)
+            print(f"{name:<22}{s.steps:>6}{s.last_loss:>12.4f}"
+                  f"{heldout_loss(base, s.adapter, heldout):>10.4f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tiny,smollm2-135m")
+    parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--experiment", choices=("loss-on", "rounds"))
+    parser.add_argument("--epochs", type=float, default=2.0, help="for the experiments")
+    parser.add_argument("--heldout", type=int, default=300, help="held-out pairs to score")
+    parser.add_argument("--p3", type=Path, default=P3_DIR, help="directory of P3 puzzles.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_setup(json.loads(args.child))))
+    elif args.experiment == "loss-on":
+        experiment_loss_on(args.p3, args.epochs, args.heldout)
+    elif args.experiment == "rounds":
+        experiment_rounds(args.p3, args.epochs, args.heldout)
+    else:
+        throughput_table(args.models.split(","), args.setups.split(","), args.steps)
+
+
+if __name__ == "__main__":
+    main()
