@@ -1,8 +1,8 @@
 """The verification server: a small, fresh interpreter that forks hardened workers.
 
 The host (the process holding torch and a model) never forks checks itself: fork cost grows
-with the parent's memory. It starts this server once (`python -m sandbox.server`), sends it
-checks, and reads verdicts back. The server runs one worker per lane at a time; each worker is
+with the parent's memory. It starts this server once (a fresh `python -c`, see ENTRY), sends it
+checks, and reads verdicts back (see `sandbox.wire`). The server runs one worker per lane at a time; each worker is
 forked, hardened (see `sandbox.layers`) and given a batch of one stage (see `sandbox.worker`).
 The server measures every item's wall time and SIGKILLs a worker whose current item runs past
 the timeout; the rest of that batch goes to a fresh worker.

@@ -18,6 +18,7 @@ import json
 import marshal
 import os
 import random
+import resource
 import sys
 
 from puzzles.errors import PuzzleError
@@ -67,7 +68,9 @@ def _own_fds(pipe_w: int) -> None:
         os.dup2(null, fd)
     if pipe_w != _RESULT_FD:
         os.dup2(pipe_w, _RESULT_FD)
-    os.closerange(_RESULT_FD + 1, 65536)
+    # close_range(2) underneath: cheap however high the bound
+    os.closerange(_RESULT_FD + 1, max(65536, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                                                 1 << 20)))
     os.set_inheritable(_RESULT_FD, False)
     sys.stdout = open(1, "w", closefd=False)  # print() works, and goes nowhere
     sys.stderr = open(2, "w", closefd=False)
