@@ -10,6 +10,13 @@ So nothing `g` does to its own process (patching builtins, `f`, the wrapper; lyi
 exit codes; printed verdicts) can reach the process that judges it. Results go to the server
 on a pipe, one line per item, each prefixed with a per-batch nonce: stdout and stderr are
 /dev/null, and a line without the nonce marks the batch as tampered with.
+
+What the pipe can and cannot promise: code that escapes the Python policy (a subclass walk to
+`os`) shares its process with our wrapper, so it could write to fd 3 and, by walking frames
+to the nonce, forge a line. From a g worker a forged line is only a claimed answer, which the
+f worker re-checks like any other, so a solution can never forge a verdict. An f worker's line
+is the puzzle's own word on its answer: a checker that forges "pass" is a checker that
+accepts, which is what `Verifier.check_answers` on trivial answers is for.
 """
 
 from __future__ import annotations
