@@ -21,6 +21,7 @@ accepts, which is what `Verifier.check_answers` on trivial answers is for.
 
 from __future__ import annotations
 
+import functools
 import json
 import marshal
 import os
@@ -157,7 +158,7 @@ def _run_g(item, policy, settings) -> dict:
 
 def _encode_answer(answer, answer_type: str, max_bytes: int) -> dict:
     try:
-        atype = parse_type(answer_type)
+        atype = _parsed_type(answer_type)
         if not conforms(answer, atype):
             return {"v": "fail", "d": f"g returned {_describe_type(answer)}, not {answer_type}"}
         text = json.dumps(answer, allow_nan=False, separators=(",", ":"))
@@ -174,7 +175,7 @@ def _encode_answer(answer, answer_type: str, max_bytes: int) -> dict:
 def _run_f(item, policy, settings) -> dict:
     source, answer_type, answer_text = item
     try:
-        atype = parse_type(answer_type)
+        atype = _parsed_type(answer_type)
         answer = json.loads(answer_text)
         if not conforms(answer, atype):
             return {"v": "fail", "d": f"answer is {_describe_type(answer)}, not {answer_type}"}
@@ -190,6 +191,11 @@ def _run_f(item, policy, settings) -> dict:
     if result is True:
         return {"v": "pass", "d": ""}
     return {"v": "fail", "d": f"f returned {_describe_value(result)}"}
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_type(text: str):
+    return parse_type(text)
 
 
 def _describe_type(value) -> str:
