@@ -10,12 +10,14 @@ VERDICTS = ("pass", "fail", "error", "timeout", "memory", "rejected")
 
 @dataclass(frozen=True)
 class VerifierConfig:
-    """How untrusted code is run. The defaults pass every P3 reference solution on 2 cores."""
+    """How untrusted code is run: limits, parallelism, and what an answer may be."""
 
     timeout: float = 5.0
     """Wall-clock seconds allowed to each run of untrusted code: `g()` once, then `f(answer)`
-    once, each with its own budget. P3's Mastermind checks take 1 to 2.5 s of CPU, so a budget
-    under ~3 s turns honest slow checks into `timeout`; a larger one lets loops cost more."""
+    once, each with its own budget (the JSON round trip of the answer included). The slowest
+    honest P3 checks (Mastermind, 1 to 2.5 s on an idle core; ExponentialCoinMoves:0, whose
+    81 MB answer takes seconds to serialise) fit on an idle machine; a larger budget lets
+    every looping solution cost more."""
     memory_mb: int = 1024
     """Memory (MiB) the untrusted code may allocate on top of the interpreter: an address-space
     limit per worker process. Exceeding it gives verdict `memory`."""
