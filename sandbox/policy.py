@@ -27,7 +27,8 @@ import types
 ALLOWED_MODULES = (
     "math", "cmath", "itertools", "collections", "collections.abc", "heapq", "functools", "re",
     "string", "fractions", "decimal", "bisect", "operator", "random", "typing", "statistics",
-    "copy", "numbers", "datetime", "calendar", "textwrap", "unicodedata", "array", "sys",
+    "copy", "numbers", "datetime", "calendar", "textwrap", "unicodedata", "array", "time",
+    "hashlib", "json", "dataclasses", "enum", "abc", "struct", "base64", "sys",
 )
 """Modules `f` and `g` may import. `sys` is a small shim (recursion limit, maxsize...)."""
 

@@ -6,7 +6,8 @@ import pytest
 from sandbox import Pair
 
 STDLIB = ["math", "itertools", "collections", "heapq", "functools", "re", "string", "fractions",
-          "bisect", "operator", "random", "typing"]
+          "bisect", "operator", "random", "typing", "decimal", "statistics", "time", "hashlib",
+          "json", "dataclasses", "enum"]
 
 
 @pytest.mark.parametrize("module", STDLIB)

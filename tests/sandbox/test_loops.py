@@ -40,3 +40,8 @@ def test_signal_based_timeouts_are_not_enough_to_escape(quick, walk, healthy):
          "    while True:\n        pass\n    return 3\n")
     assert quick.verify(Pair(PUZZLE, g)).verdict == "timeout"
     healthy(quick)
+
+
+def test_sleeping_is_a_timeout_too(quick):
+    g = "def g():\n    import time\n    time.sleep(60)\n    return 3\n"
+    assert quick.verify(Pair(PUZZLE, g)).verdict == "timeout"
