@@ -58,6 +58,7 @@ class Verifier:
         self._layers: dict = {}
         self._puzzles: dict = {}  # source -> (Puzzle, code of f, isolate f?) or PuzzleError
         self._lock = threading.Lock()
+        # Answers may hold ints beyond 4,300 digits; callers json.loads them (check_answers).
         sys.set_int_max_str_digits(0)
         self._start()
 
