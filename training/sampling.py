@@ -119,7 +119,7 @@ class StopTables:
     if, from that state, its text puts a character other than space, tab, CR or LF at column 0.
     """
 
-    def __init__(self, tokenizer, device: torch.device):
+    def __init__(self, tokenizer, device: torch.device, eos_ids: list[int] = ()):
         size = len(tokenizer)
         texts = tokenizer.batch_decode([[i] for i in range(size)])
         stop = torch.zeros(2, size, dtype=torch.bool)
@@ -134,7 +134,7 @@ class StopTables:
                     at_start = ch == "\n"
                 stop[state, i], after[state, i] = stopped, at_start if text else bool(state)
         self.stop, self.after = stop.to(device), after.to(device)
-        eos = {tokenizer.eos_token_id, *(_as_list(getattr(tokenizer, "eos_token_ids", None)))}
+        eos = {tokenizer.eos_token_id, *eos_ids}
         self.eos = torch.tensor(sorted(t for t in eos if t is not None), dtype=torch.long,
                                 device=device)
 
@@ -154,7 +154,9 @@ def _stop_tables(loaded: LoadedModel) -> StopTables:
     # Decoding the whole vocabulary costs ~0.5 s on a 49k vocabulary: do it once per model.
     tables = getattr(loaded, "_stop_tables", None)
     if tables is None:
-        tables = loaded._stop_tables = StopTables(loaded.tokenizer, loaded.device)
+        generation = getattr(loaded.model, "generation_config", None)
+        eos_ids = _as_list(getattr(generation, "eos_token_id", None))
+        tables = loaded._stop_tables = StopTables(loaded.tokenizer, loaded.device, eos_ids)
     return tables
 
 

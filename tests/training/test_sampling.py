@@ -82,3 +82,19 @@ def test_bad_settings_are_user_errors(tiny_model):
         sample(tiny_model, [PROMPT_F], 1, SamplingConfig(backend="vllm"), seed=0)
     with pytest.raises(SelfplayError, match="context length"):
         sample(tiny_model, ["x = 1\n" * 2000], 1, FAST, seed=0)
+
+
+def test_cli_prints_n_json_lines(tiny_model, tmp_path, capsys):
+    import json
+
+    from selfplay.cli import main
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(PROMPT_F + "\n")  # an editor's final newline is dropped
+    argv = ["sample", "--model", "tiny", "--prompt-file", str(prompt), "--n", "3", "--seed", "4",
+            "--max-new-tokens", "24"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and all(set(line) == {"completion"} for line in lines)
+    config = SamplingConfig(max_new_tokens=24)
+    assert [line["completion"] for line in lines] == sample(tiny_model, [PROMPT_F], 3, config, 4)[0]
+    assert main(["sample", "--model", "tiny", "--prompt-file", str(tmp_path / "none")]) == 1
