@@ -213,9 +213,10 @@ def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:
                   **{k: (v or "") for k, v in meta.items()})
 
 
-def parse_solution(source: str, puzzle: Puzzle | None = None, *, rename: str | None = None,
-                   ) -> Solution:
-    """Validate solution source (defines `g`); with `puzzle`, check the extra arguments match."""
+def solution_tree(source: str, puzzle: Puzzle | None = None, *, rename: str | None = None,
+                  ) -> ast.Module:
+    """The validated syntax tree of solution source (defines `g`), not canonicalised: what a
+    verifier compiles, without paying for the canonical form it does not need."""
     tree = _parse(source, "solution")
     if rename:
         for node in tree.body:
@@ -236,7 +237,13 @@ def parse_solution(source: str, puzzle: Puzzle | None = None, *, rename: str | N
                               f"({', '.join(got) or 'none'})")
     if not _has_return(fn):
         raise PuzzleError(f"solution line {fn.lineno}: `g` never returns a value")
-    return Solution(source=_canonical(tree))
+    return tree
+
+
+def parse_solution(source: str, puzzle: Puzzle | None = None, *, rename: str | None = None,
+                   ) -> Solution:
+    """Validate solution source (defines `g`); with `puzzle`, check the extra arguments match."""
+    return Solution(source=_canonical(solution_tree(source, puzzle, rename=rename)))
 
 
 def solution_from_body(body: str, puzzle: Puzzle, header: str | None = None) -> Solution:

@@ -19,6 +19,7 @@ This is not the security boundary (the kernel layers and the two-stage shape in
 from __future__ import annotations
 
 import __future__
+import ast
 import builtins
 import dis
 import sys
@@ -65,7 +66,7 @@ _EXTENDED_ARG, _CACHE = _OP["EXTENDED_ARG"], _OP.get("CACHE", -1)
 _WATCHED_OPS = (_IMPORT_NAME, _IMPORT_STAR, _STORE_ATTR, _DELETE_ATTR)
 
 
-def compile_check(source: str, name: str):
+def compile_check(source: str | ast.Module, name: str):
     """Compile untrusted source the way the worker runs it (annotations stay unevaluated)."""
     return compile(source, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
 

@@ -30,7 +30,7 @@ import resource
 import sys
 
 from puzzles.errors import PuzzleError
-from puzzles.format import parse_solution
+from puzzles.format import solution_tree
 from puzzles.types import coerce, conforms, parse_type
 from sandbox.policy import compile_check, isolation_reason
 
@@ -137,7 +137,7 @@ def _call(code, name: str, args: tuple, policy):
 def _run_g(item, policy, settings) -> dict:
     source, puzzle, alone = item
     try:
-        code = compile_check(parse_solution(source, puzzle).source, "g")
+        code = compile_check(solution_tree(source, puzzle), "g")
     except PuzzleError as e:
         return {"v": "rejected", "d": f"solution: {e}"}
     except (SyntaxError, ValueError, RecursionError) as e:
