@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="completions the per-sample loop draws (its rate is per sample)")
     parser.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
     parser.add_argument("--threads", type=int, default=0, help="0 = the loader's choice")
-    parser.add_argument("--skip-hf-batched", action="store_true")
+    parser.add_argument("--hf-batched-max", type=int, default=16,
+                        help="largest batch to run hf-batched at (it prefills the prompt once "
+                             "a row, which dominates at batch 64); 0 = never")
     args = parser.parse_args(argv)
 
     prompt = bench_prompt()
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
         row(1, "per-sample", base_tokens, base_seconds)
         for batch in batches:
-            if batch > 1 and not args.skip_hf_batched:
+            if 1 < batch <= args.hf_batched_max:
                 row(batch, "hf-batched", *hf_batched(loaded, prompt, batch, args.new_tokens,
                                                      args.temperature))
             row(batch, "sampler", *ours(loaded, prompt, batch, args.new_tokens,
