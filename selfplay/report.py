@@ -210,7 +210,7 @@ def plot_mix(cards: dict[int, dict], path: Path) -> str:
                 ax.hlines(bound * (s + h), r - 0.4, r + 0.4, colors="C3", linestyles="--")
                 ax.text(r, s + h, f"{s / (s + h):.0%} synthetic", ha="center", va="bottom",
                         fontsize=8)
-        ax.plot([], [], color="C3", linestyle="--", label=f"synthetic bound ({bound:.0%})")
+        ax.plot([], [], color="C3", linestyle="--", label=f"most synthetic allowed ({bound:.0%})")
         ax.set_ylabel("training examples")
         ax.margins(y=0.15)
         _round_axis(ax, rounds)
@@ -250,7 +250,8 @@ figure img { max-width: 100%; border: 1px solid #e1e5e9; }
 figcaption { color: #5b6670; font-size: 0.9em; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(350px, 1fr));
          gap: 0 1.4em; }
-.card table { width: 100%; }
+.card table { width: 100%; table-layout: fixed; }
+.card td { overflow-wrap: anywhere; }
 .card td:first-child { width: 42%; color: #3d4650; }
 .warn { background: #fff4e5; border-left: 4px solid #e08a00; padding: 0.4em 0.8em;
         margin: 0.4em 0; }
