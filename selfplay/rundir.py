@@ -83,8 +83,12 @@ def check_fingerprint(run: RunDir, config: RunConfig) -> None:
     if saved["fingerprint"] == fingerprint(config):
         return
     before = saved["settings"]
-    changes = [f"{k}: {before.get(k)!r} -> {current.get(k)!r}"
-               for k in sorted(set(before) | set(current)) if before.get(k) != current.get(k)]
+    # Only settings both versions know are compared: a setting added by a newer selfplay (or
+    # dropped by it) is not a change the user made.
+    changes = [f"{k}: {before[k]!r} -> {current[k]!r}"
+               for k in sorted(set(before) & set(current)) if before[k] != current[k]]
+    if not changes:
+        return
     raise SelfplayError(
         f"{run.config_file} changed since this run started ({'; '.join(changes)}). These "
         "settings shape the data, so continuing would not reproduce the run: put them back, or "

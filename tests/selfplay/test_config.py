@@ -65,3 +65,15 @@ def test_init_refuses_to_overwrite_a_run(tmp_path):
     with pytest.raises(SelfplayError, match="already exists"):
         init_run(tmp_path / "run", preset("cpu"))
     assert tomllib.loads(RunDir(tmp_path / "run").config_file.read_text())["model"]["name"] == "tiny"
+
+
+def test_settings_added_by_a_newer_version_do_not_block_resume(tmp_path):
+    import json
+    config = preset("tiny")
+    run = init_run(tmp_path / "run", config)
+    check_fingerprint(run, config)
+    state = json.loads(run.state_file.read_text())
+    del state["settings"]["verifier.timeout"]  # as if written before that setting existed
+    state["fingerprint"] = "old"
+    run.state_file.write_text(json.dumps(state))
+    check_fingerprint(run, config)
