@@ -179,44 +179,66 @@ def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
     jobs = [(p, j) for p in range(len(prompts)) for j in range(n)]
     results: list[list[Completion | None]] = [[None] * n for _ in prompts]
     tables = _stop_tables(loaded)
+    prefill = None
     with torch.inference_mode(), torch_threads(loaded.threads):
         for start in range(0, len(jobs), config.batch_size):
             batch = jobs[start:start + config.batch_size]
+            distinct = list(dict.fromkeys(p for p, _ in batch))
+            # With n above the batch size, consecutive batches share one prompt: prefill it once.
+            if prefill is None or prefill.prompts != distinct:
+                prefill = _prefill(loaded, distinct, [encoded[p] for p in distinct],
+                                   config.max_new_tokens)
             seeds = [sample_seed(seed, prompts[p], j) for p, j in batch]
-            rows = _decode_batch(loaded, [encoded[p] for p, _ in batch], seeds, config, tables)
+            rows = _decode_batch(loaded, prefill, [distinct.index(p) for p, _ in batch], seeds,
+                                 config, tables)
             for (p, j), completion in zip(batch, rows):
                 results[p][j] = completion
     return results
 
 
-def _decode_batch(loaded: LoadedModel, prompts_ids: list[list[int]], seeds: list[int],
-                  config: SamplingConfig, tables: StopTables) -> list[Completion]:
-    """Decode one batch of rows (rows sharing a prompt share its prefill)."""
-    model, device = loaded.model, loaded.device
-    pad = loaded.tokenizer.pad_token_id
-    max_new = config.max_new_tokens
+@dataclass
+class _Prefill:
+    """The KV cache and last logits of a few prompts, ready to be copied to their samples."""
 
-    # Prefill each distinct prompt once, left-padded, keeping only the last position's logits.
-    distinct: dict[tuple[int, ...], int] = {}
-    row_prompt = [distinct.setdefault(tuple(ids), len(distinct)) for ids in prompts_ids]
-    width = max(len(ids) for ids in distinct)
-    input_ids = torch.full((len(distinct), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(distinct), width), dtype=torch.long)
-    for ids, k in distinct.items():
+    prompts: list[int]
+    cache: Cache
+    logits: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+
+
+def _prefill(loaded: LoadedModel, prompts: list[int], prompts_ids: list[list[int]],
+             max_new: int) -> _Prefill:
+    """One forward over the prompts, left-padded, keeping only the last position's logits."""
+    device, pad = loaded.device, loaded.tokenizer.pad_token_id
+    width = max(len(ids) for ids in prompts_ids)
+    input_ids = torch.full((len(prompts_ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts_ids), width), dtype=torch.long)
+    for k, ids in enumerate(prompts_ids):
         input_ids[k, width - len(ids):] = torch.tensor(ids)
         mask[k, width - len(ids):] = 1
     input_ids, mask = input_ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = _preallocated_cache(model, width + max_new)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
-    expand = torch.tensor(row_prompt, device=device)
-    cache.batch_select_indices(expand)
-    logits = out.logits[:, -1, :].index_select(0, expand)
-    mask = mask.index_select(0, expand)
-    next_pos = positions[:, -1].index_select(0, expand) + 1
+    cache = _preallocated_cache(loaded.model, width + max_new)
+    out = loaded.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return _Prefill(prompts, cache, out.logits[:, -1, :], mask, positions[:, -1])
 
-    rows = len(prompts_ids)
+
+def _decode_batch(loaded: LoadedModel, prefill: _Prefill, row_prompt: list[int],
+                  seeds: list[int], config: SamplingConfig, tables: StopTables
+                  ) -> list[Completion]:
+    """Decode one batch of rows; row i continues prompt `row_prompt[i]` of the prefill."""
+    model, device = loaded.model, loaded.device
+    pad = loaded.tokenizer.pad_token_id
+    max_new = config.max_new_tokens
+    expand = torch.tensor(row_prompt, device=device)
+    cache = _copy_rows(prefill.cache, expand)
+    logits = prefill.logits.index_select(0, expand)
+    mask = prefill.mask.index_select(0, expand)
+    next_pos = prefill.positions.index_select(0, expand) + 1
+
+    rows = len(row_prompt)
     # Each row's uniforms come from its own generator: batch composition cannot change them.
     uniforms = torch.stack([torch.rand(max_new, generator=torch.Generator().manual_seed(s),
                                        dtype=torch.float64) for s in seeds]).to(device)
@@ -290,6 +312,19 @@ class _PreallocatedLayer(DynamicLayer):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
             self.keys, self.values = self.keys[indices], self.values[indices]
+
+    def rows(self, indices: torch.Tensor) -> _PreallocatedLayer:
+        """A new layer holding copies of the given rows; this one is left as it was."""
+        layer = _PreallocatedLayer(self.capacity)
+        layer.length, layer.is_initialized = self.length, self.is_initialized
+        if self.is_initialized:
+            layer.dtype, layer.device = self.dtype, self.device
+            layer.keys, layer.values = self.keys[indices], self.values[indices]
+        return layer
+
+
+def _copy_rows(cache: Cache, indices: torch.Tensor) -> Cache:
+    return Cache(layers=[layer.rows(indices) for layer in cache.layers])
 
 
 def _draw(logits: torch.Tensor, uniform: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
