@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from puzzles.errors import SelfplayError
+from training.models import torch_threads
 from training.prompts import cut_at_function_end
 from training.sampling import SamplingConfig, StopTables, sample, sample_completions
 
@@ -54,8 +55,9 @@ def test_greedy_samples_of_one_prompt_agree(tiny_model):
     # And greedy decoding matches transformers' own generate.
     tok = tiny_model.tokenizer
     ids = tok(PROMPT_G, return_tensors="pt")
-    out = tiny_model.model.generate(**ids, max_new_tokens=32, do_sample=False,
-                                    pad_token_id=tok.pad_token_id)
+    with torch_threads(tiny_model.threads):
+        out = tiny_model.model.generate(**ids, max_new_tokens=32, do_sample=False,
+                                        pad_token_id=tok.pad_token_id)
     reference = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert reference.startswith(row[0].rstrip()) or cut_at_function_end(reference)[0] == row[0]
 
