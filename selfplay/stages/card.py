@@ -10,4 +10,5 @@ def run(ctx: RoundContext) -> dict:
     card = build_card(ctx.store, ctx.config, ctx.round, log=ctx.log)
     md, _ = write_card(card, ctx.run.cards_dir)
     ctx.log.info("round %d card: %s (%d warnings)", ctx.round, md, len(card["warnings"]))
-    return {"warnings": len(card["warnings"]), "card": str(md)}
+    # Paths relative to the run dir: a summary must not depend on where the run lives.
+    return {"warnings": len(card["warnings"]), "card": str(md.relative_to(ctx.run.path))}
