@@ -56,7 +56,8 @@ class FilterConfig:
 @dataclass(frozen=True)
 class DedupConfig:
     near_duplicate: float = 0.85
-    """Token 3-gram Jaccard similarity at or above which a new puzzle is a near-duplicate of a
+    """Token 3-gram Jaccard similarity (numbers and strings blanked, so a puzzle that only
+    changes its constants matches) at or above which a new puzzle is a near-duplicate of a
     stored one (1 disables)."""
     contamination_ngram: int = 8
     """Token n-gram length for the held-out decontamination check."""

@@ -15,22 +15,29 @@ import tokenize
 from collections import defaultdict
 
 
-def tokens(source: str) -> list[str]:
-    """Python tokens of `source`, without comments, newlines and indentation."""
+def tokens(source: str, literals: bool = True) -> list[str]:
+    """Python tokens of `source`, without comments, newlines and indentation; with
+    `literals=False` every number reads `0` and every string `''`, so puzzles that differ only in
+    their constants tokenise alike."""
     out = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
             if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
                             tokenize.DEDENT, tokenize.ENDMARKER):
                 continue
-            out.append(tok.string)
+            if not literals and tok.type == tokenize.NUMBER:
+                out.append("0")
+            elif not literals and tok.type == tokenize.STRING:
+                out.append("''")
+            else:
+                out.append(tok.string)
     except (tokenize.TokenError, IndentationError, SyntaxError):
         out = source.split()
     return out
 
 
-def shingles(source: str, n: int = 3) -> frozenset[tuple[str, ...]]:
-    toks = tokens(source)
+def shingles(source: str, n: int = 3, literals: bool = True) -> frozenset[tuple[str, ...]]:
+    toks = tokens(source, literals)
     if len(toks) < n:
         return frozenset([tuple(toks)])
     return frozenset(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
@@ -45,14 +52,15 @@ def jaccard(a: frozenset, b: frozenset) -> float:
 class ShingleIndex:
     """Sets of shingles with an inverted index, for 'most similar stored item' queries."""
 
-    def __init__(self, n: int = 3):
+    def __init__(self, n: int = 3, literals: bool = True):
         self.n = n
+        self.literals = literals
         self.sets: list[frozenset] = []
         self.keys: list[str] = []
         self._postings: dict[tuple, list[int]] = defaultdict(list)
 
     def add(self, key: str, source: str) -> None:
-        s = shingles(source, self.n)
+        s = shingles(source, self.n, self.literals)
         idx = len(self.sets)
         self.sets.append(s)
         self.keys.append(key)
@@ -61,7 +69,7 @@ class ShingleIndex:
 
     def most_similar(self, source: str) -> tuple[str, float]:
         """(key, Jaccard) of the most similar stored item, ('', 0.0) when none shares a shingle."""
-        s = shingles(source, self.n)
+        s = shingles(source, self.n, self.literals)
         overlap: dict[int, int] = defaultdict(int)
         for sh in s:
             for idx in self._postings.get(sh, ()):
@@ -75,7 +83,7 @@ class ShingleIndex:
 
     def max_containment(self, source: str) -> tuple[str, float]:
         """(key, share of `source`'s shingles found in one stored item), the largest."""
-        s = shingles(source, self.n)
+        s = shingles(source, self.n, self.literals)
         overlap: dict[int, int] = defaultdict(int)
         for sh in s:
             for idx in self._postings.get(sh, ()):

@@ -28,7 +28,8 @@ def run(ctx: RoundContext) -> dict:
     for key, source in heldout_sources(ctx):
         heldout.add(key, source)
         heldout_hashes.add(key)
-    stored = ShingleIndex(3)
+    # Constants blanked: a puzzle that only changes numbers or strings is not a new one.
+    stored = ShingleIndex(3, literals=False)
     if cfg.near_duplicate < 1:
         for sp in ctx.store.puzzles():
             stored.add(sp.hash, sp.puzzle.source)

@@ -54,10 +54,15 @@ def classify(first: list, second: list | None) -> tuple[str, str]:
             return "broken", f"checker {v.verdict} on a trivial answer"
     if second is not None and [v.verdict for v in first] != [v.verdict for v in second]:
         return "nondeterministic", "two runs on the same answers disagree"
-    if first and all(v.verdict == "error" and v.detail.startswith(_BROKEN_ERRORS)
+    if first and all(v.verdict == "error" and _exception(v.detail).startswith(_BROKEN_ERRORS)
                      for v in first):
         return "broken", f"checker fails on its own: {first[0].detail}"[:200]
     return "valid", ""
+
+
+def _exception(detail: str) -> str:
+    """The exception part of a verdict's detail ("f raised NameError: ..." -> "NameError: ...")."""
+    return detail.split(" raised ", 1)[1] if " raised " in detail else detail
 
 
 def run(ctx: RoundContext) -> dict:

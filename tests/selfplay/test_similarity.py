@@ -36,3 +36,11 @@ def test_diversity_measures():
     assert mean_pairwise_similarity([A, A]) == 1.0
     assert mean_pairwise_similarity([A, B]) < 0.2
     assert distinct_ngrams([A, A]) == distinct_ngrams([A]) < distinct_ngrams([A, B])
+
+
+def test_constants_can_be_blanked():
+    assert shingles(A, literals=False) == shingles(A_CONSTANT, literals=False)
+    assert shingles(A) != shingles(A_CONSTANT)
+    index = ShingleIndex(3, literals=False)
+    index.add("a", A)
+    assert index.most_similar(A_CONSTANT) == ("a", 1.0)

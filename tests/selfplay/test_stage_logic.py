@@ -22,7 +22,7 @@ def test_classify_checker_from_its_verdicts():
     assert classify([fail, fail], [fail, V(verdict="error", detail="ZeroDivisionError")]
                     )[0] == "nondeterministic"
     assert classify([V(verdict="timeout", detail="")], None)[0] == "broken"
-    name_error = V(verdict="error", detail="NameError: name 'q' is not defined")
+    name_error = V(verdict="error", detail="f raised NameError: name 'q' is not defined")
     assert classify([name_error, name_error], None)[0] == "broken"
     index_error = V(verdict="error", detail="IndexError: list index out of range")
     assert classify([index_error, fail], None) == ("valid", "")

@@ -1,0 +1,111 @@
+"""One real round with a scripted sampler in place of the model's, so that every stage sees
+the cases it must handle: valid, trivial, broken, duplicate, near-duplicate, contaminated and
+truncated proposals; solutions that pass, fail and do not parse. Training and the verifier are
+the real ones."""
+
+import json
+
+import pytest
+
+import training.sampling
+from puzzles.seeds import load_seeds
+from selfplay.cli import main
+from selfplay.loop import export, run
+from puzzles.store import Store
+
+A = "x: int, a=17):\n    return x % a == 5 and x > 1000\n"
+A_NEAR = "x: int, a=19):\n    return x % a == 5 and x > 1000\n"
+B = "s: str, n=12):\n    return len(s) == n and s.count('q') == 3 and s[0] == 'z'\n"
+C = "li: list[int]):\n    return len(li) == 6 and sum(li) == 99 and len(set(li)) == 6\n"
+TRIVIAL = "x: int):\n    return x == 0\n"
+BROKEN = "x: int):\n    return undefined_name > x\n"
+SYNTAX = "x: int) return x\n"
+TRUNCATED = "x: int):\n    return x > 5 and"
+TRAIN_SEED = load_seeds("train")[0].puzzle.source.split("(", 1)[1]
+HELDOUT_SEED = load_seeds("heldout")[0].puzzle.source.split("(", 1)[1]
+PROPOSALS = [A, B, C, TRIVIAL, BROKEN, SYNTAX, TRUNCATED, TRAIN_SEED, HELDOUT_SEED, A_NEAR]
+
+SOLUTIONS = {  # a fragment of the puzzle -> a correct body
+    "x % a == 5": "    return 1000 * a + 5\n",
+    "s.count('q') == 3": "    return 'z' + 'qqq' + 'y' * (n - 4)\n",
+    "sum(li) == 99": "    return [1, 2, 3, 4, 5, 84]\n",
+}
+
+
+def scripted_sample(loaded, prompts, n, config, seed):
+    out = []
+    for prompt in prompts:
+        tail = prompt[-400:]
+        if prompt.rstrip().endswith("("):  # a propose prompt: `def fK(`
+            start = len(scripted_sample.proposed)
+            batch = [PROPOSALS[(start + i) % len(PROPOSALS)] for i in range(n)]
+            scripted_sample.proposed.extend(batch)
+            out.append(batch)
+            continue
+        body = next((b for frag, b in SOLUTIONS.items() if frag in tail.rsplit("def f(", 1)[-1]),
+                    None)
+        if body is None:
+            out.append(["    return 0\n"] * n)
+        elif "sum(li)" in tail:
+            out.append([body] * n)  # every attempt solves C: too easy to learn from
+        else:
+            out.append([body if i % 2 == 0 else "    return -1\n" if i % 4 == 1 else "    ret("
+                        for i in range(n)])
+    return out
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    scripted_sample.proposed = []
+    monkeypatch.setattr(training.sampling, "sample", scripted_sample)
+
+
+def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
+        tmp_path, scripted, tiny_model):
+    path = tmp_path / "run"
+    assert main(["init", str(path), "--preset", "tiny"]) == 0
+    result = run(path, rounds=1)
+    r1 = result["rounds"][1]
+    assert r1["complete"]
+    with Store(path / "store.sqlite") as store:
+        statuses = {}
+        for p in store.proposals(1):
+            statuses.setdefault(p.completion, set()).add(p.status)
+        assert statuses[TRIVIAL] == {"trivial"}
+        assert statuses[BROKEN] == {"broken"}
+        assert statuses[SYNTAX] == {"invalid"}
+        assert statuses[TRUNCATED] == {"invalid"}
+        assert statuses[TRAIN_SEED] == {"duplicate"}
+        assert statuses[HELDOUT_SEED] == {"contaminated"}
+        assert statuses[A_NEAR] == {"near_duplicate"}
+        assert "novel" in statuses[A] and statuses[A] <= {"novel", "duplicate"}
+        new = store.puzzles(origin="generated", round=1)
+        assert len(new) == 3 and all(sp.puzzle.split == "train" for sp in new)
+        prov = new[0].provenance
+        assert prov["model"] == "tiny" and prov["parents"] and prov["sampling"]["temperature"]
+        assert prov["model_fingerprint"]
+
+        # Verified solutions of all three are stored, with provenance; only A and B train.
+        solutions = store.solutions(origin="generated")
+        assert {s.puzzle_id for s in solutions} == {sp.id for sp in new}
+        assert all(s.verifier and s.provenance["model"] == "tiny" for s in solutions)
+        examples = store.train_examples(1)
+        synthetic = [e for e in examples if e.kind == "synthetic"]
+        c_id = next(sp.id for sp in new if "sum(li)" in sp.puzzle.source)
+        assert len(synthetic) == 2 and c_id not in {e.puzzle_id for e in synthetic}
+        human = [e for e in examples if e.kind == "human"]
+        assert len(human) >= len(examples) / 4
+        attempts = store.attempts(1, "solve")
+        assert {a.verdict for a in attempts} == {"pass", "fail", "rejected"}
+
+    assert r1["funnel"] == {"proposed": 32, "valid": r1["funnel"]["valid"], "novel": 3,
+                            "solved": 3, "selected": 2}
+    assert (path / "rounds" / "r1" / "train" / "adapter" / "adapter_config.json").exists()
+    assert (path / "cards" / "round-1.json").exists()
+
+    out = tmp_path / "export.jsonl"
+    assert export(path, out) == len(examples)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    syn = [x for x in lines if x["kind"] == "synthetic"]
+    assert len(syn) == 2 and all(x["puzzle_provenance"]["parents"] for x in syn)
+    assert all(x["verdict"] == "pass" and x["verifier"] for x in lines)
