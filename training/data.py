@@ -69,6 +69,8 @@ class Block:
     """Restart at 0 for every example (and for the padding tail)."""
     n_tokens: int
     """Tokens that belong to examples; the rest of the block is padding."""
+    n_loss: int
+    """Tokens that take loss."""
 
 
 def tokenize_pair(tokenizer, puzzle: str, solution: str, *, loss_on: str = "solution") -> Example:
@@ -160,7 +162,7 @@ def _block(members: list[Example], block_size: int, pad_id: int) -> Block:
     # itself and takes no loss, so it cannot leak into the examples.
     positions.extend(range(pad))
     return Block(input_ids=tuple(ids), labels=tuple(labels), position_ids=tuple(positions),
-                 n_tokens=n_tokens)
+                 n_tokens=n_tokens, n_loss=sum(t != IGNORE_INDEX for t in labels))
 
 
 def build_blocks(tokenizer, pairs: Iterable[tuple[str, str]], *, block_size: int,

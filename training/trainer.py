@@ -169,13 +169,18 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     if init_adapter is not None:
         check_adapter_dir(init_adapter)
     inputs = _run_inputs(base, pairs, config, lora, init_adapter)
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision))
     if resume:
         done = _finished_summary(out_dir, inputs)
         if done is not None:
             return done
-    else:
+    elif accelerator.is_main_process:
         for name in ("checkpoints", "adapter", SUMMARY_FILE, LOG_FILE):
             _remove(out_dir / name)
+    accelerator.wait_for_everyone()
     checkpoint = _latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         _check_same_inputs(json.loads((checkpoint / "state.json").read_text())["inputs"], inputs,
@@ -186,10 +191,6 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     if not packing.blocks:
         raise SelfplayError(f"no pair fits in a block of {block_size} tokens "
                             f"(all {packing.n_dropped} were longer)")
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision))
     set_seed(config.seed)  # before the adapter exists: its initial weights are random
     with (_borrowed(base.model, config.gradient_checkpointing) as hf_model,
           _adapter_on(hf_model, lora, init_adapter) as peft_model):
@@ -233,11 +234,9 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
             [packing.blocks[order[i]] for i in _micro_batch_indices(
                 step, j, accelerator.process_index, config.micro_batch, config.grad_accum, world)]
             for j in range(config.grad_accum)]
-        counts = torch.tensor([sum(b.n_tokens for mb in batches for b in mb),
-                               sum(sum(t != IGNORE_INDEX for t in b.labels[1:])
-                                   for mb in batches for b in mb),
-                               sum(len(b.input_ids) for mb in batches for b in mb)],
-                              device=accelerator.device)
+        mine = [b for micro in batches for b in micro]
+        counts = torch.tensor([sum(b.n_tokens for b in mine), sum(b.n_loss for b in mine),
+                               sum(len(b.input_ids) for b in mine)], device=accelerator.device)
         counts = accelerator.reduce(counts, reduction="sum")
         n_loss = counts[1].item()
         step_loss = torch.zeros((), device=accelerator.device)
