@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--baseline-samples", type=int, default=4,
+    parser.add_argument("--baseline-samples", type=int, default=2,
                         help="completions the per-sample loop draws (its rate is per sample)")
     parser.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
     parser.add_argument("--threads", type=int, default=0, help="0 = the loader's choice")
