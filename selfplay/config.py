@@ -161,15 +161,19 @@ def _preset_tiny() -> RunConfig:
 
 
 def _preset_cpu() -> RunConfig:
+    # Sized for 2 CPU cores and SmolLM2-135M: a round of minutes, not hours. Sampling cost
+    # grows with prompt length, so prompts stay short.
     return RunConfig(
         rounds=2,
         model=ModelConfig(name="smollm2-135m"),
         generation=GenerationConfig(batch_size=32),
-        propose=ProposeConfig(prompts=16, per_prompt=4),
-        solve=SolveConfig(attempts=8, unsolved_train=16),
-        train=TrainConfig(steps=30, micro_batch=2, grad_accum=4, block_size=384,
-                          checkpoint_every=10),
-        eval=EvalConfig(k=(1, 5), samples=5, max_problems=24),
+        prompts=PromptConfig(propose_examples=3, solve_examples=2, max_prompt_tokens=768,
+                             completion_tokens=160),
+        propose=ProposeConfig(prompts=12, per_prompt=4, max_new_tokens=160),
+        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=8),
+        train=TrainConfig(steps=12, micro_batch=2, grad_accum=2, block_size=384,
+                          checkpoint_every=4),
+        eval=EvalConfig(k=(1, 4), samples=4, max_problems=12),
     )
 
 
