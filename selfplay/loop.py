@@ -105,9 +105,11 @@ def status_of(store: Store, config) -> dict:
         entry = {"round": r, "stages_done": list(stages),
                  "complete": all(s in stages for s in (ROUND0_STAGES if r == 0
                                                        else ROUND_STAGES))}
+        # Round 0 only seeds and measures the base model: its funnel is all zeros, as is the
+        # part of a round's funnel whose stages have not run yet.
+        entry["funnel"] = {name: stages.get(stage, {}).get(key) or 0
+                           for name, stage, key in FUNNEL}
         if r > 0:
-            entry["funnel"] = {name: stages.get(stage, {}).get(key)
-                               for name, stage, key in FUNNEL}
             if "train" in stages:
                 t = stages["train"]
                 entry["train"] = {k: t.get(k) for k in ("examples", "steps", "first_loss",

@@ -62,6 +62,8 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model):
     funnel = result["rounds"][1]["funnel"]
     assert set(funnel) == {"proposed", "valid", "novel", "solved", "selected"}
     assert funnel["proposed"] > 0
+    assert all(isinstance(r["funnel"]["novel"], int) for r in result["rounds"])
+    assert all("pass_at_k" in r for r in result["rounds"])
 
     killed = small_run(tmp_path / "killed")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
