@@ -86,16 +86,38 @@ def record_from_json(obj: object, where: str) -> PuzzleRecord:
     return PuzzleRecord(puzzle, list(solutions), provenance)
 
 
+@dataclass
+class JsonLine:
+    """One non-blank line of a JSONL file: its decoded value, or why it is not JSON."""
+
+    lineno: int
+    value: object = None
+    error: str = ""
+
+
+def read_json_lines(path: str | Path) -> list[JsonLine]:
+    """Every non-blank line of a JSONL file, decoded; a file that cannot be read is an error
+    naming it, a line that is not JSON is reported on its JsonLine."""
+    out = []
+    for lineno, line in _lines(path):
+        try:
+            out.append(JsonLine(lineno, json.loads(line)))
+        except json.JSONDecodeError as e:
+            out.append(JsonLine(lineno, error=f"bad JSON: {e.msg} at column {e.colno}"))
+        except RecursionError:
+            out.append(JsonLine(lineno, error="bad JSON: nested too deeply"))
+    return out
+
+
 def read_jsonl(path: str | Path) -> tuple[list[PuzzleRecord], list[Rejected]]:
     """Every valid record of a JSONL file, and every line that was not, with its reason."""
     records, rejected = [], []
-    for lineno, line in _lines(path):
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            rejected.append(Rejected(where, f"bad JSON: {e.msg} at column {e.colno}"))
+    for line in read_json_lines(path):
+        where = f"{path}:{line.lineno}"
+        if line.error:
+            rejected.append(Rejected(where, line.error))
             continue
+        obj = line.value
         try:
             records.append(record_from_json(obj, where))
         except PuzzleError as e:
@@ -110,6 +132,8 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
             for lineno, line in enumerate(fh, 1):
                 if line.strip():
                     yield lineno, line
+    except FileNotFoundError:
+        raise SelfplayError(f"cannot read {path}: no such file") from None
     except OSError as e:
         raise SelfplayError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:

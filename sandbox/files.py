@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from puzzles.errors import SelfplayError
+from puzzles.records import read_json_lines
 from sandbox.config import Pair, Verdict
 from sandbox.verifier import Verifier
 
@@ -44,26 +45,10 @@ class FileSummary:
 
 def read_pairs(path: str | Path) -> list[tuple[int, Pair | str]]:
     """(line number, Pair or the reason the line is malformed) for every non-blank line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SelfplayError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SelfplayError(f"{path}: cannot read: {e}") from None
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        records.append((number, _parse_line(line)))
-    return records
+    return [(line.lineno, line.error or _pair(line.value)) for line in read_json_lines(path)]
 
 
-def _parse_line(line: str) -> Pair | str:
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError) as e:
-        return f"not valid JSON ({e})"
+def _pair(obj: object) -> Pair | str:
     if not isinstance(obj, dict):
         return f"expected a JSON object with {', '.join(FIELDS)}"
     missing = [k for k in FIELDS if k not in obj]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from puzzles.errors import SelfplayError
-from puzzles.format import Puzzle
 from puzzles.p3 import read_p3
 from puzzles.records import read_jsonl
 from puzzles.seeds import load_seeds

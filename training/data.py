@@ -25,13 +25,13 @@ for masking still see an EOS between examples: plain packing, the classic fallba
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import parse_puzzle, parse_solution
+from puzzles.records import read_json_lines
 
 LOSS_ON = ("solution", "all")
 
@@ -195,22 +195,12 @@ def read_pairs(path: str | Path, *, validate: bool = True) -> list[tuple[str, st
     Blank lines are skipped. With `validate`, each puzzle and solution is parsed (puzzles.format)
     so a malformed one fails here, naming its line, rather than deep inside training.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SelfplayError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SelfplayError(f"{path}: cannot read: {e}") from None
     pairs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path} line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SelfplayError(f"{where}: not valid JSON ({e.msg})") from None
+    for line in read_json_lines(path):
+        where = f"{path} line {line.lineno}"
+        if line.error:
+            raise SelfplayError(f"{where}: {line.error}")
+        record = line.value
         if not isinstance(record, dict):
             raise SelfplayError(f"{where}: expected an object with keys puzzle and solution")
         for key in ("puzzle", "solution"):

@@ -26,10 +26,10 @@ def test_verify_writes_one_verdict_per_line_in_order(tmp_path, capsys):
         ("a", "pass"), ("line:2", "rejected"), ("line:4", "rejected"), ("c", "fail"),
         ("line:6", "rejected")]
     assert set(rows[0]) == {"id", "verdict", "detail", "seconds"}
-    assert rows[1]["detail"].startswith("line 2: not valid JSON")
+    assert rows[1]["detail"].startswith("line 2: bad JSON")
     assert rows[2]["detail"] == "line 4: missing solution"
     err = capsys.readouterr().err
-    assert "line 2: not valid JSON" in err and "5 verdicts" in err
+    assert "line 2: bad JSON" in err and "5 verdicts" in err
 
 
 def test_verify_names_a_missing_file(tmp_path, capsys):

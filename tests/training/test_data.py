@@ -121,7 +121,7 @@ def test_read_pairs_reads_puzzle_and_solution(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{not json", "line 2: not valid JSON"),
+    ("{not json", "line 2: bad JSON"),
     (json.dumps({"puzzle": PUZZLE}), "line 2: missing key 'solution'"),
     (json.dumps({"puzzle": PUZZLE, "solution": 3}), "line 2: 'solution' must be a non-empty"),
     (json.dumps([PUZZLE, SOLUTION]), "line 2: expected an object"),
