@@ -12,6 +12,7 @@ import ast
 import contextlib
 import hashlib
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -84,7 +85,9 @@ def _parse(source: str, what: str) -> ast.Module:
     if not isinstance(source, str) or not source.strip():
         raise PuzzleError(f"{what} source is empty")
     try:
-        with unlimited_int_digits():
+        # Model-written code draws SyntaxWarnings (`x is 1`, `[...][...]`): not for the user.
+        with unlimited_int_digits(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return ast.parse(source)
     except SyntaxError as e:
         raise PuzzleError(f"{what} has a syntax error at line {e.lineno}: {e.msg}") from None

@@ -24,6 +24,7 @@ import builtins
 import dis
 import sys
 import types
+import warnings
 
 ALLOWED_MODULES = (
     "math", "cmath", "itertools", "collections", "collections.abc", "heapq", "functools", "re",
@@ -67,8 +68,13 @@ _WATCHED_OPS = (_IMPORT_NAME, _IMPORT_STAR, _STORE_ATTR, _DELETE_ATTR)
 
 
 def compile_check(source: str | ast.Module, name: str):
-    """Compile untrusted source the way the worker runs it (annotations stay unevaluated)."""
-    return compile(source, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+    """Compile untrusted source the way the worker runs it (annotations stay unevaluated).
+
+    Compiler warnings (e.g. SyntaxWarning for `x is 1`) are the model's business, not the
+    user's terminal's: they are silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compile(source, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
 
 
 def isolation_reason(code: types.CodeType) -> str | None:
