@@ -125,8 +125,10 @@ def _send(nonce: str, payload: dict) -> None:
         data = data[os.write(_RESULT_FD, data):]
 
 
-def _call(code, name: str, args: tuple, policy):
+def _call(code, name: str, args: tuple, policy, prelude=None):
     namespace = {"__builtins__": policy.runtime_builtins(), "__name__": "sandbox_check"}
+    if prelude is not None:
+        exec(prelude, namespace)
     exec(code, namespace)
     fn = namespace.get(name)
     if not callable(fn):
@@ -142,13 +144,17 @@ def _run_g(item, policy, settings) -> dict:
         return {"v": "rejected", "d": f"solution: {e}"}
     except (SyntaxError, ValueError, RecursionError) as e:
         return {"v": "rejected", "d": f"solution does not compile: {type(e).__name__}: {e}"}
+    # g may call f, as in the ICLR 2023 setup (a brute-force search is honest code): it gets
+    # its own copy of the checker. Whatever g does to that copy, its answer is judged by a
+    # fresh f in a process g never touched.
+    checker = _checker_code(puzzle.source)
     if not alone:
-        reason = isolation_reason(code)
+        reason = isolation_reason(code) or isolation_reason(checker)
         if reason:
             return {"v": "alone", "d": reason}
     answer_type = puzzle.answer_type
     try:
-        answer = _call(code, "g", (), policy)
+        answer = _call(code, "g", (), policy, prelude=checker)
     except MemoryError:
         raise
     except BaseException as e:  # SystemExit, KeyboardInterrupt, anything g throws
@@ -191,6 +197,11 @@ def _run_f(item, policy, settings) -> dict:
     if result is True:
         return {"v": "pass", "d": ""}
     return {"v": "fail", "d": f"f returned {_describe_value(result)}"}
+
+
+@functools.lru_cache(maxsize=256)
+def _checker_code(source: str):
+    return compile_check(source, "f")
 
 
 @functools.lru_cache(maxsize=256)

@@ -84,3 +84,22 @@ def test_answer_is_reported_as_json(verifier):
     v = verifier.verify(Pair("def f(li: List[str]):\n    return li == ['a', 'b']\n",
                              "def g():\n    return ['a', 'b']\n"))
     assert v.verdict == "pass" and v.answer == '["a","b"]'
+
+
+SEARCH_PUZZLE = "def f(x: int, a=37):\n    return x % a == 3 and x > 500\n"
+
+
+def test_g_may_search_with_its_own_copy_of_f(verifier):
+    v = verifier.verify(Pair(SEARCH_PUZZLE,
+                             "def g(a=37):\n    return next(x for x in range(10**6) if f(x))\n"))
+    assert (v.verdict, v.answer) == ("pass", "521")
+
+
+@pytest.mark.parametrize("hack", [
+    "    f.__code__ = (lambda x, a=37: True).__code__\n    return 1\n",
+    "    global f\n    f = lambda x: True\n    return 2\n",
+    "    f.__defaults__ = (0,)\n    return 3\n",
+])
+def test_patching_its_copy_of_f_does_not_change_the_verdict(verifier, hack):
+    v = verifier.verify(Pair(SEARCH_PUZZLE, "def g(a=37):\n" + hack))
+    assert v.verdict == "fail"
