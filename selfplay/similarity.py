@@ -67,13 +67,18 @@ class ShingleIndex:
         for sh in s:
             self._postings[sh].append(idx)
 
-    def most_similar(self, source: str) -> tuple[str, float]:
-        """(key, Jaccard) of the most similar stored item, ('', 0.0) when none shares a shingle."""
+    def _overlaps(self, source: str) -> tuple[frozenset, dict[int, int]]:
+        """The query's shingles, and {stored item: shingles shared with the query}."""
         s = shingles(source, self.n, self.literals)
         overlap: dict[int, int] = defaultdict(int)
         for sh in s:
             for idx in self._postings.get(sh, ()):
                 overlap[idx] += 1
+        return s, overlap
+
+    def most_similar(self, source: str) -> tuple[str, float]:
+        """(key, Jaccard) of the most similar stored item, ('', 0.0) when none shares a shingle."""
+        s, overlap = self._overlaps(source)
         best, best_score = "", 0.0
         for idx, inter in overlap.items():
             score = inter / (len(s) + len(self.sets[idx]) - inter)
@@ -83,11 +88,7 @@ class ShingleIndex:
 
     def max_containment(self, source: str) -> tuple[str, float]:
         """(key, share of `source`'s shingles found in one stored item), the largest."""
-        s = shingles(source, self.n, self.literals)
-        overlap: dict[int, int] = defaultdict(int)
-        for sh in s:
-            for idx in self._postings.get(sh, ()):
-                overlap[idx] += 1
+        s, overlap = self._overlaps(source)
         if not overlap or not s:
             return "", 0.0
         idx, inter = max(overlap.items(), key=lambda kv: kv[1])
