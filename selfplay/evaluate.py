@@ -8,7 +8,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from puzzles.errors import PuzzleError
+from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from sandbox import Pair
@@ -26,11 +26,14 @@ class EvalResult:
     """Problems with at least one passing sample."""
     leaked: int = 0
     """Problems whose puzzle is in some round's training data (should be 0)."""
+    too_long: int = 0
+    """Problems whose prompt did not fit the model (scored as unsolved)."""
     attempts: list[Attempt] = field(default_factory=list, repr=False)
 
     def metric(self) -> dict:
         return {"pass_at_k": self.pass_at_k, "problems": self.problems,
-                "samples": self.samples, "solved": self.solved, "leaked": self.leaked}
+                "samples": self.samples, "solved": self.solved, "leaked": self.leaked,
+                "too_long": self.too_long}
 
 
 def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Solution]], verifier,
@@ -42,7 +45,7 @@ def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Soluti
 
     if not problems:
         return EvalResult(set_name, 0, n, {}, 0)
-    prompts = []
+    prompts: list[str | None] = []
     shots = prompt_config.solve_examples
     for i, puzzle in enumerate(problems):
         if isinstance(puzzle, HumanEvalProblem):
@@ -50,13 +53,22 @@ def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Soluti
             continue
         rng = random.Random(f"{seed}:{i}")
         others = [e for e in examples if e[0].hash != puzzle.hash]
-        prompts.append(solve_prompt(rng.sample(others, min(shots, len(others))), puzzle,
-                                    prompt_config, loaded.tokenizer))
+        try:
+            prompts.append(solve_prompt(rng.sample(others, min(shots, len(others))), puzzle,
+                                        prompt_config, loaded.tokenizer))
+        except SelfplayError:
+            prompts.append(None)  # longer than the prompt budget: counted, never solved
+    too_long = [i for i, p in enumerate(prompts) if p is None]
     per_call = max(1, sampling.batch_size // max(1, n))
     attempts: list[Attempt] = []
     pairs, where = [], []
-    for start in range(0, len(problems), per_call):
-        part = range(start, min(start + per_call, len(problems)))
+    for i in too_long:
+        attempts += [Attempt(round, f"eval:{set_name}", problems[i].hash, a, "",
+                             verdict="rejected", detail="prompt too long for the model")
+                     for a in range(n)]
+    fits = [i for i, p in enumerate(prompts) if p is not None]
+    for start in range(0, len(fits), per_call):
+        part = fits[start:start + per_call]
         outs = sample(loaded, [prompts[i] for i in part], n, sampling, seed=seed + start)
         for i, completions in zip(part, outs):
             puzzle = problems[i]
@@ -84,7 +96,7 @@ def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Soluti
         passes[a.puzzle_hash] += a.verdict == "pass"
     counts = [(n, passes[p.hash]) for p in problems]
     return EvalResult(set_name, len(problems), n, mean_pass_at_k(counts, ks),
-                      sum(1 for _, c in counts if c), attempts=attempts)
+                      sum(1 for _, c in counts if c), too_long=len(too_long), attempts=attempts)
 
 
 def trained_hashes(store) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from puzzles.errors import PuzzleError
+from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Solution
 from puzzles.store import Attempt, StoredPuzzle
 from selfplay.context import RoundContext
@@ -44,15 +44,28 @@ def run(ctx: RoundContext) -> dict:
     sampling = sampling_config(ctx, cfg)
     pool = example_pool(ctx)
     shots = ctx.config.prompts.solve_examples
-    prompts, parents = [], []
+    prompts, parents, overflow = [], [], {}
     for i, sp in enumerate(todo):
         rng = random.Random(ctx.seed("solve-shots", i))
         others = [e for e in pool if e[0].id != sp.id]
         chosen = rng.sample(others, min(shots, len(others)))
-        prompts.append(solve_prompt([(e.puzzle, s) for e, s in chosen], sp.puzzle,
-                                    ctx.config.prompts, loaded.tokenizer))
+        try:
+            prompts.append(solve_prompt([(e.puzzle, s) for e, s in chosen], sp.puzzle,
+                                        ctx.config.prompts, loaded.tokenizer))
+        except SelfplayError as e:
+            prompts.append(None)  # the puzzle alone overflows the prompt budget
+            overflow[i] = str(e)
         parents.append([e.hash for e, _ in chosen])
     done = {a.puzzle_hash for a in ctx.store.attempts(ctx.round, "solve")}
+    # Such a puzzle gets its k attempts as rejected ones: counted, and never asked again.
+    too_long = [Attempt(ctx.round, "solve", todo[j].hash, a, "", verdict="rejected",
+                        detail=f"prompt too long: {why}"[:300])
+                for j, why in overflow.items() if todo[j].hash not in done
+                for a in range(cfg.attempts)]
+    if too_long:
+        with ctx.store.transaction():
+            ctx.store.add_attempts(too_long)
+        done |= {a.puzzle_hash for a in too_long}
     base_provenance = model_provenance(ctx, loaded, sampling)
     per_chunk = max(1, ctx.config.generation.batch_size // cfg.attempts)
     with progress_bar(ctx, len(todo), "solve") as bar:
@@ -60,10 +73,11 @@ def run(ctx: RoundContext) -> dict:
             if all(todo[j].hash in done for j in part):
                 bar.update(len(part))
                 continue
-            outs = sample(loaded, [prompts[j] for j in part], cfg.attempts, sampling,
+            fit = [j for j in part if j not in overflow]
+            outs = sample(loaded, [prompts[j] for j in fit], cfg.attempts, sampling,
                           seed=ctx.seed("solve", c))
             rows = []
-            for j, completions in zip(part, outs):
+            for j, completions in zip(fit, outs):
                 sp = todo[j]
                 for a, text in enumerate(completions):
                     row = Attempt(ctx.round, "solve", sp.hash, a, text, verdict="pending",

@@ -109,3 +109,29 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
     syn = [x for x in lines if x["kind"] == "synthetic"]
     assert len(syn) == 2 and all(x["puzzle_provenance"]["parents"] for x in syn)
     assert all(x["verdict"] == "pass" and x["verifier"] for x in lines)
+
+
+def test_a_puzzle_too_long_for_the_prompt_is_counted_not_fatal(tmp_path, scripted, tiny_model):
+    import dataclasses
+
+    from selfplay.config import load_config, config_toml
+    long_puzzle = ("x: int, a=17):\n    return x % a == 5 and x > 1000 and "
+                   + " and ".join(f"x != {i}" for i in range(400)) + "\n")
+    PROPOSALS.append(long_puzzle)
+    try:
+        path = tmp_path / "run"
+        assert main(["init", str(path), "--preset", "tiny"]) == 0
+        config = load_config(path / "config.toml")
+        config = dataclasses.replace(config, dedup=dataclasses.replace(
+            config.dedup, near_duplicate=1.0))
+        (path / "config.toml").write_text(config_toml(config))
+        result = run(path, rounds=1)
+        assert result["rounds"][1]["complete"]
+        with Store(path / "store.sqlite") as store:
+            [sp] = [sp for sp in store.puzzles(origin="generated") if "x != 399" in
+                    sp.puzzle.source]
+            attempts = store.attempts(1, "solve", puzzle_hash=sp.hash)
+            assert attempts and all(a.verdict == "rejected" and "prompt too long" in a.detail
+                                    for a in attempts)
+    finally:
+        PROPOSALS.remove(long_puzzle)
