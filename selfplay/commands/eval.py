@@ -40,5 +40,5 @@ def cmd_eval(args) -> int:
         scores = ", ".join(f"pass@{k} {v:.3f}" for k, v in m["pass_at_k"].items())
         print(f"round {result['round']} on {result['set']}: {scores} "
               f"({m['problems']} problems x {m['samples']} samples, {m['solved']} solved, "
-              f"{m['leaked']} leaked into training)")
+              f"{m['leaked']} leaked into training, {m['too_long']} too long to prompt)")
     return 0
