@@ -9,12 +9,19 @@ from selfplay.context import RoundContext
 from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
 
 
+def example_pool(store) -> list:
+    """The puzzles propose prompts draw from: train puzzles with a verified solution. An
+    unsolved generated puzzle may be garbage (a checker that can never return True), and
+    showing it would teach more garbage."""
+    return [sp.puzzle for sp in store.puzzles(split="train", solved=True)]
+
+
 def run(ctx: RoundContext) -> dict:
     from training.prompts import propose_prompt
     from training.sampling import sample
 
     cfg = ctx.config.propose
-    pool = [sp.puzzle for sp in ctx.store.puzzles(split="train")]
+    pool = example_pool(ctx.store)
     if not pool:
         return {"proposed": 0, "prompts": 0}
     loaded = ctx.resources.model(ctx.sampling_adapter)

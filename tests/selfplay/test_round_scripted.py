@@ -23,7 +23,9 @@ SYNTAX = "x: int) return x\n"
 TRUNCATED = "x: int):\n    return x > 5 and"
 TRAIN_SEED = load_seeds("train")[0].puzzle.source.split("(", 1)[1]
 HELDOUT_SEED = load_seeds("heldout")[0].puzzle.source.split("(", 1)[1]
-PROPOSALS = [A, B, C, TRIVIAL, BROKEN, SYNTAX, TRUNCATED, TRAIN_SEED, HELDOUT_SEED, A_NEAR]
+UNSOLVED = "y: int, b=41):\n    return y * y == b * 1000 + 7 and y > 3\n"
+PROPOSALS = [A, B, C, TRIVIAL, BROKEN, SYNTAX, TRUNCATED, TRAIN_SEED, HELDOUT_SEED, A_NEAR,
+             UNSOLVED]
 
 SOLUTIONS = {  # a fragment of the puzzle -> a correct body
     "x % a == 5": "    return 1000 * a + 5\n",
@@ -80,14 +82,16 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
         assert statuses[A_NEAR] == {"near_duplicate"}
         assert "novel" in statuses[A] and statuses[A] <= {"novel", "duplicate"}
         new = store.puzzles(origin="generated", round=1)
-        assert len(new) == 3 and all(sp.puzzle.split == "train" for sp in new)
+        assert len(new) == 4 and all(sp.puzzle.split == "train" for sp in new)
+        unsolved = next(sp for sp in new if "b * 1000" in sp.puzzle.source)
+        assert unsolved.n_solutions == 0
         prov = new[0].provenance
         assert prov["model"] == "tiny" and prov["parents"] and prov["sampling"]["temperature"]
         assert prov["model_fingerprint"]
 
         # Verified solutions of all three are stored, with provenance; only A and B train.
         solutions = store.solutions(origin="generated")
-        assert {s.puzzle_id for s in solutions} == {sp.id for sp in new}
+        assert {s.puzzle_id for s in solutions} == {sp.id for sp in new} - {unsolved.id}
         assert all(s.verifier and s.provenance["model"] == "tiny" for s in solutions)
         examples = store.train_examples(1)
         synthetic = [e for e in examples if e.kind == "synthetic"]
@@ -98,7 +102,7 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
         attempts = store.attempts(1, "solve")
         assert {a.verdict for a in attempts} == {"pass", "fail", "rejected"}
 
-    assert r1["funnel"] == {"proposed": 32, "valid": r1["funnel"]["valid"], "novel": 3,
+    assert r1["funnel"] == {"proposed": 32, "valid": r1["funnel"]["valid"], "novel": 4,
                             "solved": 3, "selected": 2}
     assert (path / "rounds" / "r1" / "train" / "adapter" / "adapter_config.json").exists()
     assert (path / "cards" / "round-1.json").exists()
@@ -109,6 +113,18 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
     syn = [x for x in lines if x["kind"] == "synthetic"]
     assert len(syn) == 2 and all(x["puzzle_provenance"]["parents"] for x in syn)
     assert all(x["verdict"] == "pass" and x["verifier"] for x in lines)
+
+    # Round 2 proposes from solved puzzles only: the unsolved one is never a few-shot example,
+    # while the solved generated ones may be.
+    from selfplay.stages.propose import example_pool
+    with Store(path / "store.sqlite") as store:
+        pool = {p.hash for p in example_pool(store)}
+        assert unsolved.hash not in pool and {sp.hash for sp in new} - {unsolved.hash} <= pool
+    run(path, rounds=2)
+    with Store(path / "store.sqlite") as store:
+        parents = {h for p in store.proposals(2) for h in p.provenance["parents"]}
+        assert parents and unsolved.hash not in parents
+        assert all(store.puzzle(h).n_solutions > 0 for h in parents)
 
 
 def test_a_puzzle_too_long_for_the_prompt_is_counted_not_fatal(tmp_path, scripted, tiny_model):
