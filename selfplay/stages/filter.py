@@ -52,6 +52,11 @@ def classify(first: list, second: list | None) -> tuple[str, str]:
             return "broken", f"sandbox rejected it: {v.detail}"[:200]
         if v.verdict in ("timeout", "memory"):
             return "broken", f"checker {v.verdict} on a trivial answer"
+    for v in first:
+        returned = v.detail.removeprefix("f returned ") if v.verdict == "fail" else "False"
+        if returned not in ("False", "None"):
+            # A checker returning numbers or lists can never return True: unsolvable.
+            return "broken", f"checker returns {returned} on a trivial answer, not a bool"[:200]
     if second is not None and [v.verdict for v in first] != [v.verdict for v in second]:
         return "nondeterministic", "two runs on the same answers disagree"
     if first and all(v.verdict == "error" and _exception(v.detail).startswith(_BROKEN_ERRORS)

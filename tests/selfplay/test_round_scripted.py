@@ -24,8 +24,9 @@ TRUNCATED = "x: int):\n    return x > 5 and"
 TRAIN_SEED = load_seeds("train")[0].puzzle.source.split("(", 1)[1]
 HELDOUT_SEED = load_seeds("heldout")[0].puzzle.source.split("(", 1)[1]
 UNSOLVED = "y: int, b=41):\n    return y * y == b * 1000 + 7 and y > 3\n"
+NOT_BOOL = "m: list[int]):\n    return sum(m[:5]) * 3\n"
 PROPOSALS = [A, B, C, TRIVIAL, BROKEN, SYNTAX, TRUNCATED, TRAIN_SEED, HELDOUT_SEED, A_NEAR,
-             UNSOLVED]
+             UNSOLVED, NOT_BOOL]
 
 SOLUTIONS = {  # a fragment of the puzzle -> a correct body
     "x % a == 5": "    return 1000 * a + 5\n",
@@ -75,6 +76,7 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
             statuses.setdefault(p.completion, set()).add(p.status)
         assert statuses[TRIVIAL] == {"trivial"}
         assert statuses[BROKEN] == {"broken"}
+        assert statuses[NOT_BOOL] == {"broken"}
         assert statuses[SYNTAX] == {"invalid"}
         assert statuses[TRUNCATED] == {"invalid"}
         assert statuses[TRAIN_SEED] == {"duplicate"}

@@ -16,7 +16,7 @@ def test_trivial_answers_cover_small_values_of_the_declared_type():
 
 
 def test_classify_checker_from_its_verdicts():
-    fail, ok = V(verdict="fail", detail=""), V(verdict="pass", detail="")
+    fail, ok = V(verdict="fail", detail="f returned False"), V(verdict="pass", detail="")
     assert classify([fail, ok], None)[0] == "trivial"
     assert classify([fail, fail], [fail, fail]) == ("valid", "")
     assert classify([fail, fail], [fail, V(verdict="error", detail="ZeroDivisionError")]
@@ -26,6 +26,10 @@ def test_classify_checker_from_its_verdicts():
     assert classify([name_error, name_error], None)[0] == "broken"
     index_error = V(verdict="error", detail="IndexError: list index out of range")
     assert classify([index_error, fail], None) == ("valid", "")
+    assert classify([V(verdict="fail", detail="f returned None"), fail], None) == ("valid", "")
+    assert classify([fail, V(verdict="fail", detail="f returned 0")], None)[0] == "broken"
+    assert classify([V(verdict="fail", detail="f returned a list (not True)")], None
+                    )[0] == "broken"
 
 
 def test_mix_keeps_human_share_and_minimum_size():
