@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from puzzles.errors import SelfplayError
 from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
-from selfplay.evalsets import load_eval_set
-from selfplay.evaluate import evaluate, trained_hashes
 from selfplay.rundir import RunDir, close_logger, run_logger
-from selfplay.stages.common import sampling_config
-from selfplay.stages.solve import example_pool
+from selfplay.stages.eval import evaluate_set
 
 
-def last_trained_round(run: RunDir, store: Store) -> int:
+def last_trained_round(store: Store) -> int:
     rounds = [r for r, stage, _ in store.stages() if stage == "train"]
     return max(rounds, default=0)
 
@@ -38,23 +34,14 @@ def eval_run(path: str | Path, *, round: int | None = None, set_name: str | None
     resources = Resources(config)
     try:
         with Store(run.store_file) as store:
-            r = last_trained_round(run, store) if round is None else round
+            r = last_trained_round(store) if round is None else round
             adapter = run.adapter(r)
             if adapter is not None and not adapter.exists():
                 raise SelfplayError(f"round {r} has no trained adapter in {run.path}")
             ctx = RoundContext(r, config, store, run, resources, log, progress)
-            eval_set = load_eval_set(set_name, store, seed=config.seed,
-                                     max_problems=cfg.max_problems if max_problems is None
-                                     else max_problems)
-            sampling = sampling_config(ctx, dataclasses.replace(config.solve,
-                                                                temperature=cfg.temperature))
-            result = evaluate(resources.model(adapter), eval_set.puzzles,
-                              [(sp.puzzle, s) for sp, s in example_pool(ctx)],
-                              resources.verifier(), set_name=set_name, n=n, ks=ks,
-                              sampling=sampling, prompt_config=config.prompts,
-                              seed=ctx.seed("eval", set_name), round=r, progress=progress)
-            trained = trained_hashes(store)
-            result.leaked = sum(1 for p in eval_set.puzzles if p.hash in trained)
+            result = evaluate_set(ctx, set_name, ks=ks, n=n,
+                                  max_problems=cfg.max_problems if max_problems is None
+                                  else max_problems)
             log.info("eval round %d on %s: %s", r, set_name, result.metric())
             return {"round": r, "set": set_name, "metric": result.metric()}
     finally:

@@ -7,30 +7,37 @@ import dataclasses
 
 from selfplay.context import RoundContext
 from selfplay.evalsets import load_eval_set
-from selfplay.evaluate import evaluate, trained_hashes
+from selfplay.evaluate import EvalResult, evaluate, trained_hashes
 from selfplay.stages.common import sampling_config
 from selfplay.stages.solve import example_pool
+
+
+def evaluate_set(ctx: RoundContext, name: str, *, ks: list[int], n: int,
+                 max_problems: int) -> EvalResult:
+    """pass@k of round `ctx.round`'s model on eval set `name`; also `selfplay eval`'s work."""
+    cfg = ctx.config.eval
+    eval_set = load_eval_set(name, ctx.store, max_problems=max_problems, seed=ctx.config.seed)
+    # Evaluation samples as the solve stage does, at the eval temperature.
+    sampling = sampling_config(ctx, dataclasses.replace(ctx.config.solve,
+                                                        temperature=cfg.temperature))
+    result = evaluate(ctx.resources.model(ctx.run.adapter(ctx.round)), eval_set.puzzles,
+                      [(sp.puzzle, s) for sp, s in example_pool(ctx)], ctx.resources.verifier(),
+                      set_name=name, n=n, ks=ks, sampling=sampling,
+                      prompt_config=ctx.config.prompts, seed=ctx.seed("eval", name),
+                      round=ctx.round, progress=ctx.progress)
+    trained = trained_hashes(ctx.store)
+    result.leaked = sum(1 for p in eval_set.puzzles if p.hash in trained)
+    return result
 
 
 def run(ctx: RoundContext) -> dict:
     cfg = ctx.config.eval
     if not cfg.sets or cfg.samples <= 0:
         return {"sets": 0}
-    loaded = ctx.resources.model(ctx.run.adapter(ctx.round))
-    # Evaluation samples as the solve stage does, at the eval temperature.
-    sampling = sampling_config(ctx, dataclasses.replace(ctx.config.solve,
-                                                        temperature=cfg.temperature))
-    examples = [(sp.puzzle, s) for sp, s in example_pool(ctx)]
-    trained = trained_hashes(ctx.store)
     summary = {}
     for i, name in enumerate(cfg.sets):
-        eval_set = load_eval_set(name, ctx.store, max_problems=cfg.max_problems,
-                                 seed=ctx.config.seed)
-        result = evaluate(loaded, eval_set.puzzles, examples, ctx.resources.verifier(),
-                          set_name=name, n=cfg.samples, ks=list(cfg.k), sampling=sampling,
-                          prompt_config=ctx.config.prompts, seed=ctx.seed("eval", name),
-                          round=ctx.round, progress=ctx.progress)
-        result.leaked = sum(1 for p in eval_set.puzzles if p.hash in trained)
+        result = evaluate_set(ctx, name, ks=list(cfg.k), n=cfg.samples,
+                              max_problems=cfg.max_problems)
         with ctx.store.transaction():
             ctx.store.add_attempts(result.attempts)
             ctx.store.set_metric(ctx.round, f"eval/{name}", result.metric())
@@ -40,4 +47,3 @@ def run(ctx: RoundContext) -> dict:
                      result.pass_at_k, result.problems, result.leaked)
         summary[name] = result.metric()
     return summary
-
