@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
+import re
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -81,9 +82,25 @@ def unlimited_int_digits():
             sys.set_int_max_str_digits(old)
 
 
+MAX_SOURCE_CHARS = 100_000
+"""Longest puzzle or solution source accepted (P3's longest is 14,564 characters): parsing,
+canonicalising and compiling happen on the host, outside every sandbox timeout."""
+MAX_INT_DIGITS = 20_000
+"""Longest integer literal accepted (P3's longest has 8,844 digits): converting a decimal
+literal costs time quadratic in its length, a million digits tens of seconds."""
+_LONG_DIGITS = re.compile(r"\d{%d,}" % (MAX_INT_DIGITS + 1))
+
+
 def _parse(source: str, what: str) -> ast.Module:
     if not isinstance(source, str) or not source.strip():
         raise PuzzleError(f"{what} source is empty")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise PuzzleError(f"{what} source is {len(source):,} characters, over the "
+                          f"{MAX_SOURCE_CHARS:,}-character limit")
+    long_run = _LONG_DIGITS.search(source)
+    if long_run:
+        raise PuzzleError(f"{what} has a run of over {MAX_INT_DIGITS:,} digits (an integer "
+                          f"literal too long to convert in bounded time)")
     try:
         # Model-written code draws SyntaxWarnings (`x is 1`, `[...][...]`): not for the user.
         with unlimited_int_digits(), warnings.catch_warnings():
@@ -167,6 +184,55 @@ def canonical_source(source: str) -> str:
 def content_hash(source: str) -> str:
     """Stable hash of the canonical form, for exact dedup (16 hex digits of sha256)."""
     return hashlib.sha256(canonical_source(source).encode()).hexdigest()[:16]
+
+
+def string_literal(text: str) -> str:
+    """Python source of a string literal whose value is exactly `text`, for any text.
+
+    Triple-quoted, so a multi-line docstring reads as it was written; only what would change
+    the value or end the literal early is escaped. Pasting text between quotes is never safe:
+    a docstring ending in `"` or holding `\"\"\"` closes the literal too soon, a backslash starts
+    an escape, a NUL cannot stand in source at all and a bare CR is read back as LF.
+    """
+    out = []
+    for i, c in enumerate(text):
+        if c == "\\":
+            out.append("\\\\")
+        elif c == '"':
+            # An unescaped quote is safe only alone: escape one that another quote follows,
+            # or that is last (the closing `"""` follows it), so no `"""` forms inside.
+            follower = text[i + 1] if i + 1 < len(text) else '"'
+            out.append('\\"' if follower == '"' else '"')
+        elif c in "\n\t" or c.isprintable():
+            out.append(c)
+        else:
+            # NUL, CR, other control characters, lone surrogates, U+2028...: repr's escape of
+            # one character is its `\xNN`/`\uNNNN` form (never a quote, which is printable).
+            out.append(repr(c)[1:-1])
+    return '"""' + "".join(out) + '"""'
+
+
+def source_with_docstring(puzzle: Puzzle) -> str:
+    """The puzzle's source with its docstring put back as the first statement of `f`: what
+    every writer of puzzle files shows people. Re-parsing it gives the same puzzle, the same
+    hash and the same docstring, whatever characters the docstring holds."""
+    if not puzzle.docstring:
+        return puzzle.source
+    source = puzzle.source
+    tree = _parse(source, "puzzle")
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "f")
+    if fn.body[0].lineno == fn.lineno:  # `def f(x): return x`: not canonical, so make it so
+        source = _canonical(tree)
+        tree = _parse(source, "puzzle")
+        fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "f")
+    first = fn.body[0]
+    # The canonical source (ast.unparse output) starts the body on its own line below the
+    # header, so the docstring goes in as a line of its own before that line; the source text
+    # itself is kept as it is rather than unparsed again.
+    lines = source.split("\n")
+    at = first.lineno - 1
+    doc = " " * first.col_offset + string_literal(puzzle.docstring)
+    return "\n".join(lines[:at] + [doc] + lines[at:])
 
 
 def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:

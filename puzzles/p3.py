@@ -8,11 +8,13 @@ map `train` to our `train` and `test` to `heldout`.
 
 from __future__ import annotations
 
+import ast
 import json
+import warnings
 from pathlib import Path
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import parse_puzzle, solution_from_body
+from puzzles.format import parse_puzzle, solution_from_body, string_literal
 from puzzles.records import PuzzleRecord, Rejected, atomic_write
 
 P3_SPLIT_NAMES = {"train": "train", "test": "heldout"}
@@ -77,9 +79,7 @@ def _record(item: object, where: str, splits: dict[str, str]) -> PuzzleRecord:
         raise PuzzleError("not a P3 puzzle (an object with 'sat' is expected)")
     name = str(item.get("name", ""))
     family = name.split(":", 1)[0]
-    doc = (item.get("sol_docstring") or "").strip()
-    if doc.startswith(('"""', "'''")):
-        doc = doc[3:-3].strip()
+    doc = _docstring_value(item.get("sol_docstring") or "")
     module = item.get("module") or ""
     puzzle = parse_puzzle(item["sat"], rename="sat", name=name, family=family,
                           split=splits.get(family, "none"), docstring=doc,
@@ -94,6 +94,29 @@ def _record(item: object, where: str, splits: dict[str, str]) -> PuzzleRecord:
     return PuzzleRecord(puzzle, solutions, provenance)
 
 
+def _docstring_value(text: str) -> str:
+    """The docstring a P3 `sol_docstring` stands for. P3 stores the literal as source
+    (`    \"\"\"...\"\"\"`); its value is what Python reads, so escapes mean what they mean there."""
+    text = str(text).strip()
+    if not text:
+        return ""
+    try:
+        # P3's own docstrings hold invalid escapes (`\i` in LearnParity): warnings, not errors.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(text)
+        if isinstance(value, str):
+            return value
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        pass
+    # Not a string literal: plain text, or a file from an older selfplay, which pasted the text
+    # between triple quotes unescaped (so a docstring ending in `"` gave `""""`). Its text is
+    # kept as written.
+    if len(text) >= 6 and text.startswith(('"""', "'''")) and text.endswith(text[:3]):
+        text = text[3:-3]
+    return text.strip()
+
+
 def to_p3(record: PuzzleRecord) -> dict:
     p = record.puzzle
     split = [_split_solution(s) for s in record.solutions]
@@ -104,7 +127,7 @@ def to_p3(record: PuzzleRecord) -> dict:
         "sat": _renamed(p.source, "f", "sat"),
         "ans_type": p.answer_type,
         "sol_header": header.replace("def g(", "def sol(", 1),
-        "sol_docstring": f'    """{p.docstring}"""' if p.docstring else "",
+        "sol_docstring": "    " + string_literal(p.docstring) if p.docstring else "",
         "sol_bodies": [body for _, body in split],
         "module": p.tags[0] if p.tags else "",
         "notes": str(record.provenance.get("notes", "")),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import Puzzle, parse_puzzle
+from puzzles.format import Puzzle, parse_puzzle, source_with_docstring
 
 RECORD_KEYS = {"name", "family", "split", "difficulty", "tags", "puzzle", "solutions",
                "provenance", "hash", "answer_type"}
@@ -31,20 +31,11 @@ class PuzzleRecord:
         p = self.puzzle
         out = {"name": p.name, "family": p.family, "split": p.split,
                "difficulty": p.difficulty, "tags": list(p.tags), "hash": p.hash,
-               "answer_type": p.answer_type, "puzzle": _with_docstring(p),
+               "answer_type": p.answer_type, "puzzle": source_with_docstring(p),
                "solutions": list(self.solutions)}
         if self.provenance:
             out["provenance"] = self.provenance
         return out
-
-
-def _with_docstring(p: Puzzle) -> str:
-    """The puzzle's source with its docstring put back, for people reading the file."""
-    if not p.docstring:
-        return p.source
-    head, _, body = p.source.partition("\n")
-    doc = p.docstring.strip().replace('"""', r'\"\"\"')
-    return f'{head}\n    """{doc}"""\n{body}'
 
 
 @dataclass
