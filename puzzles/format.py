@@ -277,9 +277,27 @@ def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:
     if split not in SPLITS:
         raise PuzzleError(f"{what}: split must be one of {', '.join(SPLITS)}, not {split!r}")
     tags = tuple(meta.pop("tags", ()) or ())
+    for key, value in [*((k, v) for k, v in meta.items() if k != "docstring"),
+                       *(("tag", t) for t in tags)]:
+        # JSON's `"\ud800"` decodes to a lone surrogate, which no UTF-8 file or store can hold:
+        # storing it would fail the whole batch, so the puzzle is refused here, saying why.
+        if isinstance(value, str) and not _is_text(value):
+            raise PuzzleError(f"{what}: {key} {value!r} holds a lone surrogate, which is not text")
+    # The same in the docstring (`"\ud800"` in the source) is valid Python, and the docstring is
+    # only for people: it keeps the escape instead of the character.
+    docstring = (meta.pop("docstring", "") or docstring).encode("utf-8", "backslashreplace"
+                                                                ).decode("utf-8")
     return Puzzle(source=_canonical(tree), answer_type=str(answer_type), extra_args=extra,
-                  docstring=meta.pop("docstring", "") or docstring, split=split, tags=tags,
+                  docstring=docstring, split=split, tags=tags,
                   **{k: (v or "") for k, v in meta.items()})
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def solution_tree(source: str, puzzle: Puzzle | None = None, *, rename: str | None = None,

@@ -134,7 +134,10 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
 def write_jsonl(records: list[PuzzleRecord], path: str | Path) -> None:
     """Write records atomically (a reader never sees half a file)."""
     text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
-    atomic_write(path, text)
+    # A lone surrogate (one can sit in provenance) cannot be written as UTF-8; a surrogate can
+    # only be inside a JSON string, where its backslash escape is the JSON escape that reads
+    # back as the same string.
+    atomic_write(path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def atomic_write(path: str | Path, text: str) -> None:
