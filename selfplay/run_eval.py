@@ -43,7 +43,8 @@ def eval_run(path: str | Path, *, round: int | None = None, set_name: str | None
                                   max_problems=cfg.max_problems if max_problems is None
                                   else max_problems)
             log.info("eval round %d on %s: %s", r, set_name, result.metric())
-            return {"round": r, "set": set_name, "metric": result.metric()}
+            return {"round": r, "set": set_name, "metric": result.metric(),
+                    "rejected": result.rejected}
     finally:
         resources.close()
         close_logger(log)

@@ -33,6 +33,8 @@ def cmd_eval(args) -> int:
                                 ) from None
     result = eval_run(args.dir, round=args.round, set_name=args.set, ks=ks, n=args.n,
                       max_problems=args.max_problems, progress=sys.stderr.isatty())
+    for line in result["rejected"]:
+        print(f"selfplay: eval set {result['set']}: skipped {line}", file=sys.stderr)
     if args.json:
         print(json.dumps({"round": result["round"], "set": result["set"], **result["metric"]}))
     else:

@@ -27,6 +27,11 @@ def evaluate_set(ctx: RoundContext, name: str, *, ks: list[int], n: int,
                       round=ctx.round, progress=ctx.progress)
     trained = trained_hashes(ctx.store)
     result.leaked = sum(1 for p in eval_set.puzzles if p.hash in trained)
+    result.rejected = [str(r) for r in eval_set.rejected]
+    # Every line of the set's file that was left out, so the figure is read knowing what it
+    # covers; the rest of the file was evaluated.
+    for line in result.rejected:
+        ctx.log.warning("eval set %s: skipped %s", name, line)
     return result
 
 

@@ -50,3 +50,60 @@ def test_humaneval_problems_judge_completions_in_the_sandbox(verifier):
     assert [v.verdict for v in verdicts] == ["pass"] * 8
     wrong = verifier.verify_many([p.pair("    return None\n") for p in first])
     assert all(v.verdict != "pass" for v in wrong)
+
+
+def test_a_partly_bad_jsonl_set_keeps_its_good_lines_and_names_the_bad(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"name": "good", "puzzle": "def f(x: int):\n    return x == 3"}),
+        '{"name": "quote", "puzzle": "def f(x: int):\\n    \\"\\"\\"ends \\"\\"\\"\\"\\n    return x"}',
+        "{not json",
+        json.dumps({"name": "also good", "puzzle": "def f(x: int):\n    return x == 4"}),
+    ]) + "\n")
+    s = load_eval_set(str(path))
+    assert [p.name for p in s.puzzles] == ["good", "also good"]
+    where = [r.where.rsplit(":", 1)[1] for r in s.rejected]
+    assert where == ["2", "3"]
+    assert "syntax error" in s.rejected[0].reason and s.rejected[0].name == "quote"
+    assert "bad JSON" in s.rejected[1].reason
+
+
+def test_a_set_with_no_good_line_is_an_error_naming_its_lines(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text("{not json\n" + json.dumps({"puzzle": "def f(x: int) return"}) + "\n")
+    with pytest.raises(SelfplayError, match=r"no puzzle could be read: .*set.jsonl:1: bad "
+                                            r"JSON.*set.jsonl:2: .*syntax error"):
+        load_eval_set(str(path))
+
+
+def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, monkeypatch,
+                                                                    capsys):
+    # The model and the sampling are stood in for: what is under test is that a partly bad set
+    # reaches evaluation with its good puzzles, and each bad line reaches the user and the log.
+    import selfplay.stages.eval as eval_stage
+    from puzzles.store import Store
+    from selfplay.cli import main
+    from selfplay.context import Resources
+    from selfplay.evaluate import EvalResult
+
+    seen = []
+
+    def fake_evaluate(loaded, problems, examples, verifier, *, set_name, n, ks, **_):
+        seen.extend(p.name for p in problems)
+        return EvalResult(set_name, len(problems), n, {str(k): 0.0 for k in ks}, 0)
+
+    monkeypatch.setattr(eval_stage, "evaluate", fake_evaluate)
+    monkeypatch.setattr(Resources, "model", lambda self, adapter: None)
+    monkeypatch.setattr(Resources, "verifier", lambda self: None)
+    run = tmp_path / "run"
+    assert main(["init", str(run), "--preset", "tiny"]) == 0
+    Store(run / "store.sqlite").close()
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps({"name": "good", "puzzle": "def f(x: int):\n    return x == 3"})
+                    + "\n{not json\n")
+    capsys.readouterr()
+    assert main(["eval", str(run), "--set", str(path), "--k", "1", "--n", "1", "--json"]) == 0
+    out = capsys.readouterr()
+    assert seen == ["good"] and json.loads(out.out)["problems"] == 1
+    assert f"skipped {path}:2: bad JSON" in out.err
+    assert f"skipped {path}:2: bad JSON" in (run / "log.txt").read_text()
