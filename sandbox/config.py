@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 VERDICTS = ("pass", "fail", "error", "timeout", "memory", "rejected")
+SHARING = ("gate", "never", "always")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class VerifierConfig:
     see how the sandbox behaves on a kernel without them. They are reported as inactive."""
     strict: bool = False
     """Refuse to start unless every kernel isolation layer is active (instead of warning)."""
+    sharing: str = "gate"
+    """Which checks may share a worker process: "gate" (code the sharing gate accepts, see
+    sandbox.sharing; the default), "never" (every stage of every check in a fresh process:
+    slowest, for the most cautious) or "always" (no gate: for testing and measuring; passes
+    are still confirmed alone, so a neighbour can at worst turn a pass into a fail)."""
 
     def __post_init__(self):
         from puzzles.errors import SelfplayError
@@ -49,6 +55,9 @@ class VerifierConfig:
             raise SelfplayError(f"VerifierConfig.memory_mb must be >= 16, not {self.memory_mb!r}")
         if self.workers < 0:
             raise SelfplayError(f"VerifierConfig.workers must be >= 0, not {self.workers!r}")
+        if self.sharing not in SHARING:
+            raise SelfplayError(f"VerifierConfig.sharing must be one of {', '.join(SHARING)}, "
+                                f"not {self.sharing!r}")
         if self.batch_size < 1:
             raise SelfplayError(f"VerifierConfig.batch_size must be >= 1, not {self.batch_size!r}")
 

@@ -142,7 +142,9 @@ def _setup_kernel_layers(layers, scratch_root, scratch_mb, n_workers, root, libc
     status["scratch_tmpfs"] = "no private mount namespace: scratch is a plain directory " \
                               "(file size capped by RLIMIT_FSIZE, total not capped)"
     if status["namespaces"] is True:
-        opts = f"size={scratch_mb * max(n_workers, 1)}m,mode=0711".encode()
+        # nr_inodes bounds how many files and directories checks can leave for cleanup
+        opts = (f"size={scratch_mb * max(n_workers, 1)}m,"
+                f"nr_inodes={4096 * max(n_workers, 1)},mode=0711").encode()
         if libc.mount(b"tmpfs", scratch_root.encode(), b"tmpfs",
                       _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, opts) == 0:
             status["scratch_tmpfs"] = True
@@ -260,6 +262,11 @@ def apply_landlock(abi: int, writable_dir: str):
             raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
     finally:
         os.close(ruleset)
+
+
+def unmount_scratch(scratch_root: str) -> None:
+    """Detach the scratch tmpfs (its files go with it), so that its mount point can be removed."""
+    _libc().umount2(scratch_root.encode(), 2)  # MNT_DETACH
 
 
 def die_with_parent(parent_pid: int):

@@ -1,35 +1,57 @@
-"""The verification server: a small, fresh interpreter that forks hardened workers.
+"""The verification server: schedules checks onto workers forked from a clean zygote.
 
-The host (the process holding torch and a model) never forks checks itself: fork cost grows
-with the parent's memory. It starts this server once (a fresh `python -c`, see ENTRY), sends it
-checks, and reads verdicts back (see `sandbox.wire`). The server runs one worker per lane at a time; each worker is
-forked, hardened (see `sandbox.layers`) and given a batch of one stage (see `sandbox.worker`).
-The server measures every item's wall time and SIGKILLs a worker whose current item runs past
-the timeout; the rest of that batch goes to a fresh worker.
+Three kinds of process, each holding only what it must:
+- the host (the process holding torch and a model, see `sandbox.verifier`) never forks checks:
+  fork cost grows with its memory. It starts this server once (a fresh `python -c`, with a
+  minimal environment, see ENTRY) and streams checks to it (see `sandbox.wire`);
+- the server holds every pending check's sources and answers, schedules them, measures each
+  item's wall time and SIGKILLs a worker whose item runs past the timeout. No untrusted code
+  ever runs in a process forked from it;
+- the zygote is forked from the server at start, before any check exists, and never receives
+  check data: it only forks workers. A worker gets its items through a memfd the server wrote
+  (read one item at a time, after hardening) and writes results to its own pipe. So a worker's
+  memory holds the zygote's clean image plus its own items, nothing of other checks, and its
+  memory limit is the zygote's size plus its own allowance.
+
+Checks that the sharing gate (`sandbox.sharing`) accepts run in batches, one stage per worker,
+for speed. A `pass` from any process shared with other checks is never reported as such: the
+pair is run again end to end alone (g in a fresh worker, then f in another), and that run's
+verdict is final. Control messages from workers are accepted only where they could be honest
+(a lone check cannot ask to be run alone), so every check ends with exactly one verdict after a
+bounded number of runs.
 """
 
 from __future__ import annotations
 
+import array
 import collections
 import gc
 import json
 import math
 import os
+import pickle
 import resource
 import secrets
 import select
-import shutil
 import signal
+import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
 
 from sandbox import wire
+from sandbox.scratch import clear_dir
 
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
 _SETUP_SECONDS = 10.0
+_PARENT_POLL = 1.0  # seconds between checks that the host is still alive
+_SHARED_RUNS = 2  # a check requeued this often (its batch's workers died) then runs alone
+_MAX_RUNS = 4  # a check started this many times without a verdict gets one of its own
 _FINAL = ("pass", "fail", "error", "memory")
 ENTRY = "from sandbox.server import main; main()"  # not -m: the package imports this module
+TASK_HEADER = struct.Struct("!Q")
+TASK_ENTRY = struct.Struct("!QQ")
 
 
 @dataclass
@@ -48,14 +70,22 @@ class Check:
     g_alone: bool
     f_alone: bool
     seconds: float = 0.0
+    shared: bool = False
+    """Some stage of it ran in a process that also ran other checks' code."""
+    confirming: bool = False
+    """It passed in a shared process and is being run again end to end alone."""
+    runs: int = 0
+    """Workers it was handed to (a bound on requeues)."""
 
 
 @dataclass
 class Running:
     pid: int
+    pidfd: int
     fd: int
     stage: str
     checks: list
+    alone: bool
     lane: int
     nonce: str
     deadline: float
@@ -65,26 +95,22 @@ class Running:
 
 
 class Server:
-    def __init__(self, settings: dict, layers, policy):
+    def __init__(self, settings: dict, layers, zygote: Zygote, host_pid: int):
         self.settings = settings
         self.layers = layers
-        self.policy = policy
+        self.zygote = zygote
+        self.host_pid = host_pid
         self.n_lanes = settings["workers"]
         self.timeout = settings["timeout"]
         self.batch_size = settings["batch_size"]
         self.lane_dirs = [self._make_lane_dir(lane) for lane in range(self.n_lanes)]
-        self.worker_settings = {
-            "memory_bytes": _address_space_now() + settings["memory_mb"] * (1 << 20),
-            "scratch_bytes": settings["scratch_mb"] * (1 << 20),
-            "max_answer_bytes": settings["max_answer_bytes"],
-            "server_pid": os.getpid(),
-        }
 
     def _uid(self, lane: int) -> int:
         return self.settings["uid_base"] + lane
 
-    def _make_lane_dir(self, lane: int) -> str:
-        path = os.path.join(self.layers.scratch_root, f"lane{lane}")
+    def _make_lane_dir(self, lane: int, generation: int = 0) -> str:
+        name = f"lane{lane}" + (f".{generation}" if generation else "")
+        path = os.path.join(self.layers.scratch_root, name)
         os.makedirs(path, exist_ok=True)
         if self.layers.active("setuid"):
             os.chown(path, self._uid(lane), self._uid(lane))
@@ -92,23 +118,18 @@ class Server:
         return path
 
     def _clean_lane_dir(self, lane: int) -> None:
-        path = self.lane_dirs[lane]
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(entry.path)
-                    except OSError:
-                        pass
+        """Empty the lane's scratch dir; if that fails (nothing a check leaves may stop the
+        server), give the lane a new one. The old one then goes with the scratch tmpfs."""
+        if not clear_dir(self.lane_dirs[lane]):
+            generation = int(time.monotonic() * 1e6)
+            self.lane_dirs[lane] = self._make_lane_dir(lane, generation)
 
     # -- running a list of checks -------------------------------------------------------------
 
     def run(self, in_fd: int, out_fd: int) -> None:
         """Take ("more", checks) messages until ("end",), running checks as they arrive (the
-        host parses the next chunk meanwhile); send ("result", idx, verdict, detail, seconds,
-        answer) as each finishes, then ("done",)."""
+        host parses the next chunk meanwhile); send ("results", [...]) as checks finish, then
+        ("done",)."""
         self.in_fd, self.out_fd, self.more = in_fd, out_fd, True
         self.queues = {(stage, alone): collections.deque()
                        for stage in "gf" for alone in (False, True)}
@@ -126,16 +147,24 @@ class Server:
 
     def _receive(self) -> None:
         message = wire.recv(self.in_fd)
-        if message is None:
+        if message is None or not self.more:
             raise BrokenPipeError("the verifier went away")
         if message[0] == "end":
             self.more = False
             return
         for check in message[1]:
-            if check.g_source is None:
-                self.queues["f", check.f_alone].append(check)
-            else:
-                self.queues["g", check.g_alone].append(check)
+            self._enqueue(check)
+
+    def _enqueue(self, check: Check, front: bool = False) -> None:
+        stage = "g" if check.g_source is not None and check.answer is None else "f"
+        alone = check.g_alone if stage == "g" else check.f_alone
+        if check.runs >= _MAX_RUNS:
+            return self._finish(check, "error", f"no verdict after {check.runs} runs "
+                                                "(its workers kept failing)")
+        if check.runs >= _SHARED_RUNS:  # neighbours keep killing its workers: run it alone
+            alone = check.g_alone = check.f_alone = True
+        queue = self.queues[stage, alone]
+        queue.appendleft(check) if front else queue.append(check)
 
     def _start_next(self) -> bool:
         """Start one worker if it is worth it: lone checks at once; full batches at once;
@@ -144,7 +173,7 @@ class Server:
         q = self.queues
         for stage in "gf":  # the slow lone checks first, so they overlap the batches
             if q[stage, True]:
-                self._spawn(stage, [q[stage, True].popleft()])
+                self._spawn(stage, [q[stage, True].popleft()], alone=True)
                 return True
         g, f = q["g", False], q["f", False]
         for stage, queue in (("f", f), ("g", g)):
@@ -159,46 +188,43 @@ class Server:
         self._spawn(stage, [queue.popleft() for _ in range(size)])
         return True
 
-    def _spawn(self, stage: str, checks: list) -> None:
-        from sandbox import worker
-
-        lane = self.free_lanes.pop()
-        nonce = secrets.token_hex(12)
+    def _spawn(self, stage: str, checks: list, alone: bool = False) -> None:
+        alone = alone or len(checks) == 1  # a process of its own, whatever the queue
+        for c in checks:
+            c.runs += 1
+            c.shared = c.shared or not alone
         if stage == "g":
-            items = [(c.g_source, c.puzzle, c.g_alone or len(checks) == 1) for c in checks]
+            skip_gate = alone or self.settings["sharing"] == "always"
+            items = [(c.g_source, c.puzzle, skip_gate) for c in checks]
         else:
             items = [(c.f_code, c.answer_type, c.answer) for c in checks]
-        settings = dict(self.worker_settings,
-                        cpu_seconds=int(self.timeout * len(items) + _SETUP_SECONDS) + 1)
-        r, w = os.pipe()
-        gc.freeze()  # the child's collector then never touches (and copies) our pages
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(r)
-                worker.main(stage, items, w, nonce, settings, self.layers, self.policy,
-                            self.lane_dirs[lane], self._uid(lane))
-            finally:
-                os._exit(70)
-        os.close(w)
+        lane = self.free_lanes.pop()
+        nonce = secrets.token_hex(12)
+        cpu_seconds = int(self.timeout * len(items) + _SETUP_SECONDS) + 1
+        r, pid, pidfd = self.zygote.spawn(stage, _task_file(items), lane, self._uid(lane),
+                                          self.lane_dirs[lane], nonce, cpu_seconds)
         os.set_blocking(r, False)
-        self.running[r] = Running(pid=pid, fd=r, stage=stage, checks=checks, lane=lane,
-                                  nonce=nonce, deadline=time.monotonic() + _SETUP_SECONDS)
+        self.running[r] = Running(pid=pid, pidfd=pidfd, fd=r, stage=stage, checks=checks,
+                                  alone=alone, lane=lane, nonce=nonce,
+                                  deadline=time.monotonic() + _SETUP_SECONDS)
 
     def _wait(self) -> None:
         now = time.monotonic()
-        timeout = None
+        timeout = _PARENT_POLL
         if self.running:
-            timeout = max(0.0, min(r.deadline for r in self.running.values()) - now)
-        fds = list(self.running) + ([self.in_fd] if self.more else [])
-        if not fds:
-            return
+            timeout = min(timeout, max(0.0, min(r.deadline for r in self.running.values()) - now))
+        # The host's pipe is watched even after "end": EOF there means the host died.
+        fds = list(self.running) + [self.in_fd, self.zygote.fd]
         readable, _, _ = select.select(fds, [], [], timeout)
         for fd in readable:
             if fd == self.in_fd:
                 self._receive()
-            else:
+            elif fd == self.zygote.fd:
+                self.zygote.poll()
+            elif fd in self.running:
                 self._read(self.running[fd])
+        if os.getppid() != self.host_pid:
+            raise BrokenPipeError("the verifier's process died")
         now = time.monotonic()
         for run in list(self.running.values()):
             if run.fd in self.running and now >= run.deadline:
@@ -244,9 +270,12 @@ class Server:
             return self._stop(run, "error", "result channel tampered with (out of order)")
         check = run.checks[k]
         check.seconds += now - run.item_started
-        if run.stage == "g" and v == "alone":  # the policy wants it in a process of its own
+        if run.stage == "g" and v == "alone":
+            if run.alone or self.settings["sharing"] == "always":  # only a shared worker's gate may ask; from a lone check it is forged
+                return self._stop(run, "error", "result channel tampered with (control message "
+                                                "from a check running alone)")
             check.g_alone = True
-            self.queues["g", True].append(check)
+            self._enqueue(check)
         elif run.stage == "g" and v == "rejected":
             self._finish(check, v, message["d"])
         elif run.stage == "g" and v == "answer":
@@ -254,18 +283,31 @@ class Server:
                 self._finish(check, "fail", "g's answer is over the size cap")
             else:
                 check.answer = message["a"]
-                self.queues["f", check.f_alone].append(check)
-        elif v in _FINAL and not (run.stage == "g" and v == "pass"):
+                self._enqueue(check)
+        elif v == "pass" and run.stage == "f":
+            self._passed(check)
+        elif v in _FINAL and v != "pass":
             self._finish(check, v, message["d"])
         else:
             return self._stop(run, "error", "result channel tampered with (bad verdict)")
         run.k, run.item_started, run.deadline = k + 1, now, now + self.timeout
         if v == "memory":  # the worker stops after a MemoryError: the rest go to a fresh one
             self._reap(run)
-            self.queues[run.stage, False].extendleft(reversed(run.checks[run.k:]))
+            for c in reversed(run.checks[run.k:]):
+                self._enqueue(c, front=True)
             return
         if run.k == len(run.checks):
             run.deadline = now + _SETUP_SECONDS  # only exiting is left
+
+    def _passed(self, check: Check) -> None:
+        """A pass counts only from a run in which no other check's code shared a process."""
+        if not check.shared or check.confirming:
+            return self._finish(check, "pass", "")
+        check.confirming, check.runs = True, 0
+        check.g_alone = check.f_alone = True
+        if check.g_source is not None:
+            check.answer = None  # g runs again, alone, and f judges what it returns
+        self._enqueue(check)
 
     def _finish(self, check: Check, verdict: str, detail: str) -> None:
         # g's answer, once the f worker has accepted its type and run f on it
@@ -275,6 +317,8 @@ class Server:
         if answer is not None and (not ran_f or
                                    len(answer) > self.settings["report_answer_bytes"]):
             answer = None
+        if check.confirming and verdict != "pass":
+            detail = (detail + " (in a run alone, after passing in a shared worker)")[:300]
         self.outbox.append(("result", check.idx, verdict, detail, round(check.seconds, 6),
                             answer))
 
@@ -316,16 +360,17 @@ class Server:
             return
         if start < len(run.checks):
             self._finish(run.checks[start], verdict, detail)
-        self.queues[run.stage, False].extendleft(reversed(run.checks[start + 1:]))
+        for check in reversed(run.checks[start + 1:]):
+            self._enqueue(check, front=True)
 
     def _reap(self, run: Running) -> int:
-        """SIGKILL the worker (a no-op if it already exited), collect it, free its lane."""
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(run.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        _pid, status = os.waitpid(run.pid, 0)
+        """SIGKILL the worker (a no-op if it already exited), wait for it, free its lane."""
+        try:
+            signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        status = self.zygote.wait(run.pid)
+        os.close(run.pidfd)
         os.close(run.fd)
         del self.running[run.fd]
         self._clean_lane_dir(run.lane)
@@ -335,6 +380,164 @@ class Server:
     def stop_all(self) -> None:
         for run in list(getattr(self, "running", {}).values()):
             self._reap(run)
+
+
+def _task_file(items: list) -> int:
+    """A memfd holding the items, each pickled on its own behind an offset table, so that the
+    worker can load one item at a time (a check's neighbours are never in its memory at once)."""
+    blobs = [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL) for item in items]
+    table = bytearray(TASK_HEADER.pack(len(blobs)))
+    offset = TASK_HEADER.size + TASK_ENTRY.size * len(blobs)
+    for blob in blobs:
+        table += TASK_ENTRY.pack(offset, len(blob))
+        offset += len(blob)
+    fd = os.memfd_create("selfplay-task", os.MFD_CLOEXEC)
+    for data in (table, *blobs):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return fd
+
+
+class Zygote:
+    """The server's handle on the zygote: a unix socket carrying spawn requests (with the
+    worker's task memfd and result pipe) one way, and (pid, pidfd) and exit statuses back."""
+
+    def __init__(self, settings: dict, layers, policy):
+        server_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        gc.freeze()  # the children's collector then never touches (and copies) our pages
+        pid = os.fork()
+        if pid == 0:
+            try:
+                server_end.close()
+                _zygote_main(zygote_end, settings, layers, policy)
+            finally:
+                os._exit(70)
+        zygote_end.close()
+        self.pid, self.sock, self.fd = pid, server_end, server_end.fileno()
+        self.exits: dict[int, int] = {}
+        self.pending_spawn: list = []
+
+    def spawn(self, stage, task_fd, lane, uid, lane_dir, nonce, cpu_seconds):
+        """Fork a worker; (read end of its result pipe, pid, pidfd)."""
+        r, w = os.pipe()
+        try:
+            request = pickle.dumps(("spawn", stage, lane, uid, lane_dir, nonce, cpu_seconds))
+            socket.send_fds(self.sock, [request], [task_fd, w])
+        finally:
+            os.close(task_fd)
+            os.close(w)
+        while not self.pending_spawn:
+            self._receive()
+        pid, pidfd = self.pending_spawn.pop()
+        return r, pid, pidfd
+
+    def poll(self) -> None:
+        """Take what the zygote sent, if anything (a wait() may have taken it already)."""
+        try:
+            self._receive(socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+
+    def wait(self, pid: int) -> int:
+        """The exit status of worker `pid` (already signalled or exiting)."""
+        while pid not in self.exits:
+            self._receive()
+        return self.exits.pop(pid)
+
+    def _receive(self, flags: int = 0) -> None:
+        data, fds = _recv_with_fds(self.sock, 1, flags)
+        if not data:
+            raise BrokenPipeError("the sandbox zygote died")
+        message = pickle.loads(data)
+        if message[0] == "spawned":
+            self.pending_spawn.append((message[1], fds[0]))
+        elif message[0] == "exited":
+            self.exits[message[1]] = message[2]
+
+    def stop(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self.sock.close()
+
+
+def _zygote_main(sock: socket.socket, settings: dict, layers, policy) -> None:
+    """Fork workers on request, report their exits; never holds check data (the task memfd
+    and result pipe pass through as descriptors, unread)."""
+    from sandbox import layers as kernel
+    from sandbox import worker
+
+    kernel.die_with_parent(settings["server_pid"])
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
+    signal.set_wakeup_fd(wake_w)
+    worker_settings = {
+        "memory_bytes": _address_space_now() + settings["memory_mb"] * (1 << 20),
+        "scratch_bytes": settings["scratch_mb"] * (1 << 20),
+        "max_answer_bytes": settings["max_answer_bytes"],
+        "parent_pid": os.getpid(),
+    }
+    while True:
+        readable, _, _ = select.select([sock, wake_r], [], [])
+        if wake_r in readable:
+            while True:
+                try:
+                    if not os.read(wake_r, 4096):
+                        break
+                except BlockingIOError:
+                    break
+            _report_exits(sock)
+        if sock in readable:
+            data, fds = _recv_with_fds(sock, 2)
+            if not data:
+                os._exit(0)  # the server went away
+            _, stage, lane, uid, lane_dir, nonce, cpu_seconds = pickle.loads(data)
+            task_fd, result_w = fds
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    for fd in (sock.fileno(), wake_r, wake_w):
+                        os.close(fd)
+                    worker.main(stage, task_fd, result_w, nonce,
+                                dict(worker_settings, cpu_seconds=cpu_seconds), layers, policy,
+                                lane_dir, uid)
+                finally:
+                    os._exit(70)
+            pidfd = os.pidfd_open(pid)
+            os.close(task_fd)
+            os.close(result_w)
+            socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [pidfd])
+            os.close(pidfd)
+
+
+def _recv_with_fds(sock: socket.socket, max_fds: int, flags: int = 0) -> tuple[bytes, list]:
+    """One message and the descriptors passed with it. (`socket.recv_fds` drops `flags` before
+    Python 3.12, so MSG_DONTWAIT would block.)"""
+    fds = array.array("i")
+    data, ancillary, _flags, _addr = sock.recvmsg(4096, socket.CMSG_LEN(max_fds * fds.itemsize),
+                                                  flags)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
+def _report_exits(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        sock.send(pickle.dumps(("exited", pid, status)))
 
 
 def _parse_line(line: bytes, nonce: str) -> dict | None:
@@ -389,6 +592,36 @@ def _ensure_big_stack() -> None:
         os.execv(sys.executable, [sys.executable, "-s", "-c", ENTRY, *sys.argv[1:]])
 
 
+def free_uid_base(base: int, count: int) -> int:
+    """The first block of `count` ids from `base` up (in steps of `count`) that no existing
+    user or group has, so that workers never act as, or own files of, a real account."""
+    import grp
+    import pwd
+
+    def taken(i: int) -> bool:
+        for lookup in (pwd.getpwuid, grp.getgrgid):
+            try:
+                lookup(i)
+                return True
+            except KeyError:
+                pass
+        return False
+
+    while any(taken(i) for i in range(base, base + count)):
+        base += count
+    return base
+
+
+def _wait_for_request(in_fd: int, host_pid: int):
+    """The host's next message; None when it closed the pipe or died."""
+    while True:
+        readable, _, _ = select.select([in_fd], [], [], _PARENT_POLL)
+        if readable:
+            return wire.recv(in_fd)
+        if os.getppid() != host_pid:
+            return None
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     _ensure_big_stack()
@@ -398,27 +631,52 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
+    host_pid = settings["host_pid"]
+    if os.getppid() != host_pid:
+        return
 
     from sandbox import layers as kernel
+    import sandbox.worker  # noqa: F401  (imported once here, before the zygote forks)
     from sandbox.policy import ModulePolicy
 
+    if os.geteuid() == 0:
+        settings["uid_base"] = free_uid_base(settings["uid_base"], settings["workers"])
     policy = ModulePolicy()  # imports the allowlisted modules before any lockdown
     layers = kernel.setup_server(settings["scratch_root"], settings["scratch_mb"],
                                  settings["workers"], tuple(settings["disable_layers"]))
-    server = Server(settings, layers, policy)
+    settings["server_pid"] = os.getpid()
+    zygote = Zygote(settings, layers, policy)
+    server = Server(settings, layers, zygote, host_pid)
     try:
         while True:
-            message = wire.recv(in_fd)
+            message = _wait_for_request(in_fd, host_pid)
             if message is None:
                 break
             if message[0] == "layers":
-                wire.send(out_fd, ("layers", dict(layers.status)))
+                wire.send(out_fd, ("layers", dict(layers.status),
+                                   {"uid_base": settings["uid_base"],
+                                    "zygote_pid": zygote.pid}))
             elif message[0] == "run":
                 server.run(in_fd, out_fd)
-    except BrokenPipeError:
+    except (BrokenPipeError, ConnectionError):
         pass
     finally:
         server.stop_all()
+        zygote.stop()
+        _remove_scratch(settings["scratch_root"], layers)
+
+
+def _remove_scratch(root: str, layers) -> None:
+    """Nothing of the verifier's scratch outlives it, even when the host was killed."""
+    from sandbox import layers as kernel
+
+    if layers.status.get("scratch_tmpfs") is True:
+        kernel.unmount_scratch(root)
+    clear_dir(root)
+    try:
+        os.rmdir(root)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

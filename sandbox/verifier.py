@@ -13,10 +13,10 @@ hardened worker process.
 
 from __future__ import annotations
 
+import ast
 import json
 import marshal
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,8 +29,10 @@ from puzzles.format import parse_puzzle
 from puzzles.types import conforms
 from sandbox import wire
 from sandbox.config import Pair, Verdict, VerifierConfig
-from sandbox.policy import compile_check, isolation_reason
+from sandbox.policy import compile_check
+from sandbox.scratch import remove_tree
 from sandbox.server import ENTRY as SERVER_ENTRY, Check
+from sandbox.sharing import isolation_reason
 
 SANDBOX_VERSION = "0.1"
 KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
@@ -40,12 +42,22 @@ _CHUNK = 128  # checks per message: small enough that workers start while the ho
 
 
 def _compile(source: str, name: str) -> tuple[bytes, bool]:
-    """Marshalled code for the worker, and whether the policy wants it run alone."""
+    """Marshalled code for the worker, and whether the sharing gate wants it run alone."""
     try:
-        code = compile_check(source, name)
+        tree = ast.parse(source)
+        code = compile_check(tree, name)
+        alone = isolation_reason(tree, source) is not None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise PuzzleError(f"{name} does not compile: {type(e).__name__}: {e}") from None
-    return marshal.dumps(code), isolation_reason(code) is not None
+    return marshal.dumps(code), alone
+
+
+def _server_environment() -> dict[str, str]:
+    """The server's whole environment (its workers inherit it): nothing of the caller's, whose
+    variables may hold secrets that a check could raise into a verdict's detail."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH"))
+                                          if p),
+            "PATH": os.defpath, "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class Verifier:
@@ -73,19 +85,19 @@ class Verifier:
                     "max_answer_bytes": cfg.max_answer_bytes, "scratch_mb": cfg.scratch_mb,
                     "report_answer_bytes": cfg.report_answer_bytes,
                     "uid_base": cfg.uid_base, "scratch_root": self._scratch,
-                    "disable_layers": list(cfg.disable_layers)}
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH"))
-                                            if p)
+                    "disable_layers": list(cfg.disable_layers), "host_pid": os.getpid(),
+                    "sharing": cfg.sharing}
         self._proc = subprocess.Popen(
             [sys.executable, "-s", "-c", SERVER_ENTRY, json.dumps(settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
-            start_new_session=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_server_environment(),
+            close_fds=True, start_new_session=True)
         reply = self._request(("layers",))
         if reply is None:
             self.close()
             raise SelfplayError("the sandbox server failed to start (run `selfplay doctor`)")
         self._layers = reply[1]
+        self.uid_base = reply[2]["uid_base"]  # the configured one, or the next free block
+        self.zygote_pid = reply[2]["zygote_pid"]
         inactive = {k: v for k, v in self._layers.items() if k in KERNEL_LAYERS and v is not True}
         if inactive and cfg.strict:
             self.close()
@@ -116,8 +128,8 @@ class Verifier:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._scratch:  # the server removes it; this covers a server that was killed
+            remove_tree(self._scratch)
             self._scratch = ""
 
     def __enter__(self) -> Verifier:
@@ -189,7 +201,7 @@ class Verifier:
                 results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0)
                 continue
             checks.append(Check(i, None, None, f_code, puzzle.answer_type, text, False,
-                                f_alone))
+                                f_alone or self.config.sharing == "never"))
         return self._run(checks, results, progress)
 
     def _puzzle(self, source: str):
@@ -218,7 +230,9 @@ class Verifier:
         if not isinstance(pair.solution, str) or not pair.solution.strip():
             return Verdict("rejected", "solution: source is empty", 0.0)
         # The solution is parsed, compiled and linted by the g worker (see Check).
-        return Check(i, pair.solution, puzzle, f_code, puzzle.answer_type, None, False, f_alone)
+        # A checker that must run alone makes its g run alone too: g's process runs f's code.
+        alone = f_alone or self.config.sharing == "never"
+        return Check(i, pair.solution, puzzle, f_code, puzzle.answer_type, None, alone, alone)
 
     def _run(self, checks, results: list, progress: bool) -> list[Verdict]:
         """Stream `checks` (an iterable, prepared lazily) to the server and collect verdicts;

@@ -28,21 +28,25 @@ import os
 import random
 import resource
 import sys
+import types
 
 from puzzles.errors import PuzzleError
 from puzzles.format import solution_tree
 from puzzles.types import coerce, conforms, parse_type
-from sandbox.policy import compile_check, isolation_reason
+from sandbox.policy import compile_check
+from sandbox.server import TASK_ENTRY, TASK_HEADER
+from sandbox.sharing import isolation_reason
 
 _RESULT_FD = 3
+_TASK_FD = 4
 _DETAIL_CHARS = 300
 _RECURSION_LIMIT = 20_000
 
 
-def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -> None:
-    """Entry point right after fork; never returns."""
+def main(stage, task_fd, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -> None:
+    """Entry point right after the zygote forks us; never returns."""
     try:
-        _own_fds(pipe_w)
+        _own_fds(pipe_w, task_fd)
         try:
             _harden(settings, layers, lane_dir, uid)
         except BaseException as e:  # fail closed: no untrusted code without promised layers
@@ -50,10 +54,10 @@ def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -
             os._exit(71)
         _send(nonce, {"k": -1, "v": "ready"})
         run = _run_g if stage == "g" else _run_f
-        for k, item in enumerate(items):
+        for k in range(_task_count()):
             _reset_interpreter_state(policy)
             try:
-                result = run(item, policy, settings)
+                result = run(_task_item(k), policy, settings)
             except MemoryError:
                 result = None  # report outside the handler: the traceback pins the big objects
             except BaseException as e:  # untrusted code is wrapped in run(); this is our bug
@@ -68,18 +72,44 @@ def main(stage, items, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -
         os._exit(0)
 
 
-def _own_fds(pipe_w: int) -> None:
-    """stdin/stdout/stderr -> /dev/null, the result pipe at fd 3, nothing else inherited."""
+def _task_count() -> int:
+    return TASK_HEADER.unpack(os.pread(_TASK_FD, TASK_HEADER.size, 0))[0]
+
+
+def _task_item(k: int):
+    """Item k of the task memfd, read only when its turn comes: the other checks of the batch
+    are never in this process's memory at the same time as this one's code runs."""
+    import pickle
+
+    entry = os.pread(_TASK_FD, TASK_ENTRY.size, TASK_HEADER.size + TASK_ENTRY.size * k)
+    offset, size = TASK_ENTRY.unpack(entry)
+    chunks = []
+    while size:
+        chunk = os.pread(_TASK_FD, min(size, 1 << 30), offset)
+        if not chunk:
+            raise EOFError("task file is truncated")
+        chunks.append(chunk)
+        offset += len(chunk)
+        size -= len(chunk)
+    return pickle.loads(b"".join(chunks))
+
+
+def _own_fds(pipe_w: int, task_fd: int) -> None:
+    """stdin/stdout/stderr -> /dev/null, the result pipe at fd 3, the task at fd 4, nothing
+    else inherited."""
     os.setsid()  # own session and process group: a group kill reaches only this worker
+    # Move both above the target numbers first, so that dup2 never clobbers one with the other.
+    pipe_w, task_fd = os.dup(pipe_w), os.dup(task_fd)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    if pipe_w != _RESULT_FD:
-        os.dup2(pipe_w, _RESULT_FD)
+    os.dup2(pipe_w, _RESULT_FD)
+    os.dup2(task_fd, _TASK_FD)
     # close_range(2) underneath: cheap however high the bound
-    os.closerange(_RESULT_FD + 1, max(65536, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+    os.closerange(_TASK_FD + 1, max(65536, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1],
                                                  1 << 20)))
     os.set_inheritable(_RESULT_FD, False)
+    os.set_inheritable(_TASK_FD, False)
     sys.stdout = open(1, "w", closefd=False)  # print() works, and goes nowhere
     sys.stderr = open(2, "w", closefd=False)
 
@@ -93,7 +123,7 @@ def _harden(settings: dict, layers, lane_dir: str, uid: int) -> None:
                        file_bytes=settings["scratch_bytes"], one_process=root)
     if layers.active("setuid"):
         kernel.drop_privileges(uid)
-    kernel.die_with_parent(settings["server_pid"])
+    kernel.die_with_parent(settings["parent_pid"])
     kernel.not_dumpable()
     if layers.active("landlock"):
         kernel.apply_landlock(layers.landlock_abi, lane_dir)
@@ -126,20 +156,30 @@ def _send(nonce: str, payload: dict) -> None:
 
 
 def _call(code, name: str, args: tuple, policy, prelude=None):
-    namespace = {"__builtins__": policy.runtime_builtins(), "__name__": "sandbox_check"}
-    if prelude is not None:
-        exec(prelude, namespace)
-    exec(code, namespace)
-    fn = namespace.get(name)
-    if not callable(fn):
-        raise NameError(f"{name} is not defined")
-    return fn(*args)
+    # The code runs as the body of a fresh module that `sys.modules` knows for the duration of
+    # the call: `@dataclass` (and `typing`, `enum`...) look a class's module up there. Untrusted
+    # code never sees the real `sys`, and the entry goes before the next check runs.
+    module = types.ModuleType(_CHECK_MODULE)
+    namespace = vars(module)
+    namespace["__builtins__"] = policy.runtime_builtins()
+    sys.modules[_CHECK_MODULE] = module
+    try:
+        if prelude is not None:
+            exec(prelude, namespace)
+        exec(code, namespace)
+        fn = namespace.get(name)
+        if not callable(fn):
+            raise NameError(f"{name} is not defined")
+        return fn(*args)
+    finally:
+        sys.modules.pop(_CHECK_MODULE, None)
 
 
 def _run_g(item, policy, settings) -> dict:
-    source, puzzle, alone = item
+    source, puzzle, skip_gate = item
     try:
-        code = compile_check(solution_tree(source, puzzle), "g")
+        tree = solution_tree(source, puzzle)
+        code = compile_check(tree, "g")
     except PuzzleError as e:
         return {"v": "rejected", "d": f"solution: {e}"}
     except (SyntaxError, ValueError, RecursionError) as e:
@@ -148,8 +188,8 @@ def _run_g(item, policy, settings) -> dict:
     # its own copy of the checker. Whatever g does to that copy, its answer is judged by a
     # fresh f in a process g never touched.
     checker = _checker_code(puzzle.source)
-    if not alone:
-        reason = isolation_reason(code) or isolation_reason(checker)
+    if not skip_gate:  # (a checker that must run alone makes the host send its g alone too)
+        reason = isolation_reason(tree, source)
         if reason:
             return {"v": "alone", "d": reason}
     answer_type = puzzle.answer_type
@@ -167,9 +207,13 @@ def _encode_answer(answer, answer_type: str, max_bytes: int) -> dict:
         atype = _parsed_type(answer_type)
         if not conforms(answer, atype):
             return {"v": "fail", "d": f"g returned {_describe_type(answer)}, not {answer_type}"}
+        if "float" in answer_type:
+            coerce(answer, atype)  # an int is a float answer only if it converts to one
         text = json.dumps(answer, allow_nan=False, separators=(",", ":"))
     except RecursionError:
         return {"v": "fail", "d": "g returned a value nested too deeply"}
+    except OverflowError:
+        return {"v": "fail", "d": f"g returned an int too large for a float, not {answer_type}"}
     except (ValueError, TypeError) as e:
         return {"v": "fail", "d": f"g's answer cannot be carried as JSON: {e}"[:_DETAIL_CHARS]}
     if len(text) > max_bytes:
@@ -186,6 +230,8 @@ def _run_f(item, policy, settings) -> dict:
         if not conforms(answer, atype):
             return {"v": "fail", "d": f"answer is {_describe_type(answer)}, not {answer_type}"}
         answer = coerce(answer, atype)
+    except OverflowError:  # only through check_answers: a g worker refuses such an answer
+        return {"v": "fail", "d": f"answer holds an int too large for a float, not {answer_type}"}
     except (ValueError, RecursionError) as e:
         return {"v": "fail", "d": f"answer is not valid JSON: {type(e).__name__}"}
     try:
@@ -197,6 +243,10 @@ def _run_f(item, policy, settings) -> dict:
     if result is True:
         return {"v": "pass", "d": ""}
     return {"v": "fail", "d": f"f returned {_describe_value(result)}"}
+
+
+_CHECK_MODULE = "sandbox_check"
+"""`__name__` of the code a check runs, and its `sys.modules` key while it runs."""
 
 
 @functools.lru_cache(maxsize=256)

@@ -56,31 +56,41 @@ def leftovers():
 
 
 def sandbox_processes(v: Verifier) -> list[int]:
-    """Processes left by checks: the server's descendants and anything running as a worker
-    uid. Between calls there must be none (workers live only while they have work)."""
-    uids = range(v.config.uid_base, v.config.uid_base + v.config.n_workers)
-    parents, found = {}, []
+    """Processes left by checks: the server's descendants, and anything running as a worker
+    uid that no other verifier's server owns (other verifiers, in this session or another
+    process, use the same uids). Between calls there must be none (workers live only while
+    they have work); the zygote they are forked from is not one of them."""
+    uids = range(v.uid_base, v.uid_base + v.config.n_workers)
+    parents, as_worker, servers = {}, [], set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as f:
                 status = dict(line.split(":", 1) for line in f if ":" in line)
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"sandbox.server import main" in f.read():
+                    servers.add(int(entry))
         except OSError:
             continue
         pid, ppid = int(entry), int(status["PPid"])
         parents[pid] = ppid
         if int(status["Uid"].split()[0]) in uids:
-            found.append(pid)
-    server = v._proc.pid
+            as_worker.append(pid)
+    ours, found = v._proc.pid, []
     for pid in parents:
         p, seen = parents.get(pid), 0
         while p and seen < 64:
-            if p == server:
+            if p == ours:
                 found.append(pid)
                 break
+            if p in servers:  # another verifier's server (or zygote)
+                break
             p, seen = parents.get(p), seen + 1
-    return sorted(set(found))
+        else:
+            if pid in as_worker:  # a worker uid outside every server's tree
+                found.append(pid)
+    return sorted(set(found) - {v.zygote_pid})
 
 
 def assert_healthy(v: Verifier) -> None:

@@ -1,12 +1,13 @@
 """The Verifier's contract: order, rejections, check_answers, provenance, layer reporting."""
 
+import ast
 import warnings
 
 import pytest
 
 from puzzles.errors import SelfplayError
 from sandbox import VERDICTS, Pair, Verdict, Verifier, VerifierConfig
-from sandbox.policy import compile_check, isolation_reason
+from sandbox.sharing import isolation_reason
 
 PUZZLE = "def f(x: int, a=5):\n    return x == a * 2\n"
 
@@ -117,7 +118,7 @@ def test_progress_bar(verifier, capsys):
     ("def g():\n    return eval('1')\n", False),
 ])
 def test_only_plain_code_may_share_a_worker(source, shared):
-    assert (isolation_reason(compile_check(source, "g")) is None) == shared
+    assert (isolation_reason(ast.parse(source), source) is None) == shared
 
 
 def test_server_death_is_survived():

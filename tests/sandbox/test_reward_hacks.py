@@ -101,10 +101,12 @@ def test_hacks_do_not_leak_into_other_checks_of_a_batch(verifier, walk):
 
 
 def test_checker_hacks_do_not_leak_into_other_checkers(verifier):
-    # A puzzle's f could try to make later puzzles' checkers pass; it cannot reach them.
+    # A puzzle's f could try to make later puzzles' checkers pass; it cannot reach them: the
+    # module views are read-only, so the patch itself fails.
     poison = ("def f(x: int):\n    import random\n    random.choice = lambda s: True\n"
               "    return x == 1\n")
     victim = "def f(x: int):\n    import random\n    return random.choice([x]) is True\n"
     g = "def g():\n    return 1\n"
     verdicts = verifier.verify_many([Pair(poison, g)] + [Pair(victim, g)] * 20)
-    assert [v.verdict for v in verdicts] == ["pass"] + ["fail"] * 20
+    assert [v.verdict for v in verdicts] == ["error"] + ["fail"] * 20
+    assert "read-only" in verdicts[0].detail

@@ -1,0 +1,103 @@
+"""Emptying a directory that untrusted code filled: in bounded stack depth and time, whatever
+it left there (deep trees, many files, odd names, read-only modes, symlinks).
+
+`shutil.rmtree` recurses once per level (a tree 2,000 levels deep exhausts Python's recursion
+limit) and walks by path (deeper trees exceed PATH_MAX). This flattens instead: a non-empty
+subdirectory's entries are renamed up into the directory being emptied, one level at a time,
+through directory file descriptors, so depth costs nothing and every entry is touched a
+bounded number of times.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def clear_dir(path: str, max_entries: int = 1_000_000) -> bool:
+    """Remove everything inside `path` (not `path` itself). True when it is empty afterwards;
+    False when something could not be removed or more than `max_entries` entries were seen.
+    Never raises OSError."""
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return False
+    try:
+        return _clear(fd, max_entries)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: str) -> bool:
+    """`clear_dir` then remove `path` itself. True when it is gone."""
+    if not os.path.lexists(path):
+        return True
+    if os.path.isdir(path) and not os.path.islink(path):
+        clear_dir(path)
+        try:
+            os.rmdir(path)
+        except OSError:
+            return False
+        return True
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def _clear(fd: int, budget: int) -> bool:
+    fresh = (f".flat{n}" for n in itertools.count())
+    seen = 0
+    while True:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        if not entries:
+            return True
+        for name, is_dir in entries:
+            seen += 1
+            if seen > budget:
+                return False
+            if not is_dir:
+                _unlink(name, fd)
+                continue
+            try:
+                os.rmdir(name, dir_fd=fd)
+                continue
+            except OSError:
+                pass
+            _flatten(name, fd, fresh)
+
+
+def _unlink(name: str, fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+
+
+def _flatten(name: str, parent_fd: int, fresh) -> None:
+    """Move every entry of subdirectory `name` up into the parent, then remove it."""
+    child = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        mode = os.fstat(child).st_mode
+        if stat.S_IMODE(mode) & 0o700 != 0o700:
+            os.fchmod(child, 0o700)  # a read-only directory's entries cannot be moved
+        with os.scandir(child) as it:
+            names = [e.name for e in it]
+        for entry in names:
+            while True:
+                target = next(fresh)
+                try:
+                    os.stat(target, dir_fd=parent_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    break
+            os.rename(entry, target, src_dir_fd=child, dst_dir_fd=parent_fd)
+    finally:
+        os.close(child)
+    os.rmdir(name, dir_fd=parent_fd)
