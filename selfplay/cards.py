@@ -25,6 +25,7 @@ from puzzles.types import parse_type
 from selfplay.config import RunConfig
 from selfplay.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
                                  mean_pairwise_similarity)
+from selfplay.summaries import Funnel, RoundRecord, load_summary, round_records
 
 NOVELTY_THRESHOLD = 0.5
 """A new puzzle counts as novel when its nearest earlier puzzle has 3-gram Jaccard below this."""
@@ -35,21 +36,20 @@ DIVERSITY_TOLERANCE = 0.10
 def build_card(store: Store, config: RunConfig, round: int, *,
                log: logging.Logger | None = None) -> dict:
     """The data card of `round` as a JSON-ready dict; warnings also go to `log` if given."""
-    stages = {stage: summary for r, stage, summary in store.stages() if r == round}
+    record = round_records(store, round).get(round) or RoundRecord(round)
     new = store.puzzles(origin="generated", round=round)
     card = {
         "round": round,
-        "stages_done": list(stages),
-        "funnel": _funnel(stages, store, round),
-        "rejected": _rejections(stages),
-        "training": _training(store, config, round, stages.get("train")),
+        "stages_done": record.done,
+        "funnel": Funnel.of(record, len(store.train_examples(round))).to_dict(),
+        "rejected": _rejections(record),
+        "training": _training(store, config, round, record.get("train")),
         "new_puzzles": _new_puzzles(store, new),
         "diversity": diversity(new),
         "novelty": novelty(store, new, round),
         "eval": _eval(store, round),
-        "provenance": _provenance(store, config, round, stages),
-        "seconds": {stage: summary["seconds"] for stage, summary in stages.items()
-                    if "seconds" in summary},
+        "provenance": _provenance(store, config, round, record),
+        "seconds": dict(record.seconds),
     }
     previous = diversity(store.puzzles(origin="generated", round=round - 1)) if round > 1 \
         else None
@@ -63,40 +63,18 @@ def build_card(store: Store, config: RunConfig, round: int, *,
 
 # -- the parts of a card ------------------------------------------------------------------
 
-def _funnel(stages: dict, store: Store, round: int) -> dict:
-    """How many items survived each step; None where the stage has not run."""
-    def get(stage, key):
-        return stages.get(stage, {}).get(key) if stage in stages else None
-
-    verdicts = get("verify", "verdicts")
-    examples = store.train_examples(round)
-    return {
-        "proposed": get("propose", "proposed"),
-        "valid": get("filter", "valid"),
-        "novel": get("dedup", "novel"),
-        "solve_targets": get("solve", "targets"),
-        "attempts": get("solve", "attempts"),
-        "parsed": get("solve", "parsed"),
-        "passed": verdicts.get("pass", 0) if verdicts is not None else None,
-        "solved": get("select", "solved"),
-        "selected": get("select", "selected"),
-        "train_examples": len(examples) if examples or "select" in stages else None,
-    }
-
-
-def _rejections(stages: dict) -> dict:
+def _rejections(record: RoundRecord) -> dict:
     """Why items fell out, per stage: filter and dedup reasons, and non-passing verdicts."""
     out = {}
     for stage in ("filter", "dedup"):
-        if stage in stages:
-            out[stage] = dict(stages[stage].get("rejected", {}))
-    if "verify" in stages:
-        out["verify"] = {v: n for v, n in stages["verify"].get("verdicts", {}).items()
-                         if v != "pass"}
+        if (summary := record.get(stage)) is not None:
+            out[stage] = dict(summary.rejected)
+    if (verify := record.get("verify")) is not None:
+        out["verify"] = {v: n for v, n in verify.verdicts.items() if v != "pass"}
     return out
 
 
-def _training(store: Store, config: RunConfig, round: int, train: dict | None) -> dict:
+def _training(store: Store, config: RunConfig, round: int, train) -> dict:
     examples = store.train_examples(round)
     kinds = Counter(ex.kind for ex in examples)
     puzzles = {pid: store.puzzle_by_id(pid) for pid in {ex.puzzle_id for ex in examples}}
@@ -113,8 +91,8 @@ def _training(store: Store, config: RunConfig, round: int, train: dict | None) -
         "answer_types": _sorted_counts(types),
         "families": _sorted_counts(families),
     }
-    if train:
-        out.update({k: train.get(k) for k in ("steps", "first_loss", "last_loss")})
+    if train is not None:
+        out.update(steps=train.steps, first_loss=train.first_loss, last_loss=train.last_loss)
     return out
 
 
@@ -203,22 +181,24 @@ def eval_sets(metrics: dict) -> dict[str, dict]:
     return sets
 
 
-def _provenance(store: Store, config: RunConfig, round: int, stages: dict) -> dict:
+def _provenance(store: Store, config: RunConfig, round: int, record: RoundRecord) -> dict:
     """Which model and adapter made the round's data, with which sampling settings."""
     proposals = store.proposals(round)
     attempts = store.attempts(round, "solve")
     proposed = proposals[0].provenance if proposals else {}
     solved = attempts[0].provenance if attempts else {}
-    before = store.stage_summary(round - 1, "train") if round > 1 else None
+    before = load_summary("train", store.stage_summary(round - 1, "train")) if round > 1 \
+        else None
+    train, verify = record.get("train"), record.get("verify")
     return {
         "model": proposed.get("model") or solved.get("model") or config.model.name,
         "model_fingerprint": proposed.get("model_fingerprint")
         or solved.get("model_fingerprint") or "",
-        "sampled_from_adapter": (before or {}).get("adapter_hash") or "base model",
-        "trained_adapter": stages.get("train", {}).get("adapter_hash", ""),
+        "sampled_from_adapter": (before.adapter_hash if before else "") or "base model",
+        "trained_adapter": train.adapter_hash if train else "",
         "propose_sampling": proposed.get("sampling") or {},
         "solve_sampling": solved.get("sampling") or {},
-        "verifier": stages.get("verify", {}).get("verifier", ""),
+        "verifier": verify.verifier if verify else "",
         "seed": config.seed,
     }
 
@@ -279,7 +259,7 @@ def card_sections(card: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     """The card as (section title, [(label, value text)]), for Markdown and HTML alike."""
     f, t, n = card["funnel"], card["training"], card["new_puzzles"]
     d, nov, p = card["diversity"], card["novelty"], card["provenance"]
-    sections = [("Funnel", [(k.replace("_", " "), _num(v)) for k, v in f.items()])]
+    sections = [("Funnel", [(label, _num(v)) for _, label, v in Funnel.from_dict(f).rows()])]
     sections.append(("Rejections", [
         (f"{stage}: {reason}", _num(count))
         for stage, reasons in card["rejected"].items() for reason, count in reasons.items()]

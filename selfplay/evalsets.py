@@ -16,11 +16,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from puzzles.errors import SelfplayError
 from puzzles.p3 import read_p3
 from puzzles.records import Rejected, read_jsonl
 from puzzles.seeds import load_seeds
+from selfplay.attempts import PuzzleProblem
 
 
 @dataclass
@@ -30,10 +32,18 @@ class EvalSet:
     """Puzzles, or HumanEvalProblems for the humaneval set."""
     rejected: list[Rejected] = field(default_factory=list)
     """Lines or items of the set's file that were not taken, each with where and why."""
+    as_problem: Callable = PuzzleProblem
+    """Makes one of `puzzles` a `selfplay.attempts.Problem` (HumanEvalProblems are one)."""
+
+    @property
+    def problems(self) -> list:
+        """The set's items as problems to sample attempts at."""
+        return [self.as_problem(p) for p in self.puzzles]
 
 
 def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0) -> EvalSet:
     rejected: list[Rejected] = []
+    as_problem = PuzzleProblem
     if name == "heldout":
         puzzles = ([sp.puzzle for sp in store.puzzles(split="heldout")] if store is not None
                    else [r.puzzle for r in load_seeds("heldout")])
@@ -53,6 +63,7 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
     elif name == "humaneval":
         from selfplay.humaneval import load_humaneval
         puzzles = load_humaneval()
+        as_problem = _as_it_is
     elif name.endswith(".jsonl") or Path(name).is_file():
         if not Path(name).is_file():
             raise SelfplayError(f"eval set {name!r}: no such file")
@@ -69,7 +80,11 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
     if max_problems and len(puzzles) > max_problems:
         chosen = random.Random(seed).sample(range(len(puzzles)), max_problems)
         puzzles = [puzzles[i] for i in sorted(chosen)]
-    return EvalSet(name, puzzles, rejected)
+    return EvalSet(name, puzzles, rejected, as_problem)
+
+
+def _as_it_is(problem):
+    return problem
 
 
 def eval_set_puzzles(config, store=None) -> list:

@@ -4,15 +4,15 @@ select stage never reads: they can never become training data."""
 
 from __future__ import annotations
 
-import random
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
-from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
-from sandbox import Pair
-from selfplay.humaneval import HumanEvalProblem
+from selfplay.attempts import (TOO_LONG, Problem, sample_attempts,
+                               train_puzzles_with_shortest_solution)
 from selfplay.passk import mean_pass_at_k
 
 
@@ -38,67 +38,57 @@ class EvalResult:
                 "too_long": self.too_long}
 
 
-def evaluate(loaded, problems: list[Puzzle], examples: list[tuple[Puzzle, Solution]], verifier,
-             *, set_name: str, n: int, ks: list[int], sampling, prompt_config, seed: int,
-             round: int = 0, progress: bool = False) -> EvalResult:
-    """pass@k of `loaded` on `problems`, with few-shot `examples` in each prompt."""
-    from training.prompts import parse_solution_completion, solve_prompt
-    from training.sampling import sample
-
+def evaluate(loaded, problems: list[Problem], examples: list[tuple[Puzzle, Solution]], verifier,
+             *, set_name: str, n: int, ks: list[int], sampling, prompt_config,
+             seed: Callable[..., int], round: int = 0, progress: bool = False) -> EvalResult:
+    """pass@k of `loaded` on `problems`, with few-shot `examples` in each prompt. Sampled as
+    the solve stage samples (`selfplay.attempts.sample_attempts`), under stage `eval:<set>`."""
     if not problems:
         return EvalResult(set_name, 0, n, {}, 0)
-    prompts: list[str | None] = []
-    shots = prompt_config.solve_examples
-    for i, puzzle in enumerate(problems):
-        if isinstance(puzzle, HumanEvalProblem):
-            prompts.append(puzzle.prompt)  # HumanEval is completed as it stands
-            continue
-        rng = random.Random(f"{seed}:{i}")
-        others = [e for e in examples if e[0].hash != puzzle.hash]
-        try:
-            prompts.append(solve_prompt(rng.sample(others, min(shots, len(others))), puzzle,
-                                        prompt_config, loaded.tokenizer))
-        except SelfplayError:
-            prompts.append(None)  # longer than the prompt budget: counted, never solved
-    too_long = [i for i, p in enumerate(prompts) if p is None]
-    per_call = max(1, sampling.batch_size // max(1, n))
-    attempts: list[Attempt] = []
-    pairs, where = [], []
-    for i in too_long:
-        attempts += [Attempt(round, f"eval:{set_name}", problems[i].hash, a, "",
-                             verdict="rejected", detail="prompt too long for the model")
-                     for a in range(n)]
-    fits = [i for i, p in enumerate(prompts) if p is not None]
-    for start in range(0, len(fits), per_call):
-        part = fits[start:start + per_call]
-        outs = sample(loaded, [prompts[i] for i in part], n, sampling, seed=seed + start)
-        for i, completions in zip(part, outs):
-            puzzle = problems[i]
-            for a, text in enumerate(completions):
-                row = Attempt(round, f"eval:{set_name}", puzzle.hash, a, text, verdict="fail",
-                              provenance={"model": loaded.name,
-                                          "model_fingerprint": loaded.fingerprint})
-                try:
-                    if isinstance(puzzle, HumanEvalProblem):
-                        pair = puzzle.pair(text)
-                    else:
-                        solution = parse_solution_completion(text, puzzle)
-                        row.solution, row.solution_hash = solution.source, solution.hash
-                        pair = Pair(puzzle.source, solution.source)
-                    pairs.append(pair)
-                    where.append(len(attempts))
-                except PuzzleError as e:
-                    row.verdict, row.detail = "rejected", f"unparsable: {e}"[:300]
-                attempts.append(row)
-    for idx, v in zip(where, verifier.verify_many(pairs, progress=progress)):
-        attempts[idx].verdict, attempts[idx].detail = v.verdict, v.detail
-        attempts[idx].seconds = v.seconds
+    attempts = [a for rows in sample_attempts(
+        loaded, problems, examples, k=n, sampling=sampling, prompt_config=prompt_config,
+        seed=seed, stage=f"eval:{set_name}", round=round,
+        provenance={"model": loaded.name, "model_fingerprint": loaded.fingerprint,
+                    "adapter_round": round, "sampling": dataclasses.asdict(sampling)})
+        for a in rows]
+    by_hash = {p.hash: p for p in problems}
+    pending = [a for a in attempts if a.verdict == "pending"]
+    verdicts = verifier.verify_many([by_hash[a.puzzle_hash].verify_pair(a) for a in pending],
+                                    progress=progress)
+    for a, v in zip(pending, verdicts):
+        a.verdict, a.detail, a.seconds = v.verdict, v.detail, v.seconds
     passes = defaultdict(int)
     for a in attempts:
         passes[a.puzzle_hash] += a.verdict == "pass"
     counts = [(n, passes[p.hash]) for p in problems]
+    too_long = len({a.puzzle_hash for a in attempts if a.detail.startswith(TOO_LONG)})
     return EvalResult(set_name, len(problems), n, mean_pass_at_k(counts, ks),
-                      sum(1 for _, c in counts if c), too_long=len(too_long), attempts=attempts)
+                      sum(1 for _, c in counts if c), too_long=too_long, attempts=attempts)
+
+
+def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) -> EvalResult:
+    """pass@k of round `ctx.round`'s model on eval set `name`: the eval stage's work, and
+    `selfplay eval`'s."""
+    from selfplay.evalsets import load_eval_set
+    from selfplay.stages.common import sampling_config
+
+    eval_set = load_eval_set(name, ctx.store, max_problems=max_problems, seed=ctx.config.seed)
+    # Evaluation samples as the solve stage does, at the eval temperature.
+    sampling = sampling_config(ctx, dataclasses.replace(ctx.config.solve,
+                                                        temperature=ctx.config.eval.temperature))
+    result = evaluate(ctx.resources.model(ctx.run.adapter(ctx.round)), eval_set.problems,
+                      train_puzzles_with_shortest_solution(ctx.store), ctx.resources.verifier(),
+                      set_name=name, n=n, ks=ks, sampling=sampling,
+                      prompt_config=ctx.config.prompts, seed=ctx.seed, round=ctx.round,
+                      progress=ctx.progress)
+    trained = trained_hashes(ctx.store)
+    result.leaked = sum(1 for p in eval_set.problems if p.hash in trained)
+    result.rejected = [str(r) for r in eval_set.rejected]
+    # Every line of the set's file that was left out, so the figure is read knowing what it
+    # covers; the rest of the file was evaluated.
+    for line in result.rejected:
+        ctx.log.warning("eval set %s: skipped %s", name, line)
+    return result
 
 
 def trained_hashes(store) -> set[str]:

@@ -9,6 +9,7 @@ stage, exactly where untrusted puzzle solutions run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from puzzles.errors import SelfplayError
 from sandbox import Pair
@@ -22,6 +23,8 @@ class HumanEvalProblem:
     prompt: str
     test: str
     entry_point: str
+    takes_examples: ClassVar[bool] = False
+    """HumanEval is completed as it stands, without few-shot puzzles (`Problem`)."""
 
     @property
     def hash(self) -> str:
@@ -31,6 +34,15 @@ class HumanEvalProblem:
     def source(self) -> str:
         """What training must stay away from (for decontamination)."""
         return self.prompt
+
+    def solve_prompt(self, examples, prompt_config, tokenizer) -> str:
+        return self.prompt
+
+    def parse(self, completion: str) -> None:
+        return None  # the completion is judged as it stands
+
+    def verify_pair(self, attempt) -> Pair:
+        return self.pair(attempt.completion)
 
     def pair(self, completion: str) -> Pair:
         program = self.prompt + completion + "\n\n" + self.test + "\n"

@@ -22,6 +22,7 @@ from selfplay.context import Resources, RoundContext
 from selfplay.importing import add_records
 from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
 from selfplay.stages import STAGES
+from selfplay.summaries import Funnel, SeedSummary, round_records, summary_to_dict
 
 # Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
 ROUND0_STAGES = ("seed", "eval")
@@ -32,15 +33,14 @@ def _stage_module(name: str):
     return importlib.import_module(f"selfplay.stages.{name}")
 
 
-def seed_stage(ctx: RoundContext) -> dict:
+def seed_stage(ctx: RoundContext) -> SeedSummary:
     """Round 0: put the shipped seed corpus (train and held-out) into the run's store."""
     report = add_records(ctx.store, load_seeds(), ctx.resources.verifier(), origin="seed")
     if report.rejected:
         ctx.log.info("seed: %d seed items rejected: %s", len(report.rejected),
                      "; ".join(map(str, report.rejected[:5])))
     ctx.log.info("seed: %d puzzles, %d solutions", report.added, report.solutions)
-    return {"puzzles": report.added, "solutions": report.solutions,
-            "rejected": len(report.rejected)}
+    return SeedSummary(report.added, report.solutions, len(report.rejected))
 
 
 def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
@@ -73,7 +73,8 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
                         summary = seed_stage(ctx)
                     else:
                         summary = _stage_module(stage).run(ctx)
-                    summary = {**summary, "seconds": round(time.monotonic() - started, 3)}
+                    summary = {**summary_to_dict(summary),
+                               "seconds": round(time.monotonic() - started, 3)}
                     with store.transaction():
                         store.mark_stage_done(r, stage, summary)
                     if echo:
@@ -89,37 +90,27 @@ def _short(summary: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list)))
 
 
-FUNNEL = (("proposed", "propose", "proposed"), ("valid", "filter", "valid"),
-          ("novel", "dedup", "novel"), ("solved", "select", "solved"),
-          ("selected", "select", "selected"))
-
-
 def status_of(store: Store, config) -> dict:
-    by_round: dict[int, dict[str, dict]] = {}
-    for r, stage, summary in store.stages():
-        by_round.setdefault(r, {})[stage] = summary
     metrics = store.metrics()
     rounds = []
-    for r in sorted(by_round):
-        stages = by_round[r]
-        entry = {"round": r, "stages_done": list(stages),
-                 "complete": all(s in stages for s in (ROUND0_STAGES if r == 0
-                                                       else ROUND_STAGES))}
+    for r, record in sorted(round_records(store).items()):
+        entry = {"round": r, "stages_done": record.done,
+                 "complete": all(s in record.summaries for s in (ROUND0_STAGES if r == 0
+                                                                 else ROUND_STAGES))}
         # Round 0 only seeds and measures the base model: its funnel is all zeros, as is the
         # part of a round's funnel whose stages have not run yet.
-        entry["funnel"] = {name: stages.get(stage, {}).get(key) or 0
-                           for name, stage, key in FUNNEL}
+        entry["funnel"] = Funnel.of(record, len(store.train_examples(r))).status()
         if r > 0:
-            if "train" in stages:
-                t = stages["train"]
-                entry["train"] = {k: t.get(k) for k in ("examples", "steps", "first_loss",
-                                                        "last_loss", "adapter_hash")}
-            if "select" in stages:
-                entry["mix"] = {k: stages["select"].get(k) for k in ("synthetic", "human")}
+            if (t := record.get("train")) is not None:
+                entry["train"] = {"examples": t.examples, "steps": t.steps,
+                                  "first_loss": t.first_loss, "last_loss": t.last_loss,
+                                  "adapter_hash": t.adapter_hash}
+            if (s := record.get("select")) is not None:
+                entry["mix"] = {"synthetic": s.synthetic, "human": s.human}
         pass_at_k = metrics.get(r, {}).get("pass_at_k")
         if pass_at_k is not None:
             entry["pass_at_k"] = pass_at_k
-        entry["seconds"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
+        entry["seconds"] = round(sum(record.seconds.values()), 1)
         rounds.append(entry)
     done = sum(1 for e in rounds if e["round"] > 0 and e["complete"])
     return {"rounds_done": done, "rounds_planned": config.rounds, "rounds": rounds}

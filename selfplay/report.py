@@ -18,14 +18,12 @@ from puzzles.records import atomic_write
 from puzzles.store import Store
 from selfplay.cards import build_card, card_sections, eval_sets, read_card
 from selfplay.rundir import RunDir
+from selfplay.summaries import Funnel
 
 SAMPLES_SOLVED = 3
 """Solved puzzles shown per round in the samples table."""
 SAMPLES_UNSOLVED = 2
 """Unsolved puzzles shown per round beside them."""
-FUNNEL_BARS = (("proposed", "proposed"), ("valid", "valid"), ("novel", "novel"),
-               ("solved", "solved"), ("selected", "selected"),
-               ("train_examples", "train examples"))
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -141,14 +139,16 @@ def plot_funnel(cards: dict[int, dict], path: Path) -> str:
     else:
         rounds = sorted(cards)
         width = 0.8 / len(rounds)
+        labels = []
         for i, r in enumerate(rounds):
-            funnel = cards[r]["funnel"]
-            values = [funnel.get(key) or 0 for key, _ in FUNNEL_BARS]
-            xs = [j + (i - (len(rounds) - 1) / 2) * width for j in range(len(FUNNEL_BARS))]
+            steps = Funnel.from_dict(cards[r]["funnel"]).rows(only="plot")
+            labels = [label for _, label, _ in steps]
+            values = [count or 0 for _, _, count in steps]
+            xs = [j + (i - (len(rounds) - 1) / 2) * width for j in range(len(steps))]
             bars = ax.bar(xs, values, width, label=f"round {r}")
             if len(rounds) <= 4:
                 ax.bar_label(bars, fontsize=7, padding=1)
-        ax.set_xticks(range(len(FUNNEL_BARS)), [label for _, label in FUNNEL_BARS])
+        ax.set_xticks(range(len(labels)), labels)
         ax.set_ylabel("count")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize="small")

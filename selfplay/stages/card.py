@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from selfplay.cards import build_card, write_card
 from selfplay.context import RoundContext
+from selfplay.summaries import CardSummary
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> CardSummary:
     card = build_card(ctx.store, ctx.config, ctx.round, log=ctx.log)
     md, _ = write_card(card, ctx.run.cards_dir)
     ctx.log.info("round %d card: %s (%d warnings)", ctx.round, md, len(card["warnings"]))
     # Paths relative to the run dir: a summary must not depend on where the run lives.
-    return {"warnings": len(card["warnings"]), "card": str(md.relative_to(ctx.run.path))}
+    return CardSummary(len(card["warnings"]), str(md.relative_to(ctx.run.path)))

@@ -8,6 +8,7 @@ from collections import Counter
 
 from puzzles.format import parse_puzzle
 from selfplay.context import RoundContext
+from selfplay.summaries import DedupSummary
 from selfplay.similarity import ShingleIndex
 
 
@@ -20,7 +21,7 @@ def heldout_sources(ctx: RoundContext) -> list[tuple[str, str]]:
     return items
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> DedupSummary:
     cfg = ctx.config.dedup
     valid = ctx.store.proposals(ctx.round, status="valid")
     heldout = ShingleIndex(cfg.contamination_ngram)
@@ -69,5 +70,4 @@ def run(ctx: RoundContext) -> dict:
     novel = len(ctx.store.puzzles(origin="generated", round=ctx.round))
     ctx.log.info("round %d dedup: %d novel of %d valid; %s", ctx.round, novel, len(valid),
                  dict(counts))
-    return {"novel": novel, "rejected": {k: v for k, v in sorted(counts.items())
-                                         if k != "novel"}}
+    return DedupSummary(novel, {k: v for k, v in sorted(counts.items()) if k != "novel"})

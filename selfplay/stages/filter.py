@@ -8,6 +8,7 @@ from collections import Counter
 from puzzles.errors import PuzzleError
 from puzzles.types import AnswerType, parse_type
 from selfplay.context import RoundContext
+from selfplay.summaries import FilterSummary
 
 _SCALAR_TRIVIA = {
     # Smallest first: lists of trivial items take the first few.
@@ -70,7 +71,7 @@ def _exception(detail: str) -> str:
     return detail.split(" raised ", 1)[1] if " raised " in detail else detail
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> FilterSummary:
     from training.prompts import parse_proposal
 
     cfg = ctx.config.filter
@@ -109,4 +110,4 @@ def run(ctx: RoundContext) -> dict:
     valid = len(proposals) - sum(rejected.values())
     ctx.log.info("round %d filter: %d valid of %d; rejected %s", ctx.round, valid,
                  len(proposals), dict(rejected))
-    return {"valid": valid, "checked": len(proposals), "rejected": dict(sorted(rejected.items()))}
+    return FilterSummary(valid, len(proposals), dict(sorted(rejected.items())))

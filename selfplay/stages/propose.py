@@ -6,24 +6,25 @@ import random
 
 from puzzles.store import Proposal
 from selfplay.context import RoundContext
+from selfplay.summaries import ProposeSummary
 from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
 
 
-def example_pool(store) -> list:
+def solved_train_puzzles(store) -> list:
     """The puzzles propose prompts draw from: train puzzles with a verified solution. An
     unsolved generated puzzle may be garbage (a checker that can never return True), and
     showing it would teach more garbage."""
     return [sp.puzzle for sp in store.puzzles(split="train", solved=True)]
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> ProposeSummary:
     from training.prompts import propose_prompt
     from training.sampling import sample
 
     cfg = ctx.config.propose
-    pool = example_pool(ctx.store)
+    pool = solved_train_puzzles(ctx.store)
     if not pool:
-        return {"proposed": 0, "prompts": 0}
+        return ProposeSummary(0, 0)
     loaded = ctx.resources.model(ctx.sampling_adapter)
     sampling = sampling_config(ctx, cfg)
     # All prompts are drawn up front from one seeded generator, so chunk i is the same
@@ -53,4 +54,4 @@ def run(ctx: RoundContext) -> dict:
             bar.update(len(part))
     n = len(ctx.store.proposals(ctx.round))
     ctx.log.info("round %d propose: %d completions from %d prompts", ctx.round, n, cfg.prompts)
-    return {"proposed": n, "prompts": cfg.prompts}
+    return ProposeSummary(n, cfg.prompts)

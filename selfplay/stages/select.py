@@ -9,6 +9,7 @@ import random
 from collections import defaultdict
 
 from selfplay.context import RoundContext
+from selfplay.summaries import SelectSummary, load_summary
 
 
 def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: int
@@ -24,13 +25,14 @@ def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: in
     return n_synthetic, n_human
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> SelectSummary:
     cfg = ctx.config.select
     store = ctx.store
     by_puzzle = defaultdict(list)
     for a in store.attempts(ctx.round, "solve"):
         by_puzzle[a.puzzle_hash].append(a)
-    verifier = (store.stage_summary(ctx.round, "verify") or {}).get("verifier", "")
+    verify = load_summary("verify", store.stage_summary(ctx.round, "verify"))
+    verifier = verify.verifier if verify is not None else ""
     synthetic: list[tuple[int, str]] = []  # (puzzle id, solution hash)
     solved = kept = 0
     with store.transaction():
@@ -69,4 +71,4 @@ def run(ctx: RoundContext) -> dict:
         store.set_train_examples(ctx.round, examples)
     ctx.log.info("round %d select: %d puzzles solved, %d kept as learnable; training on %d "
                  "synthetic + %d human examples", ctx.round, solved, kept, n_syn, n_hum)
-    return {"solved": solved, "selected": kept, "synthetic": n_syn, "human": n_hum}
+    return SelectSummary(solved, kept, n_syn, n_hum)

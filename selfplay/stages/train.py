@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from selfplay.context import RoundContext
+from selfplay.summaries import TrainStageSummary
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> TrainStageSummary:
     from training.lora import adapter_hash
     from training.models import load_model
     from training.trainer import train_adapter
@@ -27,10 +28,11 @@ def run(ctx: RoundContext) -> dict:
     summary = train_adapter(base, pairs, out, config, ctx.config.lora, init_adapter=init,
                             resume=True, progress=ctx.progress)
     # Paths relative to the run dir: a summary must not depend on where the run lives.
-    result = {**dataclasses.asdict(summary), "examples": len(pairs),
-              "adapter": str((out / "adapter").relative_to(ctx.run.path)),
-              "adapter_hash": adapter_hash(out / "adapter"),
-              "init_adapter": str(init.relative_to(ctx.run.path)) if init else ""}
+    result = TrainStageSummary(**{
+        **dataclasses.asdict(summary), "examples": len(pairs),
+        "adapter": str((out / "adapter").relative_to(ctx.run.path)),
+        "adapter_hash": adapter_hash(out / "adapter"),
+        "init_adapter": str(init.relative_to(ctx.run.path)) if init else ""})
     ctx.log.info("round %d train: %d examples, %d steps, loss %.3f -> %.3f", ctx.round,
                  len(pairs), summary.steps, summary.first_loss, summary.last_loss)
     return result

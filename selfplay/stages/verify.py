@@ -8,11 +8,12 @@ from collections import Counter
 
 from sandbox import Pair
 from selfplay.context import RoundContext
+from selfplay.summaries import VerifySummary
 
 CHUNK = 512
 
 
-def run(ctx: RoundContext) -> dict:
+def run(ctx: RoundContext) -> VerifySummary:
     verifier = ctx.resources.verifier()
     pending = ctx.store.attempts(ctx.round, "solve", verdict="pending")
     sources = {}
@@ -24,11 +25,7 @@ def run(ctx: RoundContext) -> dict:
         verdicts = verifier.verify_many(
             [Pair(sources[a.puzzle_hash], a.solution, id=str(a.id)) for a in part],
             progress=ctx.progress)
-        again = [(i, sources[a.puzzle_hash], json.loads(v.answer))
-                 for i, (a, v) in enumerate(zip(part, verdicts))
-                 if v.verdict == "pass" and v.answer is not None]
-        recheck = verifier.check_answers([(src, ans) for _, src, ans in again]) if again else []
-        flaky = {i for (i, _, _), v in zip(again, recheck) if v.verdict != "pass"}
+        flaky = _recheck_passes(verifier, part, verdicts, sources)
         with ctx.store.transaction():
             for i, (a, v) in enumerate(zip(part, verdicts)):
                 verdict, detail = v.verdict, v.detail
@@ -38,4 +35,18 @@ def run(ctx: RoundContext) -> dict:
                 ctx.store.set_verdict(a.id, verdict, detail, v.seconds)
     counts = Counter(a.verdict for a in ctx.store.attempts(ctx.round, "solve"))
     ctx.log.info("round %d verify: %s", ctx.round, dict(counts))
-    return {"verdicts": dict(sorted(counts.items())), "verifier": verifier.version}
+    return VerifySummary(dict(sorted(counts.items())), verifier.version)
+
+
+def _recheck_passes(verifier, part, verdicts, sources) -> set[int]:
+    """Indices of passes that do not hold a second time: the checker alone on the answer `g`
+    returned, or, when the answer was too large to be reported, the whole pair again."""
+    passes = [(i, a, v) for i, (a, v) in enumerate(zip(part, verdicts)) if v.verdict == "pass"]
+    small = [(i, sources[a.puzzle_hash], json.loads(v.answer)) for i, a, v in passes
+             if v.answer is not None]
+    large = [(i, Pair(sources[a.puzzle_hash], a.solution, id=str(a.id))) for i, a, v in passes
+             if v.answer is None]
+    again = verifier.check_answers([(src, ans) for _, src, ans in small]) if small else []
+    again_large = verifier.verify_many([pair for _, pair in large]) if large else []
+    return ({i for (i, _, _), v in zip(small, again) if v.verdict != "pass"} |
+            {i for (i, _), v in zip(large, again_large) if v.verdict != "pass"})

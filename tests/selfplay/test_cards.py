@@ -12,6 +12,7 @@ from selfplay.config import RunConfig, config_toml
 from selfplay.context import Resources, RoundContext
 from selfplay.rundir import RunDir
 from selfplay.stages import card as card_stage
+from selfplay.summaries import CardSummary
 
 SEEDS = {  # name: (family, split, source, solution)
     "s1": ("arith", "train", "def f(x: int, a=17, b=5): return a * x + b == 107",
@@ -203,7 +204,7 @@ def test_card_stage_writes_markdown_and_json_and_logs_warnings(run_dir, caplog):
         with caplog.at_level(logging.WARNING, logger="test_cards.run"):
             summary = card_stage.run(ctx)
     card = json.loads((run_dir / "cards" / "round-2.json").read_text())
-    assert summary == {"warnings": len(card["warnings"]), "card": "cards/round-2.md"}
+    assert summary == CardSummary(len(card["warnings"]), "cards/round-2.md")
     assert card == card_of(run_dir, 2)
     assert len([r for r in caplog.records if "WARNING synthetic share" in r.getMessage()]) == 1
     md = (run_dir / "cards" / "round-2.md").read_text()

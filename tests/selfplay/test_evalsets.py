@@ -80,7 +80,7 @@ def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, mo
                                                                     capsys):
     # The model and the sampling are stood in for: what is under test is that a partly bad set
     # reaches evaluation with its good puzzles, and each bad line reaches the user and the log.
-    import selfplay.stages.eval as eval_stage
+    import selfplay.evaluate as evaluate_module
     from puzzles.store import Store
     from selfplay.cli import main
     from selfplay.context import Resources
@@ -92,7 +92,7 @@ def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, mo
         seen.extend(p.name for p in problems)
         return EvalResult(set_name, len(problems), n, {str(k): 0.0 for k in ks}, 0)
 
-    monkeypatch.setattr(eval_stage, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluate_module, "evaluate", fake_evaluate)
     monkeypatch.setattr(Resources, "model", lambda self, adapter: None)
     monkeypatch.setattr(Resources, "verifier", lambda self: None)
     run = tmp_path / "run"

@@ -118,9 +118,9 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
 
     # Round 2 proposes from solved puzzles only: the unsolved one is never a few-shot example,
     # while the solved generated ones may be.
-    from selfplay.stages.propose import example_pool
+    from selfplay.stages.propose import solved_train_puzzles
     with Store(path / "store.sqlite") as store:
-        pool = {p.hash for p in example_pool(store)}
+        pool = {p.hash for p in solved_train_puzzles(store)}
         assert unsolved.hash not in pool and {sp.hash for sp in new} - {unsolved.hash} <= pool
     run(path, rounds=2)
     with Store(path / "store.sqlite") as store:
