@@ -96,7 +96,8 @@ def _record(item: object, where: str, splits: dict[str, str]) -> PuzzleRecord:
 
 def _docstring_value(text: str) -> str:
     """The docstring a P3 `sol_docstring` stands for. P3 stores the literal as source
-    (`    \"\"\"...\"\"\"`); its value is what Python reads, so escapes mean what they mean there."""
+    (`    \"\"\"...\"\"\"`); its value is what Python reads, so escapes mean what they do
+    there."""
     text = str(text).strip()
     if not text:
         return ""

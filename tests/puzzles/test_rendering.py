@@ -94,10 +94,11 @@ def hostile_puzzles(hostile_texts, n: int, seed: int) -> list[tuple[str, str]]:
             fstring = ast.unparse(ast.JoinedStr([
                 ast.Constant(a), ast.FormattedValue(ast.Name("x", ast.Load()), -1, None),
                 ast.Constant(b)]))
+            data = a.encode("utf-8", "replace")  # a bytes constant too
             puzzle = (f"def f(x: str, a={sa}, k={i * 10 + j}):\n"
                       f"    {string_literal(b)}\n"
                       f"    c = {sb}\n"
-                      f"    return x == a + c + {fstring} + str({a.encode('utf-8', 'replace')!r})\n")
+                      f"    return x == a + c + {fstring} + str({data!r})\n")
             solution = f"def g(a={sa}, k={i * 10 + j}):\n    {sa}\n    return a + {sb}\n"
             out.append((puzzle, solution))
     return out

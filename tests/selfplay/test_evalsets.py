@@ -56,7 +56,9 @@ def test_a_partly_bad_jsonl_set_keeps_its_good_lines_and_names_the_bad(tmp_path)
     path = tmp_path / "set.jsonl"
     path.write_text("\n".join([
         json.dumps({"name": "good", "puzzle": "def f(x: int):\n    return x == 3"}),
-        '{"name": "quote", "puzzle": "def f(x: int):\\n    \\"\\"\\"ends \\"\\"\\"\\"\\n    return x"}',
+        # What the old JSONL writer made of a docstring ending in a quote.
+        json.dumps({"name": "quote",
+                    "puzzle": 'def f(x: int):\n    """ends """"\n    return x == 1'}),
         "{not json",
         json.dumps({"name": "also good", "puzzle": "def f(x: int):\n    return x == 4"}),
     ]) + "\n")
