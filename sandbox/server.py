@@ -195,7 +195,7 @@ class Server:
             c.shared = c.shared or not alone
         if stage == "g":
             skip_gate = alone or self.settings["sharing"] == "always"
-            items = [(c.g_source, c.puzzle, skip_gate) for c in checks]
+            items = [(c.g_source, c.puzzle, skip_gate, c.f_code) for c in checks]
         else:
             items = [(c.f_code, c.answer_type, c.answer) for c in checks]
         lane = self.free_lanes.pop()
@@ -471,6 +471,8 @@ def _zygote_main(sock: socket.socket, settings: dict, layers, policy) -> None:
     from sandbox import worker
 
     kernel.die_with_parent(settings["server_pid"])
+    worker.warm_up(policy)
+    gc.freeze()  # what warming up created is shared by the workers too
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -128,7 +128,7 @@ def _harden(settings: dict, layers, lane_dir: str, uid: int) -> None:
     if layers.active("landlock"):
         kernel.apply_landlock(layers.landlock_abi, lane_dir)
     if layers.active("seccomp"):
-        layers.seccomp_filter.load()
+        kernel.load_seccomp(layers.seccomp_bpf)
     sys.setrecursionlimit(_RECURSION_LIMIT)
     sys.set_int_max_str_digits(0)
 
@@ -176,7 +176,7 @@ def _call(code, name: str, args: tuple, policy, prelude=None):
 
 
 def _run_g(item, policy, settings) -> dict:
-    source, puzzle, skip_gate = item
+    source, puzzle, skip_gate, f_code = item
     try:
         tree = solution_tree(source, puzzle)
         code = compile_check(tree, "g")
@@ -187,7 +187,7 @@ def _run_g(item, policy, settings) -> dict:
     # g may call f, as in the ICLR 2023 setup (a brute-force search is honest code): it gets
     # its own copy of the checker. Whatever g does to that copy, its answer is judged by a
     # fresh f in a process g never touched.
-    checker = _checker_code(puzzle.source)
+    checker = marshal.loads(f_code)  # compiled once on the host
     if not skip_gate:  # (a checker that must run alone makes the host send its g alone too)
         reason = isolation_reason(tree, source)
         if reason:
@@ -250,11 +250,6 @@ _CHECK_MODULE = "sandbox_check"
 
 
 @functools.lru_cache(maxsize=256)
-def _checker_code(source: str):
-    return compile_check(source, "f")
-
-
-@functools.lru_cache(maxsize=256)
 def _parsed_type(text: str):
     return parse_type(text)
 
@@ -280,3 +275,18 @@ def _describe_exception(e: BaseException) -> str:
         name, message = "exception", "(unprintable)"
     text = f"{name}: {message}" if message else name
     return text[:_DETAIL_CHARS]
+
+
+def warm_up(policy) -> None:
+    """Run one trivial check of each stage in this (trusted, unhardened) process: the zygote
+    calls it so that what Python initialises lazily on a first check (compiler, JSON codecs,
+    type caches) is done once and shared by every worker forked afterwards, instead of costing
+    each fresh worker about a millisecond."""
+    from puzzles.format import parse_puzzle
+
+    puzzle = parse_puzzle("def f(x: int, a=3):\n    return x == a\n")
+    f_code = marshal.dumps(compile_check(puzzle.source, "f"))
+    answer = _run_g(("def g(a=3):\n    return a\n", puzzle, False, f_code), policy,
+                    {"max_answer_bytes": 1 << 10})
+    _run_f((f_code, puzzle.answer_type, answer["a"]), policy, {})
+    _reset_interpreter_state(policy)
