@@ -6,9 +6,9 @@
 The verifier parses each pair with the project's puzzle format (a pair that does not parse is
 `rejected` without running anything), then hands the checks to a server process (see
 `sandbox.server`) started once per Verifier from a fresh interpreter, so that forking workers
-never copies this process's memory (torch, a model). Workers stay warm across calls in the
-sense that the server, its imports and its namespaces are reused; each batch gets a fresh,
-hardened worker process.
+never copies this process's memory (torch, a model), nor its environment. The server, its
+imports, namespaces and clean zygote are reused across calls; each batch gets a fresh, hardened
+worker process forked from the zygote.
 """
 
 from __future__ import annotations

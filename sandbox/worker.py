@@ -13,10 +13,12 @@ on a pipe, one line per item, each prefixed with a per-batch nonce: stdout and s
 
 What the pipe can and cannot promise: code that escapes the Python policy (a subclass walk to
 `os`) shares its process with our wrapper, so it could write to fd 3 and, by walking frames
-to the nonce, forge a line. From a g worker a forged line is only a claimed answer, which the
-f worker re-checks like any other, so a solution can never forge a verdict. An f worker's line
-is the puzzle's own word on its answer: a checker that forges "pass" is a checker that
-accepts, which is what `Verifier.check_answers` on trivial answers is for.
+to the nonce, forge a line, for its own item or for the items after it in a shared batch. For
+its own item, a line from a g worker is only a claimed answer that a fresh f judges, and a line
+from an f worker is the puzzle's own word on its answer (a checker that accepts; the loop's
+trivial-answer filter is for those). For other items, the server re-runs every pass from a
+shared worker end to end alone, so a forged line can at worst turn a neighbour's pass into a
+fail; and a lone worker's control messages ("run me alone") are refused.
 """
 
 from __future__ import annotations
