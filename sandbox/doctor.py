@@ -12,7 +12,8 @@ from sandbox.config import Pair, VerifierConfig
 from sandbox.verifier import Verifier
 
 LAYER_NOTES = {
-    "process": "each batch runs in a fresh forked process, SIGKILLed on timeout",
+    "process": "each batch runs in a fresh process forked from a zygote that never held check "
+               "data, SIGKILLed on timeout",
     "rlimits": "address space, CPU, file size, open files, no core dumps",
     "setuid": "workers drop root for a per-worker uid (RLIMIT_NPROC then holds)",
     "namespaces": "private network, IPC and mount namespaces (no network at all)",
@@ -21,7 +22,9 @@ LAYER_NOTES = {
     "landlock_partial": "parts of Landlock this kernel's ABI lacks",
     "seccomp": "no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf",
     "two_stage": "f runs in a process g never touched, on g's answer as JSON",
-    "policy": "import allowlist; only plain code shares a worker with other checks",
+    "policy": "import allowlist; read-only module views",
+    "sharing": "RestrictedPython + AST gate decides who shares a worker; every pass from a "
+               "shared worker is re-run end to end alone",
 }
 
 _ESCAPE = ("    os = [c for c in ().__class__.__base__.__subclasses__()\n"

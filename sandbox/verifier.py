@@ -159,7 +159,9 @@ class Verifier:
         """Isolation layers: True when active, otherwise a string saying why not."""
         result = dict(self._layers)
         result["two_stage"] = True  # f runs in a process g never touched, on a JSON answer
-        result["policy"] = True  # import allowlist; lint decides who may share a process
+        result["policy"] = True  # import allowlist, read-only module views
+        result["sharing"] = True if self.config.sharing != "always" else \
+            "disabled (sharing='always'): every check shares; passes are still re-run alone"
         return result
 
     # -- checks --------------------------------------------------------------------------------
