@@ -81,7 +81,7 @@ class Check:
 @dataclass
 class Running:
     pid: int
-    pidfd: int
+    pidfd: int | None
     fd: int
     stage: str
     checks: list
@@ -366,11 +366,15 @@ class Server:
     def _reap(self, run: Running) -> int:
         """SIGKILL the worker (a no-op if it already exited), wait for it, free its lane."""
         try:
-            signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
+            if run.pidfd is not None:
+                signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
+            elif run.pid not in self.zygote.exits:  # not reaped yet, so the pid is still its
+                os.kill(run.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         status = self.zygote.wait(run.pid)
-        os.close(run.pidfd)
+        if run.pidfd is not None:
+            os.close(run.pidfd)
         os.close(run.fd)
         del self.running[run.fd]
         self._clean_lane_dir(run.lane)
@@ -451,7 +455,7 @@ class Zygote:
             raise BrokenPipeError("the sandbox zygote died")
         message = pickle.loads(data)
         if message[0] == "spawned":
-            self.pending_spawn.append((message[1], fds[0]))
+            self.pending_spawn.append((message[1], fds[0] if fds else None))
         elif message[0] == "exited":
             self.exits[message[1]] = message[2]
 
@@ -512,9 +516,13 @@ def _zygote_main(sock: socket.socket, settings: dict, layers, policy) -> None:
                                 lane_dir, uid)
                 finally:
                     os._exit(70)
-            pidfd = os.pidfd_open(pid)
             os.close(task_fd)
             os.close(result_w)
+            try:  # a pidfd makes the server's SIGKILL immune to pid reuse (Linux >= 5.3)
+                pidfd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [])
+                continue
             socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [pidfd])
             os.close(pidfd)
 
