@@ -23,6 +23,7 @@ from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from sandbox import Pair
 from selfplay.stages.common import chunks
+from training.prompts import parse_solution_completion, solve_prompt
 
 DETAIL_CHARS = 300
 TOO_LONG = "prompt too long"
@@ -74,11 +75,9 @@ class PuzzleProblem:
         return self.puzzle.name
 
     def solve_prompt(self, examples, prompt_config, tokenizer) -> str:
-        from training.prompts import solve_prompt
         return solve_prompt(examples, self.puzzle, prompt_config, tokenizer)
 
     def parse(self, completion: str) -> Solution:
-        from training.prompts import parse_solution_completion
         return parse_solution_completion(completion, self.puzzle)
 
     def verify_pair(self, attempt: Attempt) -> Pair:

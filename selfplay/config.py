@@ -18,9 +18,8 @@ from puzzles.errors import SelfplayError
 from sandbox import VerifierConfig
 from selfplay.tomlconfig import from_dict, to_dict, to_toml
 from training.lora import LoraSettings
-from training.models import ModelConfig
 from training.prompts import PromptConfig
-from training.trainer import TrainConfig
+from training.settings import ModelConfig, TrainConfig
 
 
 @dataclass(frozen=True)

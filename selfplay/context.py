@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from puzzles.store import Store
+from sandbox import Verifier
 from selfplay.config import RunConfig
 from selfplay.rundir import RunDir
 
@@ -38,7 +39,6 @@ class Resources:
 
     def verifier(self):
         if self._verifier is None:
-            from sandbox import Verifier
             self._verifier = Verifier(self.config.verifier)
         return self._verifier
 

@@ -13,7 +13,9 @@ from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from selfplay.attempts import (TOO_LONG, Problem, sample_attempts,
                                train_puzzles_with_shortest_solution)
+from selfplay.evalsets import load_eval_set
 from selfplay.passk import mean_pass_at_k
+from selfplay.stages.common import sampling_config
 
 
 @dataclass
@@ -69,9 +71,6 @@ def evaluate(loaded, problems: list[Problem], examples: list[tuple[Puzzle, Solut
 def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) -> EvalResult:
     """pass@k of round `ctx.round`'s model on eval set `name`: the eval stage's work, and
     `selfplay eval`'s."""
-    from selfplay.evalsets import load_eval_set
-    from selfplay.stages.common import sampling_config
-
     eval_set = load_eval_set(name, ctx.store, max_problems=max_problems, seed=ctx.config.seed)
     # Evaluation samples as the solve stage does, at the eval temperature.
     sampling = sampling_config(ctx, dataclasses.replace(ctx.config.solve,

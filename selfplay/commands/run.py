@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from pathlib import Path
+
+from selfplay.config import preset
+from selfplay import loop
+from selfplay.rundir import init_run
 
 
 def register(sub) -> None:
@@ -40,10 +46,6 @@ def register(sub) -> None:
 
 
 def cmd_init(args) -> int:
-    import dataclasses
-
-    from selfplay.config import preset
-    from selfplay.rundir import init_run
     config = preset(args.preset, model=args.model)
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)
@@ -54,24 +56,18 @@ def cmd_init(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from pathlib import Path
-
-    from selfplay.loop import run
     preset_name = getattr(args, "preset", None)
     if preset_name and not (Path(args.dir) / "config.toml").exists():
-        from selfplay.config import preset
-        from selfplay.rundir import init_run
         init_run(args.dir, preset(preset_name, model=args.model))
         print(f"created {args.dir}/config.toml from preset {preset_name}")
-    result = run(args.dir, rounds=args.rounds, progress=sys.stderr.isatty(), echo=True,
-                 must_exist=args.must_exist)
+    result = loop.run(args.dir, rounds=args.rounds, progress=sys.stderr.isatty(), echo=True,
+                      must_exist=args.must_exist)
     _print_status(result)
     return 0
 
 
 def cmd_status(args) -> int:
-    from selfplay.loop import status
-    result = status(args.dir)
+    result = loop.status(args.dir)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -95,7 +91,6 @@ def _print_status(result: dict) -> None:
 
 
 def cmd_export(args) -> int:
-    from selfplay.loop import export
-    n = export(args.dir, args.out)
+    n = loop.export(args.dir, args.out)
     print(f"wrote {n} training examples to {args.out}")
     return 0

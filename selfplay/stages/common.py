@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from selfplay.context import RoundContext
+from training.settings import SamplingConfig
 
 
 def chunks(n_items: int, size: int) -> list[range]:
@@ -14,7 +15,6 @@ def chunks(n_items: int, size: int) -> list[range]:
 
 def sampling_config(ctx: RoundContext, stage_config):
     """The sampler's settings for a stage: its own temperature and length, shared batching."""
-    from training.sampling import SamplingConfig
     return SamplingConfig(temperature=stage_config.temperature, top_p=stage_config.top_p,
                           max_new_tokens=stage_config.max_new_tokens,
                           batch_size=ctx.config.generation.batch_size,

@@ -8,14 +8,14 @@ from collections import Counter
 
 from puzzles.format import parse_puzzle
 from selfplay.context import RoundContext
-from selfplay.summaries import DedupSummary
+from selfplay.evalsets import eval_set_puzzles
 from selfplay.similarity import ShingleIndex
+from selfplay.summaries import DedupSummary
 
 
 def heldout_sources(ctx: RoundContext) -> list[tuple[str, str]]:
     """(key, source) of every puzzle training must stay away from: the store's held-out split
     and the configured evaluation sets."""
-    from selfplay.evalsets import eval_set_puzzles
     items = [(sp.hash, sp.puzzle.source) for sp in ctx.store.puzzles(split="heldout")]
     items += [(p.hash, p.source) for p in eval_set_puzzles(ctx.config.eval, ctx.store)]
     return items

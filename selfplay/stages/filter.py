@@ -9,6 +9,7 @@ from puzzles.errors import PuzzleError
 from puzzles.types import AnswerType, parse_type
 from selfplay.context import RoundContext
 from selfplay.summaries import FilterSummary
+from training.prompts import parse_proposal
 
 _SCALAR_TRIVIA = {
     # Smallest first: lists of trivial items take the first few.
@@ -72,8 +73,6 @@ def _exception(detail: str) -> str:
 
 
 def run(ctx: RoundContext) -> FilterSummary:
-    from training.prompts import parse_proposal
-
     cfg = ctx.config.filter
     todo = ctx.store.proposals(ctx.round, status="proposed")
     updates: list[tuple[int, str, str, str | None, str | None]] = []

@@ -7,6 +7,7 @@ import random
 from puzzles.store import Proposal
 from selfplay.context import RoundContext
 from selfplay.summaries import ProposeSummary
+from training.prompts import propose_prompt
 from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
 
 
@@ -18,7 +19,6 @@ def solved_train_puzzles(store) -> list:
 
 
 def run(ctx: RoundContext) -> ProposeSummary:
-    from training.prompts import propose_prompt
     from training.sampling import sample
 
     cfg = ctx.config.propose

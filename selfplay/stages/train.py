@@ -6,10 +6,10 @@ import dataclasses
 
 from selfplay.context import RoundContext
 from selfplay.summaries import TrainStageSummary
+from training.lora import adapter_hash
 
 
 def run(ctx: RoundContext) -> TrainStageSummary:
-    from training.lora import adapter_hash
     from training.models import load_model
     from training.trainer import train_adapter
 

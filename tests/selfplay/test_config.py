@@ -77,3 +77,20 @@ def test_settings_added_by_a_newer_version_do_not_block_resume(tmp_path):
     state["fingerprint"] = "old"
     run.state_file.write_text(json.dumps(state))
     check_fingerprint(run, config)
+
+
+def test_config_and_cli_import_without_torch():
+    # `selfplay init`, `status` and every stage read the config: they must not pay for torch.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import selfplay.config, selfplay.cli, sys; selfplay.cli.build_parser(); "
+            "assert 'torch' not in sys.modules, 'torch was imported by the config or the CLI'; "
+            "import importlib, selfplay.loop, selfplay.stages as s; "
+            "[importlib.import_module(f'selfplay.stages.{n}') for n in s.STAGES + ('eval', "
+            "'card')]; assert 'torch' not in sys.modules, 'torch was imported by a stage module'")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,108 @@
+"""The settings of model loading, training and sampling, apart from the code that uses them.
+
+These dataclasses are what a run's config is made of (`selfplay.config`); keeping them in a
+module that imports no torch lets `selfplay init`, `status` and every stage read a config
+without loading torch. The modules that use them (`training.models`, `training.trainer`,
+`training.sampling`) import them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from puzzles.errors import SelfplayError
+from training.data import LOSS_ON
+
+SMOLLM2 = "smollm2-135m"
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and where it runs."""
+
+    name: str = SMOLLM2
+    """`smollm2-135m`, `tiny`, a Hugging Face hub id, or a local directory with a tokenizer."""
+    device: str = "auto"
+    """`cpu`, `cuda`, `cuda:N`, or `auto` (cuda when available, else cpu)."""
+    dtype: str = "auto"
+    """`float32`, `bfloat16`, `float16`, or `auto` (bfloat16 on a GPU that supports it, float32
+    on CPU)."""
+    threads: int = 0
+    """CPU threads for torch (a process-wide setting); 0 = automatic: 1 for models under 30M
+    parameters, else one per CPU this process may use."""
+    adapter: str = ""
+    """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one round trains. Defaults suit a few thousand pairs on a small model."""
+
+    steps: int = 0
+    """Optimizer steps; 0 means `epochs` passes over the packed data."""
+    epochs: float = 1.0
+    """Passes over the data when `steps` is 0."""
+    learning_rate: float = 2e-4
+    """Peak learning rate (LoRA wants ~10x a full fine-tune's)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on the adapter weights."""
+    micro_batch: int = 4
+    """Blocks per forward pass on each process: the knob for peak memory."""
+    grad_accum: int = 4
+    """Micro batches per optimizer step; the step sees micro_batch x grad_accum x processes blocks."""
+    block_size: int = 512
+    """Tokens per packed block (capped at the model's context length)."""
+    warmup_ratio: float = 0.05
+    """Share of the steps spent warming the learning rate up linearly, before the cosine decay."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this; 0 disables clipping."""
+    loss_on: str = "solution"
+    """"solution": loss on the solution and assert only; "all": on the puzzle too."""
+    loss_chunk_tokens: int = 1024
+    """Positions per slice of the sliced loss; 0 computes the full logits at once (plain HF)."""
+    checkpoint_every: int = 50
+    """Write a resumable checkpoint every this many steps; 0 never."""
+    seed: int = 0
+    """Seeds the adapter init, dropout and the data order."""
+    mixed_precision: str = "auto"
+    """"auto" (bf16 on a GPU that has it, else float32), "no", "bf16" or "fp16"."""
+    gradient_checkpointing: bool = False
+    """Recompute layer activations in the backward pass: less memory, ~30% more compute."""
+
+    def __post_init__(self):
+        checks = [
+            (self.steps >= 0, "steps must be >= 0"),
+            (self.epochs > 0, "epochs must be > 0"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.micro_batch >= 1, "micro_batch must be >= 1"),
+            (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (self.block_size >= 16, "block_size must be >= 16"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0"),
+            (self.loss_on in LOSS_ON, f"loss_on must be one of {', '.join(LOSS_ON)}"),
+            (self.loss_chunk_tokens >= 0, "loss_chunk_tokens must be >= 0"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.mixed_precision in MIXED_PRECISION,
+             f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SelfplayError(f"train config: {message}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How completions are drawn."""
+
+    temperature: float = 0.8
+    """Softmax temperature; 0 means greedy (every sample of a prompt is then the same)."""
+    top_p: float = 0.95
+    """Nucleus sampling: draw from the smallest set of tokens holding this much probability."""
+    max_new_tokens: int = 256
+    """Most tokens a completion may have; one that hits it is truncated (no final newline)."""
+    batch_size: int = 16
+    """Samples decoded together (rows of one forward pass)."""
+    backend: str = "auto"
+    """`transformers`, `vllm`, or `auto` (vllm on CUDA when installed, else transformers)."""
