@@ -93,23 +93,24 @@ _LONG_DIGITS = re.compile(r"\d{%d,}" % (MAX_INT_DIGITS + 1))
 
 def _parse(source: str, what: str) -> ast.Module:
     if not isinstance(source, str) or not source.strip():
-        raise PuzzleError(f"{what} source is empty")
+        raise PuzzleError(f"{what} source is empty", "empty")
     if len(source) > MAX_SOURCE_CHARS:
         raise PuzzleError(f"{what} source is {len(source):,} characters, over the "
-                          f"{MAX_SOURCE_CHARS:,}-character limit")
+                          f"{MAX_SOURCE_CHARS:,}-character limit", "too_long")
     long_run = _LONG_DIGITS.search(source)
     if long_run:
         raise PuzzleError(f"{what} has a run of over {MAX_INT_DIGITS:,} digits (an integer "
-                          f"literal too long to convert in bounded time)")
+                          f"literal too long to convert in bounded time)", "too_long")
     try:
         # Model-written code draws SyntaxWarnings (`x is 1`, `[...][...]`): not for the user.
         with unlimited_int_digits(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return ast.parse(source)
     except SyntaxError as e:
-        raise PuzzleError(f"{what} has a syntax error at line {e.lineno}: {e.msg}") from None
+        raise PuzzleError(f"{what} has a syntax error at line {e.lineno}: {e.msg}",
+                          "syntax") from None
     except (ValueError, RecursionError, MemoryError) as e:
-        raise PuzzleError(f"{what} cannot be parsed: {type(e).__name__}") from None
+        raise PuzzleError(f"{what} cannot be parsed: {type(e).__name__}", "syntax") from None
 
 
 def _the_function(tree: ast.Module, fname: str, what: str) -> ast.FunctionDef:
@@ -125,16 +126,18 @@ def _the_function(tree: ast.Module, fname: str, what: str) -> ast.FunctionDef:
         else:
             raise PuzzleError(
                 f"{what} line {node.lineno}: only imports and one `def {fname}` may stand at top "
-                f"level, found {type(node).__name__}")
+                f"level, found {type(node).__name__}", "extra_code")
     named = [fn for fn in funcs if fn.name == fname]
     if len(funcs) != 1 or not named:
         found = ", ".join(fn.name for fn in funcs) or "none"
-        raise PuzzleError(f"{what} must define exactly one function `{fname}` (found: {found})")
+        raise PuzzleError(f"{what} must define exactly one function `{fname}` (found: {found})",
+                          "extra_code")
     fn = named[0]
     if isinstance(fn, ast.AsyncFunctionDef):
-        raise PuzzleError(f"{what} line {fn.lineno}: `{fname}` must not be async")
+        raise PuzzleError(f"{what} line {fn.lineno}: `{fname}` must not be async", "extra_code")
     if fn.decorator_list:
-        raise PuzzleError(f"{what} line {fn.lineno}: `{fname}` must not be decorated")
+        raise PuzzleError(f"{what} line {fn.lineno}: `{fname}` must not be decorated",
+                          "extra_code")
     return fn
 
 
@@ -251,25 +254,27 @@ def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:
     args = fn.args
     if args.posonlyargs or args.vararg or args.kwarg or args.kwonlyargs:
         raise PuzzleError(f"{what} line {fn.lineno}: `f` takes plain arguments only "
-                          "(no *args, **kwargs, keyword-only or positional-only)")
+                          "(no *args, **kwargs, keyword-only or positional-only)", "signature")
     if not args.args:
-        raise PuzzleError(f"{what} line {fn.lineno}: `f` must take the answer as first argument")
+        raise PuzzleError(f"{what} line {fn.lineno}: `f` must take the answer as first argument",
+                          "signature")
     first = args.args[0]
     if first.annotation is None:
         raise PuzzleError(f"{what} line {fn.lineno}: the answer argument `{first.arg}` needs a "
-                          "type annotation (bool, int, float, str or List[...])")
+                          "type annotation (bool, int, float, str or List[...])", "signature")
     try:
         answer_type = parse_type(first.annotation)
     except PuzzleError as e:
-        raise PuzzleError(f"{what} line {fn.lineno}: {e}") from None
+        raise PuzzleError(f"{what} line {fn.lineno}: {e}", e.reason) from None
     n_extra = len(args.args) - 1
     if len(args.defaults) != n_extra:
         raise PuzzleError(f"{what} line {fn.lineno}: every argument after the answer needs a "
-                          "default value")
+                          "default value", "signature")
     if len(args.defaults) > n_extra:
-        raise PuzzleError(f"{what} line {fn.lineno}: the answer argument must not have a default")
+        raise PuzzleError(f"{what} line {fn.lineno}: the answer argument must not have a default",
+                          "signature")
     if not _has_return(fn):
-        raise PuzzleError(f"{what} line {fn.lineno}: `f` never returns a value")
+        raise PuzzleError(f"{what} line {fn.lineno}: `f` never returns a value", "no_return")
     docstring = _drop_docstring(fn)
     with unlimited_int_digits():
         extra = tuple((a.arg, ast.unparse(d)) for a, d in zip(args.args[1:], args.defaults))
@@ -312,18 +317,20 @@ def solution_tree(source: str, puzzle: Puzzle | None = None, *, rename: str | No
     fn = _the_function(tree, "g", "solution")
     args = fn.args
     if args.posonlyargs or args.vararg or args.kwarg or args.kwonlyargs:
-        raise PuzzleError(f"solution line {fn.lineno}: `g` takes plain arguments only")
+        raise PuzzleError(f"solution line {fn.lineno}: `g` takes plain arguments only",
+                          "signature")
     if len(args.defaults) != len(args.args):
-        raise PuzzleError(f"solution line {fn.lineno}: every argument of `g` needs a default")
+        raise PuzzleError(f"solution line {fn.lineno}: every argument of `g` needs a default",
+                          "signature")
     if puzzle is not None:
         want = [n for n, _ in puzzle.extra_args]
         got = [a.arg for a in args.args]
         if sorted(got) != sorted(want):  # g is called with its defaults: order is free
             raise PuzzleError(f"solution line {fn.lineno}: `g` must take the puzzle's extra "
                               f"arguments ({', '.join(want) or 'none'}), not "
-                              f"({', '.join(got) or 'none'})")
+                              f"({', '.join(got) or 'none'})", "signature")
     if not _has_return(fn):
-        raise PuzzleError(f"solution line {fn.lineno}: `g` never returns a value")
+        raise PuzzleError(f"solution line {fn.lineno}: `g` never returns a value", "no_return")
     return tree
 
 

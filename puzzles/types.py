@@ -37,13 +37,14 @@ def parse_type(annotation: str | ast.expr) -> AnswerType:
         try:
             node = ast.parse(annotation.strip(), mode="eval").body
         except SyntaxError:
-            raise PuzzleError(f"answer type {annotation!r} is not a valid annotation") from None
+            raise PuzzleError(f"answer type {annotation!r} is not a valid annotation",
+                              "signature") from None
     result = _from_node(node)
     if result is None:
         text = annotation if isinstance(annotation, str) else ast.unparse(annotation)
         raise PuzzleError(
-            f"answer type {text!r} is not allowed: use bool, int, float, str or List[...] of them"
-        )
+            f"answer type {text!r} is not allowed: use bool, int, float, str or List[...] of them",
+            "answer_type")
     return result
 
 

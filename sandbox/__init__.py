@@ -39,7 +39,7 @@ Not protected: kernel bugs, side channels (timing, cache), and a denial of servi
 checker that is slow for every answer (it gets `timeout` each time).
 """
 
-from sandbox.config import SHARING, VERDICTS, Pair, Verdict, VerifierConfig
+from sandbox.config import REASONS, SHARING, VERDICTS, Pair, Verdict, VerifierConfig
 from sandbox.verifier import Verifier
 
-__all__ = ["Verifier", "VerifierConfig", "Verdict", "Pair", "VERDICTS", "SHARING"]
+__all__ = ["Verifier", "VerifierConfig", "Verdict", "Pair", "VERDICTS", "REASONS", "SHARING"]

@@ -7,6 +7,14 @@ from dataclasses import dataclass
 
 VERDICTS = ("pass", "fail", "error", "timeout", "memory", "rejected")
 SHARING = ("gate", "never", "always")
+REASONS = ("passed", "wrong_answer", "wrong_type", "too_large", "g_raised", "f_raised",
+           "timeout", "memory", "invalid_puzzle", "invalid_solution", "tampered", "sandbox")
+"""Why a check got its verdict, as a code to branch on (`Verdict.detail` is for people):
+passed; wrong_answer (f returned something other than True, see `Verdict.returned`);
+wrong_type (g's answer is not a value of the declared type, or cannot be carried as JSON);
+too_large (the answer is over the size cap); g_raised / f_raised (see `Verdict.exception`);
+timeout; memory; invalid_puzzle / invalid_solution (rejected without running); tampered (the
+result channel was written to by untrusted code); sandbox (the sandbox itself failed)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,13 @@ class Verdict:
     answer: str | None = None
     """JSON text of g's answer when it was a value of the declared type, up to
     `VerifierConfig.report_answer_bytes` (None when larger)."""
+    reason: str = "sandbox"
+    """One of REASONS: why, as a code."""
+    exception: str | None = None
+    """For g_raised and f_raised: the name of the exception's type (e.g. "NameError")."""
+    returned: str | None = None
+    """For wrong_answer: what f returned instead of True ("False", "None", "3", "a list");
+    for wrong_type: the type g's answer had ("str", "an object of another type")."""
 
     @property
     def passed(self) -> bool:

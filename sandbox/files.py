@@ -83,7 +83,8 @@ def verify_jsonl(verifier: Verifier, pairs_path: str | Path, out_path: str | Pat
                 v, pair_id = by_index[i], rec.id
             else:
                 summary.malformed.append((number, rec))
-                v, pair_id = Verdict("rejected", f"line {number}: {rec}", 0.0), _id_of(number)
+                v = Verdict("rejected", f"line {number}: {rec}", 0.0, reason="invalid_solution")
+                pair_id = _id_of(number)
             summary.counts[v.verdict] += 1
             out.write(json.dumps({"id": pair_id, "verdict": v.verdict, "detail": v.detail,
                                   "seconds": v.seconds}) + "\n")

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import wire
+from sandbox.config import REASONS
 from sandbox.scratch import clear_dir
 
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
@@ -160,7 +161,7 @@ class Server:
         alone = check.g_alone if stage == "g" else check.f_alone
         if check.runs >= _MAX_RUNS:
             return self._finish(check, "error", f"no verdict after {check.runs} runs "
-                                                "(its workers kept failing)")
+                                                "(its workers kept failing)", "sandbox")
         if check.runs >= _SHARED_RUNS:  # neighbours keep killing its workers: run it alone
             alone = check.g_alone = check.f_alone = True
         queue = self.queues[stage, alone]
@@ -242,7 +243,8 @@ class Server:
                 break
             run.buffer += chunk
             if len(run.buffer) > self.settings["max_answer_bytes"] * 2 + 65536:
-                return self._stop(run, "error", "result channel tampered with (oversized line)")
+                return self._stop(run, "error", "result channel tampered with (oversized line)",
+                                  "tampered")
         while run.fd in self.running:
             end = run.buffer.find(b"\n")
             if end < 0:
@@ -256,7 +258,7 @@ class Server:
     def _handle_line(self, run: Running, line: bytes) -> None:
         message = _parse_line(line, run.nonce)
         if message is None:
-            return self._stop(run, "error", "result channel tampered with")
+            return self._stop(run, "error", "result channel tampered with", "tampered")
         k, v = message["k"], message["v"]
         now = time.monotonic()
         if k == -1 and run.k == -1:
@@ -265,31 +267,34 @@ class Server:
                 return
             if v == "setup":
                 return self._stop(run, "error", "sandbox setup failed: " + message["d"],
-                                  whole_batch=True)
+                                  "sandbox", whole_batch=True)
         if k != run.k or not 0 <= k < len(run.checks):
-            return self._stop(run, "error", "result channel tampered with (out of order)")
+            return self._stop(run, "error", "result channel tampered with (out of order)",
+                              "tampered")
         check = run.checks[k]
         check.seconds += now - run.item_started
         if run.stage == "g" and v == "alone":
             if run.alone or self.settings["sharing"] == "always":  # only a shared worker's gate may ask; from a lone check it is forged
                 return self._stop(run, "error", "result channel tampered with (control message "
-                                                "from a check running alone)")
+                                                "from a check running alone)", "tampered")
             check.g_alone = True
             self._enqueue(check)
         elif run.stage == "g" and v == "rejected":
-            self._finish(check, v, message["d"])
+            self._finish(check, v, message["d"], "invalid_solution")
         elif run.stage == "g" and v == "answer":
             if len(message["a"]) > self.settings["max_answer_bytes"]:
-                self._finish(check, "fail", "g's answer is over the size cap")
+                self._finish(check, "fail", "g's answer is over the size cap", "too_large")
             else:
                 check.answer = message["a"]
                 self._enqueue(check)
         elif v == "pass" and run.stage == "f":
             self._passed(check)
         elif v in _FINAL and v != "pass":
-            self._finish(check, v, message["d"])
+            self._finish(check, v, message["d"], message["c"], message.get("x"),
+                         message.get("r"), ran_f=run.stage == "f")
         else:
-            return self._stop(run, "error", "result channel tampered with (bad verdict)")
+            return self._stop(run, "error", "result channel tampered with (bad verdict)",
+                              "tampered")
         run.k, run.item_started, run.deadline = k + 1, now, now + self.timeout
         if v == "memory":  # the worker stops after a MemoryError: the rest go to a fresh one
             self._reap(run)
@@ -302,64 +307,70 @@ class Server:
     def _passed(self, check: Check) -> None:
         """A pass counts only from a run in which no other check's code shared a process."""
         if not check.shared or check.confirming:
-            return self._finish(check, "pass", "")
+            return self._finish(check, "pass", "", "passed", ran_f=True)
         check.confirming, check.runs = True, 0
         check.g_alone = check.f_alone = True
         if check.g_source is not None:
             check.answer = None  # g runs again, alone, and f judges what it returns
         self._enqueue(check)
 
-    def _finish(self, check: Check, verdict: str, detail: str) -> None:
+    def _finish(self, check: Check, verdict: str, detail: str, reason: str,
+                exception: str | None = None, returned: str | None = None,
+                ran_f: bool = False) -> None:
         # g's answer, once the f worker has accepted its type and run f on it
         answer = check.answer if check.g_source is not None else None
-        ran_f = verdict == "pass" or (verdict == "fail" and detail.startswith("f returned")) or (
-            verdict == "error" and detail.startswith("f raised"))
+        ran_f = ran_f and reason in ("passed", "wrong_answer", "f_raised")
         if answer is not None and (not ran_f or
                                    len(answer) > self.settings["report_answer_bytes"]):
             answer = None
         if check.confirming and verdict != "pass":
             detail = (detail + " (in a run alone, after passing in a shared worker)")[:300]
         self.outbox.append(("result", check.idx, verdict, detail, round(check.seconds, 6),
-                            answer))
+                            answer, reason, exception, returned))
 
     def _expire(self, run: Running) -> None:
         if run.k == -1:
-            return self._stop(run, "error", "sandbox setup timed out", whole_batch=True)
+            return self._stop(run, "error", "sandbox setup timed out", "sandbox",
+                              whole_batch=True)
         if run.k >= len(run.checks):
             return self._reap(run)
         check = run.checks[run.k]
         check.seconds += time.monotonic() - run.item_started
         what = "g()" if run.stage == "g" else "f(answer)"
-        self._stop(run, "timeout", f"{what} ran over the {self.timeout:g} s limit")
+        self._stop(run, "timeout", f"{what} ran over the {self.timeout:g} s limit", "timeout")
 
     def _exited(self, run: Running) -> None:
         status = self._reap(run)
         if run.k == -1:
             return self._requeue_or_fail(run, "error",
                                          f"worker died during setup ({_status_text(status)})",
-                                         whole_batch=True)
+                                         "sandbox", whole_batch=True)
         if run.k < len(run.checks):
             check = run.checks[run.k]
             check.seconds += time.monotonic() - run.item_started
             what = "g()" if run.stage == "g" else "f(answer)"
             verdict = "timeout" if _signal_of(status) == signal.SIGXCPU else "error"
+            # Untrusted code ended its own process (os._exit, a signal, a crash in C): that is
+            # the stage raising, in effect; SIGXCPU is the CPU limit.
+            reason = "timeout" if verdict == "timeout" else f"{run.stage}_raised"
             self._requeue_or_fail(run, verdict,
-                                  f"process ended during {what} ({_status_text(status)})")
+                                  f"process ended during {what} ({_status_text(status)})", reason)
 
-    def _stop(self, run: Running, verdict: str, detail: str, whole_batch: bool = False) -> None:
+    def _stop(self, run: Running, verdict: str, detail: str, reason: str,
+              whole_batch: bool = False) -> None:
         self._reap(run)
-        self._requeue_or_fail(run, verdict, detail, whole_batch)
+        self._requeue_or_fail(run, verdict, detail, reason, whole_batch)
 
-    def _requeue_or_fail(self, run: Running, verdict: str, detail: str,
+    def _requeue_or_fail(self, run: Running, verdict: str, detail: str, reason: str,
                          whole_batch: bool = False) -> None:
         """The current item gets the verdict; the untouched rest go back to the queue."""
         start = max(run.k, 0)
         if whole_batch:
             for check in run.checks:
-                self._finish(check, verdict, detail)
+                self._finish(check, verdict, detail, reason)
             return
         if start < len(run.checks):
-            self._finish(run.checks[start], verdict, detail)
+            self._finish(run.checks[start], verdict, detail, reason)
         for check in reversed(run.checks[start + 1:]):
             self._enqueue(check, front=True)
 
@@ -568,8 +579,13 @@ def _parse_line(line: bytes, nonce: str) -> dict | None:
         return message
     if v == "rejected" and type(message.get("d")) is str:
         return message
-    if v in _FINAL + ("setup",) and type(message.get("d")) is str:
-        message["d"] = message["d"][:300]
+    if v == "setup" and type(message.get("d")) is str:
+        return message
+    if v in _FINAL and type(message.get("d")) is str and message.get("c") in REASONS and all(
+            type(message.get(key, "")) is str for key in ("x", "r")):
+        for key in ("d", "x", "r"):
+            if key in message:
+                message[key] = message[key][:300]
         return message
     return None
 

@@ -190,17 +190,20 @@ class Verifier:
         for i, (source, value) in enumerate(items):
             parsed = self._puzzle(source)
             if isinstance(parsed, PuzzleError):
-                results[i] = Verdict("rejected", f"puzzle: {parsed}", 0.0)
+                results[i] = Verdict("rejected", f"puzzle: {parsed}", 0.0,
+                                     reason="invalid_puzzle")
                 continue
             puzzle, f_code, f_alone = parsed
             if not conforms(value, puzzle.type):
                 results[i] = Verdict("fail", f"answer is {type(value).__name__}, not "
-                                             f"{puzzle.answer_type}", 0.0)
+                                             f"{puzzle.answer_type}", 0.0, reason="wrong_type",
+                                     returned=type(value).__name__)
                 continue
             try:
                 text = json.dumps(value, allow_nan=False, separators=(",", ":"))
             except (ValueError, RecursionError) as e:
-                results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0)
+                results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0,
+                                     reason="wrong_type", returned=type(value).__name__)
                 continue
             checks.append(Check(i, None, None, f_code, puzzle.answer_type, text, False,
                                 f_alone or self.config.sharing == "never"))
@@ -227,10 +230,11 @@ class Verifier:
     def _prepare_pair(self, i: int, pair: Pair) -> Check | Verdict:
         parsed = self._puzzle(pair.puzzle)
         if isinstance(parsed, PuzzleError):
-            return Verdict("rejected", f"puzzle: {parsed}", 0.0)
+            return Verdict("rejected", f"puzzle: {parsed}", 0.0, reason="invalid_puzzle")
         puzzle, f_code, f_alone = parsed
         if not isinstance(pair.solution, str) or not pair.solution.strip():
-            return Verdict("rejected", "solution: source is empty", 0.0)
+            return Verdict("rejected", "solution: source is empty", 0.0,
+                           reason="invalid_solution")
         # The solution is parsed, compiled and linted by the g worker (see Check).
         # A checker that must run alone makes its g run alone too: g's process runs f's code.
         alone = f_alone or self.config.sharing == "never"
@@ -266,7 +270,7 @@ class Verifier:
             self._stream(todo, [], results, bar)
         for i, v in enumerate(results):
             if v is None:
-                results[i] = Verdict("error", "the sandbox server died", 0.0)
+                results[i] = Verdict("error", "the sandbox server died", 0.0, reason="sandbox")
         bar.update(len(results) - bar.n)
         return results
 
@@ -309,8 +313,10 @@ class Verifier:
             if message[0] == "done":
                 ok = True
                 break
-            for _, idx, verdict, detail, seconds, answer in message[1]:
-                results[idx] = Verdict(verdict, detail, seconds, answer)
+            for _, idx, verdict, detail, seconds, answer, reason, exception, returned in \
+                    message[1]:
+                results[idx] = Verdict(verdict, detail, seconds, answer, reason, exception,
+                                       returned)
             bar.update(len(message[1]))
         sender.join()
         if failure and not isinstance(failure[0], OSError):

@@ -63,9 +63,10 @@ def main(stage, task_fd, pipe_w, nonce, settings, layers, policy, lane_dir, uid)
             except MemoryError:
                 result = None  # report outside the handler: the traceback pins the big objects
             except BaseException as e:  # untrusted code is wrapped in run(); this is our bug
-                result = {"v": "error", "d": "sandbox internal error: " + _describe_exception(e)}
+                result = {"v": "error", "c": "sandbox",
+                          "d": "sandbox internal error: " + _describe_exception(e)}
             if result is None:
-                result = {"v": "memory", "d": "MemoryError"}
+                result = {"v": "memory", "c": "memory", "d": "MemoryError"}
             result["k"] = k
             _send(nonce, result)
             if result["v"] == "memory":
@@ -183,9 +184,10 @@ def _run_g(item, policy, settings) -> dict:
         tree = solution_tree(source, puzzle)
         code = compile_check(tree, "g")
     except PuzzleError as e:
-        return {"v": "rejected", "d": f"solution: {e}"}
+        return {"v": "rejected", "c": "invalid_solution", "d": f"solution: {e}"}
     except (SyntaxError, ValueError, RecursionError) as e:
-        return {"v": "rejected", "d": f"solution does not compile: {type(e).__name__}: {e}"}
+        return {"v": "rejected", "c": "invalid_solution",
+                "d": f"solution does not compile: {type(e).__name__}: {e}"}
     # g may call f, as in the ICLR 2023 setup (a brute-force search is honest code): it gets
     # its own copy of the checker. Whatever g does to that copy, its answer is judged by a
     # fresh f in a process g never touched.
@@ -200,7 +202,8 @@ def _run_g(item, policy, settings) -> dict:
     except MemoryError:
         raise
     except BaseException as e:  # SystemExit, KeyboardInterrupt, anything g throws
-        return {"v": "error", "d": "g raised " + _describe_exception(e)}
+        return {"v": "error", "c": "g_raised", "x": _exception_name(e),
+                "d": "g raised " + _describe_exception(e)}
     return _encode_answer(answer, answer_type, settings["max_answer_bytes"])
 
 
@@ -208,19 +211,23 @@ def _encode_answer(answer, answer_type: str, max_bytes: int) -> dict:
     try:
         atype = _parsed_type(answer_type)
         if not conforms(answer, atype):
-            return {"v": "fail", "d": f"g returned {_describe_type(answer)}, not {answer_type}"}
+            return {"v": "fail", "c": "wrong_type", "r": _describe_type(answer),
+                    "d": f"g returned {_describe_type(answer)}, not {answer_type}"}
         if "float" in answer_type:
             coerce(answer, atype)  # an int is a float answer only if it converts to one
         text = json.dumps(answer, allow_nan=False, separators=(",", ":"))
     except RecursionError:
-        return {"v": "fail", "d": "g returned a value nested too deeply"}
+        return {"v": "fail", "c": "wrong_type", "r": "a value nested too deeply",
+                "d": "g returned a value nested too deeply"}
     except OverflowError:
-        return {"v": "fail", "d": f"g returned an int too large for a float, not {answer_type}"}
+        return {"v": "fail", "c": "wrong_type", "r": "int",
+                "d": f"g returned an int too large for a float, not {answer_type}"}
     except (ValueError, TypeError) as e:
-        return {"v": "fail", "d": f"g's answer cannot be carried as JSON: {e}"[:_DETAIL_CHARS]}
+        return {"v": "fail", "c": "wrong_type", "r": _describe_type(answer),
+                "d": f"g's answer cannot be carried as JSON: {e}"[:_DETAIL_CHARS]}
     if len(text) > max_bytes:
-        return {"v": "fail", "d": f"g's answer is {len(text)} bytes of JSON, over the "
-                                  f"{max_bytes}-byte cap"}
+        return {"v": "fail", "c": "too_large",
+                "d": f"g's answer is {len(text)} bytes of JSON, over the {max_bytes}-byte cap"}
     return {"v": "answer", "a": text}
 
 
@@ -230,21 +237,26 @@ def _run_f(item, policy, settings) -> dict:
         atype = _parsed_type(answer_type)
         answer = json.loads(answer_text)
         if not conforms(answer, atype):
-            return {"v": "fail", "d": f"answer is {_describe_type(answer)}, not {answer_type}"}
+            return {"v": "fail", "c": "wrong_type", "r": _describe_type(answer),
+                    "d": f"answer is {_describe_type(answer)}, not {answer_type}"}
         answer = coerce(answer, atype)
     except OverflowError:  # only through check_answers: a g worker refuses such an answer
-        return {"v": "fail", "d": f"answer holds an int too large for a float, not {answer_type}"}
+        return {"v": "fail", "c": "wrong_type", "r": "int",
+                "d": f"answer holds an int too large for a float, not {answer_type}"}
     except (ValueError, RecursionError) as e:
-        return {"v": "fail", "d": f"answer is not valid JSON: {type(e).__name__}"}
+        return {"v": "fail", "c": "wrong_type", "r": "invalid JSON",
+                "d": f"answer is not valid JSON: {type(e).__name__}"}
     try:
         result = _call(marshal.loads(source), "f", (answer,), policy)
     except MemoryError:
         raise
     except BaseException as e:
-        return {"v": "error", "d": "f raised " + _describe_exception(e)}
+        return {"v": "error", "c": "f_raised", "x": _exception_name(e),
+                "d": "f raised " + _describe_exception(e)}
     if result is True:
-        return {"v": "pass", "d": ""}
-    return {"v": "fail", "d": f"f returned {_describe_value(result)}"}
+        return {"v": "pass", "c": "passed", "d": ""}
+    returned = _describe_value(result)
+    return {"v": "fail", "c": "wrong_answer", "r": returned, "d": f"f returned {returned}"}
 
 
 _CHECK_MODULE = "sandbox_check"
@@ -267,6 +279,10 @@ def _describe_value(value) -> str:
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."
     return "a " + _describe_type(value) + " (not True)"
+
+
+def _exception_name(e: BaseException) -> str:
+    return type(e).__name__[:_DETAIL_CHARS]
 
 
 def _describe_exception(e: BaseException) -> str:

@@ -70,7 +70,7 @@ def _finished(completion: str) -> str:
     text, ended = cut_at_function_end(completion)
     if not ended and not text.endswith("\n"):
         raise PuzzleError("truncated: the completion ended before its function did "
-                          "(raise max_new_tokens, or the model rambles)")
+                          "(raise max_new_tokens, or the model rambles)", "truncated")
     return text
 
 

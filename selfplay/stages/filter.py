@@ -32,16 +32,9 @@ def trivial_answers(t: AnswerType) -> list:
 
 
 def parse_reason(error: PuzzleError) -> str:
-    """A short category for a parse failure, for the funnel counts."""
-    text = str(error)
-    for key, category in (("truncated", "truncated"), ("syntax error", "syntax"),
-                          ("annotation", "signature"), ("not allowed", "answer_type"),
-                          ("default", "signature"), ("argument", "signature"),
-                          ("never returns", "no_return"), ("top level", "extra_code"),
-                          ("exactly one", "extra_code"), ("empty", "empty")):
-        if key in text:
-            return category
-    return "invalid"
+    """A short category for a parse failure, for the funnel counts: the error's reason code
+    (puzzles.errors.PUZZLE_REASONS), never its wording."""
+    return error.reason
 
 
 def classify(first: list, second: list | None) -> tuple[str, str]:
@@ -55,21 +48,14 @@ def classify(first: list, second: list | None) -> tuple[str, str]:
         if v.verdict in ("timeout", "memory"):
             return "broken", f"checker {v.verdict} on a trivial answer"
     for v in first:
-        returned = v.detail.removeprefix("f returned ") if v.verdict == "fail" else "False"
-        if returned not in ("False", "None"):
+        if v.reason == "wrong_answer" and v.returned not in ("False", "None"):
             # A checker returning numbers or lists can never return True: unsolvable.
-            return "broken", f"checker returns {returned} on a trivial answer, not a bool"[:200]
+            return "broken", f"checker returns {v.returned} on a trivial answer, not a bool"[:200]
     if second is not None and [v.verdict for v in first] != [v.verdict for v in second]:
         return "nondeterministic", "two runs on the same answers disagree"
-    if first and all(v.verdict == "error" and _exception(v.detail).startswith(_BROKEN_ERRORS)
-                     for v in first):
+    if first and all(v.reason == "f_raised" and v.exception in _BROKEN_ERRORS for v in first):
         return "broken", f"checker fails on its own: {first[0].detail}"[:200]
     return "valid", ""
-
-
-def _exception(detail: str) -> str:
-    """The exception part of a verdict's detail ("f raised NameError: ..." -> "NameError: ...")."""
-    return detail.split(" raised ", 1)[1] if " raised " in detail else detail
 
 
 def run(ctx: RoundContext) -> FilterSummary:

@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from puzzles.errors import SelfplayError
-from sandbox import VERDICTS, Pair, Verdict, Verifier, VerifierConfig
+from sandbox import REASONS, VERDICTS, Pair, Verdict, Verifier, VerifierConfig
 from sandbox.sharing import isolation_reason
 
 PUZZLE = "def f(x: int, a=5):\n    return x == a * 2\n"
@@ -140,3 +140,25 @@ def test_concurrent_calls_from_threads(verifier):
     assert results[0] == ["fail"] * 10 + ["pass"] + ["fail"] * 9
     assert results[1] == ["fail"] * 5 + ["pass"] + ["fail"] * 14
     assert results[2] == ["pass"] + ["fail"] * 19
+
+
+def test_every_verdict_carries_its_reason_as_a_code(quick):
+    cases = {
+        "passed": (PUZZLE, "def g(a=5):\n    return a * 2\n", {}),
+        "wrong_answer": (PUZZLE, "def g(a=5):\n    return 11\n", {"returned": "False"}),
+        "wrong_type": (PUZZLE, "def g(a=5):\n    return 'ten'\n", {"returned": "str"}),
+        "g_raised": (PUZZLE, "def g(a=5):\n    return 1 // 0\n",
+                     {"exception": "ZeroDivisionError"}),
+        "f_raised": ("def f(x: int):\n    return x == [][0]\n", "def g():\n    return 1\n",
+                     {"exception": "IndexError"}),
+        "timeout": (PUZZLE, "def g(a=5):\n    while True:\n        pass\n    return 10\n", {}),
+        "memory": (PUZZLE, "def g(a=5):\n    x = bytearray(2 ** 40)\n    return 10\n", {}),
+        "invalid_puzzle": ("def f(x):\n    return True\n", "def g():\n    return 1\n", {}),
+        "invalid_solution": (PUZZLE, "def g(a=5):\n    return\n", {}),
+    }
+    verdicts = quick.verify_many([Pair(p, s) for p, s, _ in cases.values()])
+    for (reason, (_, _, fields)), v in zip(cases.items(), verdicts):
+        assert v.reason == reason, (reason, v)
+        for name, value in fields.items():
+            assert getattr(v, name) == value, (reason, v)
+    assert {v.reason for v in verdicts} <= set(REASONS)
