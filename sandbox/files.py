@@ -1,10 +1,11 @@
 """Verify a JSONL file of pairs: the library side of `selfplay verify`.
 
 Input: one JSON object a line, `{"id": str, "puzzle": str, "solution": str}`; blank lines are
-skipped. Output: one line per input record, in input order, `{"id", "verdict", "detail",
-"seconds"}`. A malformed line (not JSON, not an object, a missing or non-string field) does not
-stop the run: it gets verdict `rejected` with a detail naming the line, so that the output
-still has one verdict per record and a user can see every bad line at once.
+skipped. Output: one line per input record, in input order, `{"id", "verdict", "reason",
+"exception", "returned", "detail", "seconds"}` (see `sandbox.Verdict`). A malformed line (not
+JSON, not an object, a missing or non-string field) does not stop the run: it gets verdict
+`rejected` with a detail naming the line, so that the output still has one verdict per record
+and a user can see every bad line at once.
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def verify_jsonl(verifier: Verifier, pairs_path: str | Path, out_path: str | Pat
                 v = Verdict("rejected", f"line {number}: {rec}", 0.0, reason="invalid_solution")
                 pair_id = _id_of(number)
             summary.counts[v.verdict] += 1
-            out.write(json.dumps({"id": pair_id, "verdict": v.verdict, "detail": v.detail,
-                                  "seconds": v.seconds}) + "\n")
+            out.write(json.dumps({"id": pair_id, "verdict": v.verdict, "reason": v.reason,
+                                  "exception": v.exception, "returned": v.returned,
+                                  "detail": v.detail, "seconds": v.seconds}) + "\n")
     return summary
 
 

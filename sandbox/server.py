@@ -274,7 +274,8 @@ class Server:
         check = run.checks[k]
         check.seconds += now - run.item_started
         if run.stage == "g" and v == "alone":
-            if run.alone or self.settings["sharing"] == "always":  # only a shared worker's gate may ask; from a lone check it is forged
+            # Only a shared worker's gate may ask; from a lone check (or with no gate) it is forged.
+            if run.alone or self.settings["sharing"] == "always":
                 return self._stop(run, "error", "result channel tampered with (control message "
                                                 "from a check running alone)", "tampered")
             check.g_alone = True

@@ -8,9 +8,9 @@ So only plain computation shares. Two gates, both on the source:
 
 1. RestrictedPython's compile-time policy (`RestrictingNodeTransformer`): no names or
    attributes starting with `_`, no `exec`/`eval`, no metaclasses, no AST node it does not
-   know. Its refusals of `a[i] += 1`, `self.n += 1`, `nonlocal` and `x: int = 0` exist only because its
-   *run-time* guards cannot wrap them; we never run its transformed code (the kernel layers are
-   the boundary, not run-time guards), so those three are plain computation here.
+   know. Its refusals of `a[i] += 1`, `self.n += 1`, `nonlocal` and `x: int = 0` exist only
+   because its *run-time* guards cannot wrap them; we never run its transformed code (the
+   kernel layers are the boundary, not run-time guards), so those are plain computation here.
 2. The project's own checks, for what RestrictedPython allows but a shared process must not:
    the introspective builtins (`getattr`, `vars`, `type`, ...), stdlib helpers that set
    attributes for you (`functools.update_wrapper`, `dataclass` applied to something else than
@@ -43,7 +43,8 @@ DYNAMIC_NAMES = frozenset((
     "localcontext", "format", "format_map", "mro", "seed", "setstate", "getstate", "traps",
     "flags", "update_wrapper", "wraps", "get_type_hints", "ForwardRef", "make_dataclass",
     "singledispatch", "singledispatchmethod", "open", "input", "breakpoint", "help",
-    "exit", "quit", "copyright", "credits", "license", "modules", "settrace", "setprofile", "gc", "weakref", "ctypes", "inspect",
+    "exit", "quit", "copyright", "credits", "license", "modules", "settrace", "setprofile",
+    "gc", "weakref", "ctypes", "inspect",
 ))
 # Class decorators that set attributes on the class they decorate: fine on one's own class.
 CLASS_DECORATORS = frozenset(("dataclass", "total_ordering"))

@@ -25,7 +25,7 @@ def test_verify_writes_one_verdict_per_line_in_order(tmp_path, capsys):
     assert [(r["id"], r["verdict"]) for r in rows] == [
         ("a", "pass"), ("line:2", "rejected"), ("line:4", "rejected"), ("c", "fail"),
         ("line:6", "rejected")]
-    assert set(rows[0]) == {"id", "verdict", "detail", "seconds"}
+    assert set(rows[0]) == {"id", "verdict", "reason", "exception", "returned", "detail", "seconds"}
     assert rows[1]["detail"].startswith("line 2: bad JSON")
     assert rows[2]["detail"] == "line 4: missing solution"
     err = capsys.readouterr().err
