@@ -15,11 +15,13 @@ the adapter into a float32 copy of the base that training never touched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +157,19 @@ def load_adapter(model, path: str | Path, *, trainable: bool = False):
     from peft import PeftModel
 
     path = check_adapter_dir(path)
-    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """Around peft calls: peft reads transformers' deprecated `is_gradient_checkpointing`
+    itself, which warns on every adapter load; nothing of ours to change, and nothing a user can
+    act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
 
 
 def export_merged(base, adapter: str | Path, out_dir: str | Path, *, dtype: str = "float32",

@@ -212,8 +212,11 @@ def _apply_adapter(model, adapter: Path):
         raise SelfplayError(f"adapter {str(adapter)!r} is not a peft adapter directory "
                             "(no adapter_config.json)")
     from peft import PeftModel
+
+    from training.lora import quiet_peft
     # Merged, so sampling runs at the speed of the base model; training loads its own adapter.
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
 # Fingerprints -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from puzzles.errors import SelfplayError
 from training.data import IGNORE_INDEX, Packing, build_blocks, collate
 from training.lora import (
-    LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, save_adapter,
+    LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, quiet_peft, save_adapter,
 )
 from training.settings import TrainConfig
 
@@ -347,10 +347,12 @@ def _adapter_on(hf_model, lora: LoraSettings, init_adapter):
     adapter layers are taken out again on exit, whatever happened."""
     from peft import PeftModel, get_peft_model
 
-    if init_adapter is not None:
-        peft_model = PeftModel.from_pretrained(hf_model, str(init_adapter), is_trainable=True)
-    else:
-        peft_model = get_peft_model(hf_model, lora_config_for(hf_model, lora))
+    with quiet_peft():
+        if init_adapter is not None:
+            peft_model = PeftModel.from_pretrained(hf_model, str(init_adapter),
+                                                   is_trainable=True)
+        else:
+            peft_model = get_peft_model(hf_model, lora_config_for(hf_model, lora))
     try:
         yield peft_model
     finally:
@@ -365,16 +367,26 @@ def _borrowed(hf_model, gradient_checkpointing: bool):
     was_training = hf_model.training
     had_checkpointing = _checkpointing_on(hf_model)
     if gradient_checkpointing and not had_checkpointing:
-        hf_model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = _checkpointing_method(hf_model, "enable")
+        try:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        except TypeError:  # before transformers 5 the keyword had the old name too
+            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     try:
         yield hf_model
     finally:
         if _checkpointing_on(hf_model) and not had_checkpointing:
-            hf_model.gradient_checkpointing_disable()
+            _checkpointing_method(hf_model, "disable")()
         for name, p in hf_model.named_parameters():
             p.requires_grad_(requires_grad.get(name, p.requires_grad))
         hf_model.train(was_training)
+
+
+def _checkpointing_method(hf_model, verb: str):
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_* and warns
+    # on the old names; older versions only have those.
+    return getattr(hf_model, f"activation_checkpointing_{verb}", None) or getattr(
+        hf_model, f"gradient_checkpointing_{verb}")
 
 
 def _checkpointing_on(hf_model) -> bool:
