@@ -49,8 +49,12 @@ class RunDir:
         return self.path / "rounds" / f"r{round}"
 
     def adapter(self, round: int) -> Path | None:
-        """Round `round`'s trained adapter, None for round 0 (the base model)."""
-        return None if round <= 0 else self.round_dir(round) / "train" / "adapter"
+        """Round `round`'s trained adapter, None for round 0 (the base model): the round's train
+        dir itself, or its adapter/ subdir in runs trained before that layout."""
+        if round <= 0:
+            return None
+        train = self.round_dir(round) / "train"
+        return train / "adapter" if (train / "adapter").is_dir() else train
 
     def load_config(self) -> RunConfig:
         if not self.path.is_dir():

@@ -29,6 +29,7 @@ from puzzles.errors import SelfplayError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
 
 _LLAMA_STYLE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _NEOX_STYLE = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
@@ -97,17 +98,20 @@ def lora_config_for(model, settings: LoraSettings = LoraSettings()):
         fan_in_fan_out=model_type in _FAN_IN_FAN_OUT)
 
 
-def save_adapter(model, path: str | Path) -> Path:
-    """Save a PeftModel's adapter to `path` atomically (a crash leaves the old one or none)."""
+def save_adapter_files(model, path: str | Path) -> Path:
+    """Save a PeftModel's adapter files into the existing directory `path`, beside whatever else
+    it holds (a training run's summary and checkpoints). Each file is replaced atomically; the
+    caller's summary, written after, is what marks the pair complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=path))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        _replace_dir(tmp, path)
-    except BaseException:
+        _fsync_tree(tmp)
+        for name in ADAPTER_FILES:
+            os.replace(tmp / name, path / name)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

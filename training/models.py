@@ -255,8 +255,11 @@ def _read_fingerprint(path: Path) -> str:
 
 
 def _adapter_fingerprint(adapter: Path) -> str:
+    # The adapter's own files only: a training run's directory is also its adapter, and its
+    # summary.json holds timings that differ between otherwise identical runs.
     parts = [f"{f.name}:{_file_digest(f)}" for f in sorted(adapter.iterdir())
-             if f.is_file() and (f.suffix in (".safetensors", ".bin") or f.suffix == ".json")]
+             if f.is_file() and (f.suffix in (".safetensors", ".bin")
+                                 or f.name == "adapter_config.json")]
     return _hash_text("\n".join(parts))
 
 

@@ -37,7 +37,8 @@ from torch.utils.checkpoint import checkpoint
 from puzzles.errors import SelfplayError
 from training.data import IGNORE_INDEX, Packing, build_blocks, collate
 from training.lora import (
-    LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, quiet_peft, save_adapter,
+    ADAPTER_FILES, LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, quiet_peft,
+    save_adapter_files,
 )
 from training.settings import TrainConfig
 
@@ -98,8 +99,10 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
                   ) -> TrainSummary:
     """Train a LoRA adapter on `base` (a LoadedModel) from (puzzle, solution) source pairs.
 
-    Writes out_dir/adapter/ (adapter_config.json + adapter_model.safetensors), out_dir/summary.json
-    and out_dir/train_log.jsonl, and checkpoints under out_dir/checkpoints/ while running. With
+    Writes the adapter into out_dir itself (adapter_config.json + adapter_model.safetensors, so
+    `PeftModel.from_pretrained(base, out_dir)` loads it, as after TRL's `save_model`),
+    out_dir/summary.json and out_dir/train_log.jsonl, and checkpoints under out_dir/checkpoints/
+    while running. With
     `resume`, a checkpoint of the same inputs is continued and a finished out_dir is returned as
     is; without it, whatever out_dir held is discarded. `init_adapter` continues training a
     saved adapter (its own rank, alpha and targets apply) instead of a fresh one from `lora`.
@@ -122,7 +125,7 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
         if done is not None:
             return done
     elif accelerator.is_main_process:
-        for name in ("checkpoints", "adapter", SUMMARY_FILE, LOG_FILE):
+        for name in ("checkpoints", "adapter", SUMMARY_FILE, LOG_FILE, *ADAPTER_FILES):
             _remove(out_dir / name)
     accelerator.wait_for_everyone()
     checkpoint = _latest_checkpoint(out_dir) if resume else None
@@ -222,10 +225,10 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
     if bar is not None:
         bar.close()
 
-    adapter_dir = out_dir / "adapter"
+    adapter_dir = out_dir
     summary = None
     if accelerator.is_main_process:
-        save_adapter(peft_model, adapter_dir)
+        save_adapter_files(peft_model, adapter_dir)
         history = state["history"]
         summary = TrainSummary(
             steps=state["step"], tokens=state["tokens"], loss_tokens=state["loss_tokens"],
@@ -449,7 +452,9 @@ def _finished_summary(out_dir: Path, inputs: dict) -> TrainSummary | None:
     saved = json.loads(path.read_text())
     _check_same_inputs(saved["inputs"], inputs, str(out_dir))
     summary = TrainSummary.from_dict(saved["summary"])
-    if (out_dir / "adapter").is_dir() and adapter_hash(out_dir / "adapter") == summary.adapter_hash:
+    # Where the summary says (out_dir itself; out_dir/adapter for runs before that layout).
+    adapter = out_dir if Path(summary.adapter).name != "adapter" else out_dir / "adapter"
+    if (adapter / ADAPTER_FILES[0]).is_file() and adapter_hash(adapter) == summary.adapter_hash:
         return summary
     return None  # the adapter was removed or changed since: train again
 

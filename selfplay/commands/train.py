@@ -13,7 +13,9 @@ def register(sub) -> None:
     p.add_argument("pairs", help='JSONL file, one {"puzzle": ..., "solution": ...} a line')
     p.add_argument("--model", default="smollm2-135m",
                    help="base model: smollm2-135m (default), tiny, a hub id or a directory")
-    p.add_argument("--out", required=True, help="output directory (adapter/, summary.json)")
+    p.add_argument("--out", required=True,
+                   help="output directory: the adapter itself (PeftModel.from_pretrained loads "
+                        "it), summary.json, train_log.jsonl")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (or return it if "
                         "finished); without it an existing run in --out is an error")

@@ -6,7 +6,7 @@ import dataclasses
 
 from selfplay.context import RoundContext
 from selfplay.summaries import TrainStageSummary
-from training.lora import adapter_hash
+from training.lora import ADAPTER_CONFIG
 
 
 def run(ctx: RoundContext) -> TrainStageSummary:
@@ -19,7 +19,8 @@ def run(ctx: RoundContext) -> TrainStageSummary:
         pairs.append((ctx.store.puzzle_by_id(ex.puzzle_id).puzzle.source,
                       ctx.store.solution(ex.solution_id).source))
     previous = ctx.run.adapter(ctx.round - 1)
-    init = previous if ctx.config.continue_adapter and previous and previous.exists() else None
+    init = previous if (ctx.config.continue_adapter and previous
+                        and (previous / ADAPTER_CONFIG).is_file()) else None
     # Training wraps the model in peft and changes it: it gets its own fresh copy of the base.
     ctx.resources.drop_model()
     base = load_model(ctx.config.model)
@@ -30,8 +31,8 @@ def run(ctx: RoundContext) -> TrainStageSummary:
     # Paths relative to the run dir: a summary must not depend on where the run lives.
     result = TrainStageSummary(**{
         **dataclasses.asdict(summary), "examples": len(pairs),
-        "adapter": str((out / "adapter").relative_to(ctx.run.path)),
-        "adapter_hash": adapter_hash(out / "adapter"),
+        "adapter": str(ctx.run.adapter(ctx.round).relative_to(ctx.run.path)),
+        "adapter_hash": summary.adapter_hash,
         "init_adapter": str(init.relative_to(ctx.run.path)) if init else ""})
     ctx.log.info("round %d train: %d examples, %d steps, loss %.3f -> %.3f", ctx.round,
                  len(pairs), summary.steps, summary.first_loss, summary.last_loss)

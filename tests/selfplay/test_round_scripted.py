@@ -106,7 +106,7 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
 
     assert r1["funnel"] == {"proposed": 32, "valid": r1["funnel"]["valid"], "novel": 4,
                             "solved": 3, "selected": 2}
-    assert (path / "rounds" / "r1" / "train" / "adapter" / "adapter_config.json").exists()
+    assert (path / "rounds" / "r1" / "train" / "adapter_config.json").exists()
     assert (path / "cards" / "round-1.json").exists()
 
     out = tmp_path / "export.jsonl"

@@ -6,8 +6,8 @@ from peft import PeftModel, get_peft_model
 
 from puzzles.errors import SelfplayError
 from training.lora import (
-    ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSettings, adapter_hash, export_merged, load_adapter,
-    lora_config_for, save_adapter,
+    ADAPTER_CONFIG, ADAPTER_FILES, ADAPTER_WEIGHTS, LoraSettings, adapter_hash, export_merged,
+    load_adapter, lora_config_for, save_adapter_files,
 )
 
 
@@ -104,7 +104,7 @@ def _logits(model, tokenizer):
 
 def test_saved_adapter_is_standard_peft_and_loads_with_plain_peft(tiny_model, trained_like,
                                                                   tmp_path):
-    path = save_adapter(trained_like, tmp_path / "adapter")
+    path = save_adapter_files(trained_like, tmp_path / "adapter")
     assert (path / ADAPTER_CONFIG).is_file() and (path / ADAPTER_WEIGHTS).is_file()
     assert json.loads((path / ADAPTER_CONFIG).read_text())["r"] == 4
     import copy
@@ -116,13 +116,13 @@ def test_saved_adapter_is_standard_peft_and_loads_with_plain_peft(tiny_model, tr
 
 
 def test_save_replaces_an_older_adapter_and_the_hash_follows_the_weights(trained_like, tmp_path):
-    path = save_adapter(trained_like, tmp_path / "adapter")
+    path = save_adapter_files(trained_like, tmp_path / "adapter")
     first = adapter_hash(path)
-    assert adapter_hash(save_adapter(trained_like, path)) == first
+    assert adapter_hash(save_adapter_files(trained_like, path)) == first
     with torch.no_grad():
         next(p for n, p in trained_like.named_parameters() if "lora_B" in n).add_(1.0)
-    assert adapter_hash(save_adapter(trained_like, path)) != first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+    assert adapter_hash(save_adapter_files(trained_like, path)) != first
+    assert sorted(p.name for p in path.iterdir()) == sorted(ADAPTER_FILES)  # no leftovers
 
 
 def test_load_adapter_of_a_non_adapter_dir_is_an_error(tiny_model, tmp_path):
@@ -135,7 +135,7 @@ def test_merged_export_equals_base_plus_adapter_and_leaves_the_base_alone(
     from transformers import AutoModelForCausalLM
 
     before = {k: v.clone() for k, v in tiny_model.model.state_dict().items()}
-    adapter = save_adapter(trained_like, tmp_path / "adapter")
+    adapter = save_adapter_files(trained_like, tmp_path / "adapter")
     out = export_merged(tiny_model, adapter, tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     assert merged.dtype == torch.float32

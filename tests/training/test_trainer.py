@@ -42,7 +42,7 @@ def base(tiny_model):
 
 
 def _weights(out_dir: Path) -> dict:
-    return load_file(str(out_dir / "adapter" / "adapter_model.safetensors"))
+    return load_file(str(out_dir / "adapter_model.safetensors"))
 
 
 def _assert_same_adapter(a: Path, b: Path, atol: float = 1e-6) -> None:
@@ -74,7 +74,7 @@ def _crash_at(step: int):
 def test_training_lowers_the_loss_on_its_pairs(base, finished):
     out, summary = finished
     before = pair_loss(base.model, base.tokenizer, PAIRS)
-    trained = PeftModel.from_pretrained(copy.deepcopy(base.model), str(out / "adapter"))
+    trained = PeftModel.from_pretrained(copy.deepcopy(base.model), str(out))
     after = pair_loss(trained, base.tokenizer, PAIRS)
     assert after < before - 0.05
     assert summary.steps == 6 and summary.examples == len(PAIRS) and summary.dropped == 0
@@ -98,8 +98,8 @@ def test_training_hands_the_base_back_unchanged(base, tmp_path):
 
 def test_writes_the_standard_peft_layout_and_a_summary(finished):
     out, summary = finished
-    assert (out / "adapter" / "adapter_config.json").is_file()
-    assert Path(summary.adapter) == out / "adapter"
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert Path(summary.adapter) == out
     saved = json.loads((out / "summary.json").read_text())["summary"]
     assert saved["adapter_hash"] == summary.adapter_hash
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -113,7 +113,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(base, finished, tmp_p
     with pytest.raises(Crash):
         train_adapter(base, PAIRS, tmp_path, CONFIG, LORA, on_step=_crash_at(5))
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000004"]
-    assert not (tmp_path / "adapter").exists()
+    assert not (tmp_path / "adapter_model.safetensors").exists()
     seen = []
     resumed = train_adapter(base, PAIRS, tmp_path, CONFIG, LORA,
                             on_step=lambda info: seen.append(info.step))
@@ -212,8 +212,8 @@ def test_a_round_can_continue_the_previous_adapter(base, finished, tmp_path):
     out, first = finished
     # The continued adapter keeps its own shape (rank 4), whatever the settings say.
     second = train_adapter(base, PAIRS, tmp_path, replace(CONFIG, steps=2),
-                           LoraSettings(rank=8), init_adapter=out / "adapter")
-    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+                           LoraSettings(rank=8), init_adapter=out)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
     assert config["r"] == 4
     assert second.first_loss < first.first_loss
 
@@ -245,8 +245,12 @@ def test_cli_trains_an_adapter_from_a_pairs_file(tiny_model, tmp_path, capsys):
     args = ["train", str(pairs), "--model", "tiny", "--out", str(out), "--steps", "2",
             "--block-size", "128"]
     assert main(args) == 0
-    assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert "adapter" in capsys.readouterr().out
+    # --out is itself the adapter, as after TRL's save_model: plain peft loads it.
+    from peft import PeftModel
+
+    loaded = PeftModel.from_pretrained(copy.deepcopy(tiny_model.model), str(out))
+    assert any("lora_" in name for name, _ in loaded.named_parameters())
     # Without --resume an existing run is not silently overwritten.
     assert main(args) == 1
     assert "--resume" in capsys.readouterr().err
