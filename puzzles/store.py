@@ -5,6 +5,13 @@ either all of a batch or none of it. Puzzles are unique by canonical hash and so
 (puzzle, hash): adding the same thing twice is a no-op, which is what makes a resumed stage safe
 to repeat. The loop records which stages of which round are done in `stages`, and per-round
 figures in `metrics`.
+
+Why the loop's run state (proposals, attempts, train examples, stages, metrics) lives here, in
+the bottom package, beside the puzzles: a stage's writes must be one transaction across both
+(the dedup stage marks a proposal novel and adds it as a puzzle; the select stage adds verified
+attempts as solutions together with the round's train examples). Two databases cannot commit
+together, and two modules writing one schema would split its migrations. So one schema with one migration list; the run-state tables are used only by
+`selfplay`, and `puzzles` code never reads them.
 """
 
 from __future__ import annotations
