@@ -293,3 +293,20 @@ def test_worker_ids_never_collide_with_an_existing_account():
     base = free_uid_base(0, 4)  # 0 is root: the block must move past every existing id it meets
     assert not taken & set(range(base, base + 4))
     assert free_uid_base(base, 4) == base
+
+
+def test_sharing_never_runs_every_stage_alone_and_judges_alike():
+    pairs = _batch(Pair(PUZZLE, RIGHT), n=6)
+    with Verifier(VerifierConfig(timeout=5.0, workers=2, sharing="never")) as v:
+        verdicts = v.verify_many(pairs)
+        answers = v.check_answers([(PUZZLE, 42), (PUZZLE, 41)])
+    assert verdicts[0].passed
+    _victims_judged_alone(verdicts)
+    assert [a.verdict for a in answers] == ["pass", "fail"]
+
+
+def test_an_unknown_sharing_mode_is_refused_by_name():
+    from puzzles.errors import SelfplayError
+
+    with pytest.raises(SelfplayError, match="sharing"):
+        VerifierConfig(sharing="sometimes")
