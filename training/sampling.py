@@ -16,8 +16,10 @@ The optional vLLM backend (`pip install selfplay[vllm]`, CUDA) sits behind the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -203,8 +205,20 @@ def _prefill(loaded: LoadedModel, prompts: list[int], prompts_ids: list[list[int
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = _preallocated_cache(loaded.model, width + max_new)
     out = loaded.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+                       **_cache_kwarg(loaded.model, cache), use_cache=True, logits_to_keep=1)
     return _Prefill(prompts, cache, out.logits[:, -1, :], mask, positions[:, -1])
+
+
+def _cache_kwarg(model, cache) -> dict:
+    """The KV cache argument under its current name: transformers 5.24 renamed
+    `past_key_values` to `cache` (and warns on the old name); older versions know only it."""
+    return {_cache_argument_name(type(model)): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument_name(model_class) -> str:
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _decode_batch(loaded: LoadedModel, prefill: _Prefill, row_prompt: list[int],
@@ -251,7 +265,8 @@ def _decode_batch(loaded: LoadedModel, prefill: _Prefill, row_prompt: list[int],
             next_pos, at_line_start = next_pos[idx], at_line_start[idx]
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
         out = model(input_ids=token.unsqueeze(1), attention_mask=mask,
-                    position_ids=next_pos.unsqueeze(1), past_key_values=cache, use_cache=True)
+                    position_ids=next_pos.unsqueeze(1), **_cache_kwarg(model, cache),
+                    use_cache=True)
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     return [_finish_text(loaded.tokenizer, generated[r, :length[r]].tolist(), finish[r])
