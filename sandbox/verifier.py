@@ -34,7 +34,7 @@ from sandbox.scratch import remove_tree
 from sandbox.server import ENTRY as SERVER_ENTRY, Check
 from sandbox.sharing import isolation_reason
 
-SANDBOX_VERSION = "0.1"
+SANDBOX_VERSION = "0.2"  # 0.2: clean zygote, passes confirmed alone, sharing gate on the AST
 KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PUZZLE_CACHE = 4096
@@ -153,7 +153,7 @@ class Verifier:
         c = self.config
         return (f"selfplay-sandbox/{SANDBOX_VERSION} py{sys.version_info[0]}."
                 f"{sys.version_info[1]} timeout={c.timeout:g}s memory={c.memory_mb}MiB "
-                f"layers={active}")
+                f"sharing={c.sharing} layers={active}")
 
     def layers(self) -> dict[str, bool | str]:
         """Isolation layers: True when active, otherwise a string saying why not."""
