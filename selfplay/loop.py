@@ -16,13 +16,11 @@ from pathlib import Path
 
 from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
-from puzzles.seeds import load_seeds
 from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
-from selfplay.importing import add_records
 from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
 from selfplay.stages import STAGES
-from selfplay.summaries import Funnel, SeedSummary, round_records, summary_to_dict
+from selfplay.summaries import Funnel, round_records, summary_to_dict
 
 # Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
 ROUND0_STAGES = ("seed", "eval")
@@ -31,16 +29,6 @@ ROUND_STAGES = STAGES + ("eval", "card")
 
 def _stage_module(name: str):
     return importlib.import_module(f"selfplay.stages.{name}")
-
-
-def seed_stage(ctx: RoundContext) -> SeedSummary:
-    """Round 0: put the shipped seed corpus (train and held-out) into the run's store."""
-    report = add_records(ctx.store, load_seeds(), ctx.resources.verifier(), origin="seed")
-    if report.rejected:
-        ctx.log.info("seed: %d seed items rejected: %s", len(report.rejected),
-                     "; ".join(map(str, report.rejected[:5])))
-    ctx.log.info("seed: %d puzzles, %d solutions", report.added, report.solutions)
-    return SeedSummary(report.added, report.solutions, len(report.rejected))
 
 
 def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
@@ -69,10 +57,7 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
                     if store.stage_summary(r, stage) is not None:
                         continue
                     started = time.monotonic()
-                    if stage == "seed":
-                        summary = seed_stage(ctx)
-                    else:
-                        summary = _stage_module(stage).run(ctx)
+                    summary = _stage_module(stage).run(ctx)
                     summary = {**summary_to_dict(summary),
                                "seconds": round(time.monotonic() - started, 3)}
                     with store.transaction():
