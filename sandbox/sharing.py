@@ -112,6 +112,7 @@ def isolation_reason(tree: ast.Module, source: str) -> str | None:
 
 def _own_reason(tree: ast.Module) -> str | None:
     decorating: set[int] = set()  # ids of Name/Attribute nodes used as allowed decorators
+    own_stores = _method_self_stores(tree)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             allowed = CLASS_DECORATORS if isinstance(node, ast.ClassDef) else \
@@ -139,7 +140,7 @@ def _own_reason(tree: ast.Module) -> str | None:
             reason = _name_reason(node.attr, id(node) in decorating)
             if reason:
                 return reason
-            if isinstance(node.ctx, (ast.Store, ast.Del)) and not _is_self_attribute(node):
+            if isinstance(node.ctx, (ast.Store, ast.Del)) and id(node) not in own_stores:
                 return f"sets attribute {node.attr!r} of something other than self"
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             reason = _import_reason(node)
@@ -210,6 +211,28 @@ def _is_type_expression(node: ast.AST) -> bool:
         elif not isinstance(sub, _TYPE_EXPRESSION_NODES):
             return False
     return True
+
+
+def _method_self_stores(tree: ast.Module) -> set[int]:
+    """Ids of `self.x = ...` (and `del self.x`) nodes inside methods of classes this code
+    defines, whose first parameter is `self`. A plain function's `self` could be a class from a
+    module view (`def h(self): self.most_common = ...; h(Counter)`), which every later check in
+    the worker would see."""
+    stores: set[int] = set()
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for method in cls.body:
+            if not isinstance(method, ast.FunctionDef):
+                continue
+            args = method.args.posonlyargs + method.args.args
+            if not args or args[0].arg != "self":
+                continue
+            for node in ast.walk(method):
+                if (isinstance(node, ast.Attribute) and _is_self_attribute(node)
+                        and isinstance(node.ctx, (ast.Store, ast.Del))):
+                    stores.add(id(node))
+    return stores
 
 
 def _is_self_attribute(node: ast.AST) -> bool:

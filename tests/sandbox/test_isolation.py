@@ -126,6 +126,9 @@ def test_reading_other_checks_data_finds_nothing(verifier, walk):
                                             "    def h(x):\n        return x\n    return 1\n"),
     ("attribute store on a module view", "def g():\n    import math\n    math.pi = 3\n"
                                          "    return 1\n"),
+    ("a plain function's self is a shared class",
+     "def g():\n    import collections\n    def h(self):\n        self.most_common = len\n"
+     "    h(collections.Counter)\n    return 1\n"),
     ("frame attribute", "def g():\n    def h():\n        yield 1\n    return h().gi_frame\n"),
     ("private name (RestrictedPython)", "def g():\n    _x = 41\n    return _x + 1\n"),
     ("exec (RestrictedPython)", "def g():\n    return exec('1')\n"),
