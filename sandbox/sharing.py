@@ -22,7 +22,9 @@ So only plain computation shares. Two gates, both on the source:
 Code refused by either gate is not rejected: it runs alone, in a fresh process forked from a
 clean zygote (see `sandbox.server`). And whatever the gates say, a `pass` is only reported after
 the pair ran end to end alone, so a gate that misses something can at worst make a neighbour
-fail, never pass.
+fail, never pass. One known miss: a method of the code's own class called through the class
+with a foreign object (`A.m(collections.Counter)`) sets attributes on that object, which later
+checks in the same worker see.
 """
 
 from __future__ import annotations
