@@ -47,8 +47,10 @@ from sandbox.scratch import clear_dir
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
 _SETUP_SECONDS = 10.0
 _PARENT_POLL = 1.0  # seconds between checks that the host is still alive
-_SHARED_RUNS = 2  # a check requeued this often (its batch's workers died) then runs alone
-_MAX_RUNS = 4  # a check started this many times without a verdict gets one of its own
+_REQUEUES_BEFORE_ALONE = 2  # a check whose shared workers died this often then runs alone
+_MAX_RUNS = 6  # a check handed to this many workers without a verdict gets one of its own
+# (a check needs at most 3 without failures: g shared, g alone when the gate asks, f; a
+# confirmation starts the count again)
 _FINAL = ("pass", "fail", "error", "memory")
 ENTRY = "from sandbox.server import main; main()"  # not -m: the package imports this module
 TASK_HEADER = struct.Struct("!Q")
@@ -77,6 +79,8 @@ class Check:
     """It passed in a shared process and is being run again end to end alone."""
     runs: int = 0
     """Workers it was handed to (a bound on requeues)."""
+    requeues: int = 0
+    """Workers it was waiting in that died because of another check."""
 
 
 @dataclass
@@ -162,7 +166,7 @@ class Server:
         if check.runs >= _MAX_RUNS:
             return self._finish(check, "error", f"no verdict after {check.runs} runs "
                                                 "(its workers kept failing)", "sandbox")
-        if check.runs >= _SHARED_RUNS:  # neighbours keep killing its workers: run it alone
+        if check.requeues >= _REQUEUES_BEFORE_ALONE:  # neighbours keep killing its workers
             alone = check.g_alone = check.f_alone = True
         queue = self.queues[stage, alone]
         queue.appendleft(check) if front else queue.append(check)
@@ -300,6 +304,7 @@ class Server:
         if v == "memory":  # the worker stops after a MemoryError: the rest go to a fresh one
             self._reap(run)
             for c in reversed(run.checks[run.k:]):
+                c.requeues += 1
                 self._enqueue(c, front=True)
             return
         if run.k == len(run.checks):
@@ -373,6 +378,7 @@ class Server:
         if start < len(run.checks):
             self._finish(run.checks[start], verdict, detail, reason)
         for check in reversed(run.checks[start + 1:]):
+            check.requeues += 1
             self._enqueue(check, front=True)
 
     def _reap(self, run: Running) -> int:
