@@ -471,6 +471,14 @@ class Store:
         rows = self.db.execute("SELECT round, stage, summary FROM stages ORDER BY rowid")
         return [(r, s, json.loads(j)) for r, s, j in rows]
 
+    def meta(self, key: str) -> object | None:
+        """A run-wide record kept beside the schema version (JSON), None when unset."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"run:{key}",)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: object) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"run:{key}", _dumps(value)))
+
     def set_metric(self, round: int, name: str, value: object) -> None:
         self._write("INSERT OR REPLACE INTO metrics VALUES (?,?,?)", (round, name, _dumps(value)))
 

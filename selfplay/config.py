@@ -106,6 +106,18 @@ class EvalConfig:
     """Evaluate at most this many problems per set (0: all), chosen by a fixed seed."""
     temperature: float = 0.8
     """Sampling temperature for evaluation."""
+    top_p: float = 0.95
+    """Nucleus sampling threshold for evaluation."""
+    max_new_tokens: int = 128
+    """Longest evaluated solution, in tokens."""
+
+    def __post_init__(self):
+        checks = [(self.temperature >= 0, "eval.temperature must be >= 0"),
+                  (0 < self.top_p <= 1, "eval.top_p must be in (0, 1]"),
+                  (self.max_new_tokens >= 1, "eval.max_new_tokens must be >= 1")]
+        for ok, message in checks:
+            if not ok:
+                raise SelfplayError(message)
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,18 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation after every round (round 0 is the base model)."""
 
+    def __post_init__(self):
+        # A run's rounds sample from base + round adapter, and vLLM applies one LoRA per
+        # request: a starting adapter would be used by round 0 and silently dropped from round 1
+        # on (which trained on top of it). So a run refuses it rather than honour it by halves;
+        # merged into the weights it becomes a base model like any other.
+        if self.model.adapter:
+            raise SelfplayError(
+                f"model.adapter = {self.model.adapter!r}: a self-play run cannot start from an "
+                "adapter (its rounds' adapters replace it). Merge it into the base weights "
+                "(peft's merge_and_unload, then save_pretrained with the tokenizer) and set "
+                "model.name to that directory")
+
 
 def _preset_tiny() -> RunConfig:
     return RunConfig(
@@ -155,7 +179,7 @@ def _preset_tiny() -> RunConfig:
         solve=SolveConfig(attempts=4, max_new_tokens=64, unsolved_train=8),
         train=TrainConfig(steps=8, micro_batch=4, grad_accum=1, block_size=256,
                           checkpoint_every=4),
-        eval=EvalConfig(k=(1, 4), samples=4, max_problems=8),
+        eval=EvalConfig(k=(1, 4), samples=4, max_problems=8, max_new_tokens=64),
     )
 
 
@@ -215,21 +239,47 @@ def load_config(path: str | Path) -> RunConfig:
         raise SelfplayError(f"{path}: {e}") from None
 
 
+# Settings that may change between a run and its resume without changing its data (puzzles,
+# solutions, attempts of the solve stage, training examples, adapters). The resume guard
+# (`fingerprint_fields`) and the documented header of config.toml are both made from this one
+# list, so the documentation cannot promise what the guard refuses. A key covers its table:
+# "eval" is every eval setting. Not here, because they change what is sampled:
+# generation.batch_size (chunk c of a stage is seeded by c, and chunks are batch_size // k
+# problems), generation.backend and model.device/dtype (different numerics), and
+# model.threads: the CPU thread count changes the order of floating-point sums, and a tiny run
+# trained with 2 threads instead of 1 ends with a different adapter (caught by
+# tests/selfplay/test_loop_e2e.py). `threads = 0` resolves per machine, so a run that must
+# resume bit for bit elsewhere should set it.
+FREE_TO_CHANGE = {
+    "rounds": "how many rounds to go through",
+    "verifier.workers": "sandbox processes",
+    # Free because dedup decontaminates against the eval sets recorded in the store when the
+    # run started (selfplay.stages.dedup.decontamination_sources), not the ones configured now.
+    "eval": "every evaluation setting, sets included",
+}
+
+
+def config_header() -> str:
+    free = "\n".join(f"  {key}: {why}" for key, why in FREE_TO_CHANGE.items())
+    return ("selfplay run configuration. Every key is documented; delete a key to take its "
+            "default.\n"
+            "Only these may change between a run and its resume:\n" + free + "\n"
+            "Changing any other setting makes `selfplay resume` refuse the run, since it "
+            "shapes the\ndata: start a new run directory instead.")
+
+
 def config_toml(config: RunConfig) -> str:
-    return to_toml(config, header=(
-        "selfplay run configuration. Every key is documented; delete a key to take its default.\n"
-        "Changing a setting that shapes the data (anything but rounds, workers, threads,\n"
-        "batch size and eval) makes `selfplay resume` refuse the run: start a new one instead."))
+    return to_toml(config, header=config_header())
 
 
-# Settings that may change between a run and its resume without changing what it produces.
-FREE_TO_CHANGE = ("rounds", "model.threads", "verifier.workers", "eval")
+def is_free_to_change(key: str) -> bool:
+    """Whether flattened setting `key` (e.g. "eval.sets") may change on resume."""
+    return any(key == free or key.startswith(free + ".") for free in FREE_TO_CHANGE)
 
 
 def fingerprint_fields(config: RunConfig) -> dict:
     flat = _flatten(to_dict(config))
-    return {k: v for k, v in flat.items()
-            if not any(k == free or k.startswith(free + ".") for free in FREE_TO_CHANGE)}
+    return {k: v for k, v in flat.items() if not is_free_to_change(k)}
 
 
 def fingerprint(config: RunConfig) -> str:

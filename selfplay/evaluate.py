@@ -72,9 +72,10 @@ def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) ->
     """pass@k of round `ctx.round`'s model on eval set `name`: the eval stage's work, and
     `selfplay eval`'s."""
     eval_set = load_eval_set(name, ctx.store, max_problems=max_problems, seed=ctx.config.seed)
-    # Evaluation samples as the solve stage does, at the eval temperature.
-    sampling = sampling_config(ctx, dataclasses.replace(ctx.config.solve,
-                                                        temperature=ctx.config.eval.temperature))
+    # Evaluation has its own sampling settings ([eval] temperature, top_p, max_new_tokens):
+    # changing how the solve stage samples must not move the measuring stick, and the other
+    # way round.
+    sampling = sampling_config(ctx, ctx.config.eval)
     result = evaluate(ctx.resources.model(ctx.run.adapter(ctx.round)), eval_set.problems,
                       train_puzzles_with_shortest_solution(ctx.store), ctx.resources.verifier(),
                       set_name=name, n=n, ks=ks, sampling=sampling,

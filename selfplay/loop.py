@@ -20,6 +20,7 @@ from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
 from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
 from selfplay.stages import STAGES
+from selfplay.stages.dedup import decontamination_sources
 from selfplay.summaries import Funnel, round_records, summary_to_dict
 
 # Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
@@ -51,6 +52,9 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
     log.info("run %s: up to %d rounds, model %s", run_dir.path, config.rounds, config.model.name)
     try:
         with Store(run_dir.store_file) as store:
+            # Pin what dedup decontaminates against before any round, so that eval settings
+            # changed on a later resume do not change any round's data.
+            decontamination_sources(store, config.eval)
             for r in range(0, config.rounds + 1):
                 ctx = RoundContext(r, config, store, run_dir, resources, log, progress)
                 for stage in (ROUND0_STAGES if r == 0 else ROUND_STAGES):

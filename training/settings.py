@@ -33,7 +33,8 @@ class ModelConfig:
     """CPU threads for torch (a process-wide setting); 0 = automatic: 1 for models under 30M
     parameters, else one per CPU this process may use."""
     adapter: str = ""
-    """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none."""
+    """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none. A
+    self-play run refuses one (its round adapters replace it): merge it into the weights."""
 
 
 @dataclass(frozen=True)

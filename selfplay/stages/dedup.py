@@ -13,11 +13,38 @@ from selfplay.similarity import ShingleIndex
 from selfplay.summaries import DedupSummary
 
 
+DECONTAMINATION = "decontamination"
+"""The store's record of the eval-set puzzles training stays away from."""
+
+
+def decontamination_sources(store, eval_config) -> list[tuple[str, str]]:
+    """(hash, source) of every eval-set puzzle dedup decontaminates against, as recorded in the
+    store the first time this is asked (the loop asks when a run starts).
+
+    Why a record rather than the config: eval settings may change on resume (an eval set added
+    to measure a run that is half done), and users expect that to change measurements only,
+    never which puzzles later rounds train on; refusing the change instead would take away the
+    one way to measure an existing run on a new set. A set added later is still measured, and
+    its `leaked` count says how many of its problems some round trained on. Recording the
+    puzzles rather than the set names also keeps an eval file edited mid-run out of the data.
+    A store written before this record existed takes the sets configured when first resumed.
+    The store's own held-out split is not part of the record: `heldout_sources` reads it live
+    (it is written once, by round 0's seed stage).
+    """
+    recorded = store.meta(DECONTAMINATION)
+    if recorded is None:
+        items = [(p.hash, p.source) for p in eval_set_puzzles(eval_config, store)]
+        recorded = {"sets": list(eval_config.sets), "puzzles": [list(i) for i in items]}
+        with store.transaction():
+            store.set_meta(DECONTAMINATION, recorded)
+    return [(h, source) for h, source in recorded["puzzles"]]
+
+
 def heldout_sources(ctx: RoundContext) -> list[tuple[str, str]]:
     """(key, source) of every puzzle training must stay away from: the store's held-out split
-    and the configured evaluation sets."""
+    and the eval sets recorded when the run started."""
     items = [(sp.hash, sp.puzzle.source) for sp in ctx.store.puzzles(split="heldout")]
-    items += [(p.hash, p.source) for p in eval_set_puzzles(ctx.config.eval, ctx.store)]
+    items += decontamination_sources(ctx.store, ctx.config.eval)
     return items
 
 

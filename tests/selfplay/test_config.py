@@ -4,7 +4,9 @@ import tomllib
 import pytest
 
 from puzzles.errors import SelfplayError
-from selfplay.config import (RunConfig, config_toml, fingerprint, load_config, preset)
+from selfplay.config import (FREE_TO_CHANGE, RunConfig, config_toml, fingerprint,
+                             fingerprint_fields, load_config, preset)
+from selfplay.tomlconfig import to_dict
 from selfplay.rundir import RunDir, check_fingerprint, init_run
 
 
@@ -94,3 +96,82 @@ def test_config_and_cli_import_without_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _flat_keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out |= _flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+    return out
+
+
+def test_the_header_documents_exactly_the_keys_the_guard_lets_change():
+    text = config_toml(preset("tiny"))
+    header = text[:text.index("\nseed = ")].splitlines()
+    start = header.index("# Only these may change between a run and its resume:")
+    documented = set()
+    for line in header[start + 1:]:
+        if not line.startswith("#   "):
+            break
+        documented.add(line[4:].split(":", 1)[0])
+    assert documented == set(FREE_TO_CHANGE)
+    # Every setting outside the documented keys is guarded, every one inside is not.
+    guarded = set(fingerprint_fields(preset("tiny")))
+    for key in _flat_keys(to_dict(preset("tiny"))):
+        free = any(key == d or key.startswith(d + ".") for d in documented)
+        assert (key not in guarded) == free, key
+    # The header used to call batch size free; chunk seeds depend on it, so it is not.
+    assert "generation.batch_size" in guarded and "batch size" not in text.split("seed = ")[0]
+
+
+def test_every_free_setting_changes_no_fingerprint_and_any_other_does(tmp_path):
+    config = preset("tiny")
+    run = init_run(tmp_path / "run", config)
+    check_fingerprint(run, config)
+    free = dataclasses.replace(
+        config, rounds=7, verifier=dataclasses.replace(config.verifier, workers=5),
+        eval=dataclasses.replace(config.eval, sets=("heldout", "x.jsonl"), temperature=0.1,
+                                 top_p=0.5, max_new_tokens=9, samples=2, k=(1,)))
+    check_fingerprint(run, free)
+    batch = dataclasses.replace(config, generation=dataclasses.replace(config.generation,
+                                                                       batch_size=8))
+    with pytest.raises(SelfplayError, match=r"generation.batch_size: 32 -> 8"):
+        check_fingerprint(run, batch)
+    # Thread count changes floating-point sums, hence the trained adapter: not free either.
+    threads = dataclasses.replace(config, model=dataclasses.replace(config.model, threads=2))
+    with pytest.raises(SelfplayError, match=r"model.threads: 0 -> 2"):
+        check_fingerprint(run, threads)
+
+
+def test_eval_samples_with_its_own_settings_defaulting_to_what_it_borrowed_before():
+    # Before eval had its own top_p and max_new_tokens it used the solve stage's: the defaults
+    # (and each preset's values) are those, so runs measure as they did.
+    assert (RunConfig().eval.top_p, RunConfig().eval.max_new_tokens) == \
+        (RunConfig().solve.top_p, RunConfig().solve.max_new_tokens)
+    for name in ("tiny", "cpu", "gpu"):
+        config = preset(name)
+        assert (config.eval.top_p, config.eval.max_new_tokens) == \
+            (config.solve.top_p, config.solve.max_new_tokens), name
+
+
+@pytest.mark.parametrize("text, key", [("top_p = 0.0", "eval.top_p"),
+                                       ("top_p = 1.5", "eval.top_p"),
+                                       ("max_new_tokens = 0", "eval.max_new_tokens"),
+                                       ("temperature = -1.0", "eval.temperature")])
+def test_bad_eval_sampling_names_the_key(tmp_path, text, key):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[eval]\n{text}\n")
+    with pytest.raises(SelfplayError, match=key):
+        load_config(path)
+
+
+def test_a_run_config_refuses_a_starting_adapter_naming_the_key(tmp_path):
+    # Rounds sample from the base plus their round's adapter, so a starting adapter would shape
+    # round 0 and be dropped after: refused, with the way to use one (merge it into the base).
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nadapter = "some/adapter"\n')
+    with pytest.raises(SelfplayError, match=r"c.toml: .*model.adapter = 'some/adapter'.*merge"):
+        load_config(path)
+    with pytest.raises(SelfplayError, match="model.adapter"):
+        dataclasses.replace(preset("tiny"), model=dataclasses.replace(preset("tiny").model,
+                                                                      adapter="a"))

@@ -1,6 +1,8 @@
 """End to end on the tiny model: two rounds, killed with SIGKILL mid-round, resumed; the store
-must match an uninterrupted run with the same seed."""
+must match an uninterrupted run with the same seed. Likewise a run resumed with every setting
+the config calls free to change on resume changed."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from selfplay.cli import main
+from selfplay.config import FREE_TO_CHANGE, config_toml, load_config
 from selfplay.loop import run, status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +57,15 @@ def _strip_timing(value):
     return value
 
 
-def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model):
-    reference = small_run(tmp_path / "reference")
-    result = run(reference)
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_model):
+    """An uninterrupted two-round run, and what `run` returned."""
+    reference = small_run(tmp_path_factory.mktemp("e2e") / "reference")
+    return reference, run(reference)
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, reference_run):
+    reference, result = reference_run
     assert result["rounds_done"] == 2
     assert [r["round"] for r in result["rounds"]] == [0, 1, 2]
     funnel = result["rounds"][1]["funnel"]
@@ -90,3 +99,54 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model):
 
     assert main(["resume", str(killed)]) == 0
     assert dump(killed) == dump(reference)
+
+
+def _data(run_dir: Path) -> dict:
+    """The store less what evaluation wrote (its attempts, metrics and stage marks): what a
+    change of eval settings may change."""
+    out = dump(run_dir)
+    out["attempts"] = [a for a in out["attempts"] if not a["stage"].startswith("eval:")]
+    out["stages"] = [s for s in out["stages"] if s["stage"] != "eval"]
+    del out["metrics"]
+    return out
+
+
+def _meta(run_dir: Path) -> dict:
+    db = sqlite3.connect(run_dir / "store.sqlite")
+    return dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'run:%'"))
+
+
+def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
+        tmp_path, reference_run):
+    reference, _ = reference_run
+    changed = small_run(tmp_path / "changed")
+    first = load_config(changed / "config.toml")
+    (changed / "config.toml").write_text(config_toml(dataclasses.replace(first, rounds=1)))
+    assert run(changed)["rounds_done"] == 1
+
+    # An eval set added on resume. The tiny model proposes no valid puzzle, so here it can
+    # only show that the decontamination record stays as the run started (test_round_scripted
+    # shows a proposal that the added set would have rejected entering training).
+    eval_file = tmp_path / "added.jsonl"
+    eval_file.write_text(json.dumps({"puzzle": "def f(x: int):\n    return x == 12345\n"})
+                         + "\n")
+    resumed = dataclasses.replace(
+        first, rounds=2,
+        verifier=dataclasses.replace(first.verifier, workers=first.verifier.workers + 1),
+        eval=dataclasses.replace(first.eval, sets=("heldout", str(eval_file)), k=(1, 2),
+                                 samples=2, max_problems=4, temperature=0.5, top_p=0.9,
+                                 max_new_tokens=48))
+    # Every free key is changed above: a key added to the list must be added here.
+    changed_keys = {"rounds", "verifier.workers", "eval"}
+    assert changed_keys == set(FREE_TO_CHANGE)
+    (changed / "config.toml").write_text(config_toml(resumed))
+    assert main(["resume", str(changed)]) == 0
+
+    assert _data(changed) == _data(reference)
+    assert _meta(changed) == _meta(reference)
+    # Round 2 was evaluated with the eval settings of the resume, not the solve stage's.
+    sampling = [json.loads(a["provenance"])["sampling"] for a in dump(changed)["attempts"]
+                if a["round"] == 2 and a["stage"].startswith("eval:")]
+    assert sampling and all((s["temperature"], s["top_p"], s["max_new_tokens"]) == (0.5, 0.9, 48)
+                            for s in sampling)
+

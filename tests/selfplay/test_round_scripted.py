@@ -3,6 +3,7 @@ the cases it must handle: valid, trivial, broken, duplicate, near-duplicate, con
 truncated proposals; solutions that pass, fail and do not parse. Training and the verifier are
 the real ones."""
 
+import dataclasses
 import json
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import training.sampling
 from puzzles.seeds import load_seeds
 from selfplay.cli import main
+from selfplay.config import config_toml, load_config
 from selfplay.loop import export, run
 from puzzles.store import Store
 
@@ -153,3 +155,40 @@ def test_a_puzzle_too_long_for_the_prompt_is_counted_not_fatal(tmp_path, scripte
                                     for a in attempts)
     finally:
         PROPOSALS.remove(long_puzzle)
+
+
+def test_an_eval_set_added_after_the_run_started_does_not_change_what_trains(
+        tmp_path, scripted, tiny_model):
+    # Dedup decontaminates against the eval sets recorded in the store when the run started,
+    # so an eval set added on resume changes measurements only.
+    eval_file = tmp_path / "a.jsonl"
+    eval_file.write_text(json.dumps({"puzzle": "def f(" + A}) + "\n")
+
+    def statuses_of_a(path):
+        with Store(path / "store.sqlite") as store:
+            return {p.status for p in store.proposals(1) if p.completion == A}
+
+    def with_eval_file(path):
+        config = load_config(path / "config.toml")
+        (path / "config.toml").write_text(config_toml(dataclasses.replace(
+            config, eval=dataclasses.replace(config.eval, sets=("heldout", str(eval_file))))))
+
+    # Configured when the run starts, the set keeps A out of training.
+    pinned = tmp_path / "pinned"
+    assert main(["init", str(pinned), "--preset", "tiny"]) == 0
+    with_eval_file(pinned)
+    run(pinned, rounds=1)
+    assert statuses_of_a(pinned) == {"contaminated"}
+
+    # Added once round 0 is done, it does not: A is novel, as in a run that never had the set.
+    scripted_sample.proposed = []
+    added = tmp_path / "added"
+    assert main(["init", str(added), "--preset", "tiny"]) == 0
+    run(added, rounds=0)
+    with_eval_file(added)
+    run(added, rounds=1)
+    assert "novel" in statuses_of_a(added)
+    with Store(added / "store.sqlite") as store:
+        assert store.meta("decontamination")["sets"] == ["heldout"]
+        # ...while round 1 was still measured on the added set.
+        assert f"eval/{eval_file}" in store.metrics()[1]
