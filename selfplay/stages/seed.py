@@ -14,5 +14,9 @@ def run(ctx: RoundContext) -> SeedSummary:
     if report.rejected:
         ctx.log.info("seed: %d seed items rejected: %s", len(report.rejected),
                      "; ".join(map(str, report.rejected[:5])))
-    ctx.log.info("seed: %d puzzles, %d solutions", report.added, report.solutions)
-    return SeedSummary(report.added, report.solutions, len(report.rejected))
+    # What the store holds, not what this call added: a seed stage redone after its write (the
+    # run died before marking it done) adds nothing, and its summary must still be the run's.
+    puzzles = len(ctx.store.puzzles(origin="seed"))
+    solutions = len(ctx.store.solutions(origin="seed"))
+    ctx.log.info("seed: %d puzzles, %d solutions", puzzles, solutions)
+    return SeedSummary(puzzles, solutions, len(report.rejected))

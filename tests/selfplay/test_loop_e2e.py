@@ -150,3 +150,44 @@ def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
     assert sampling and all((s["temperature"], s["top_p"], s["max_new_tokens"]) == (0.5, 0.9, 48)
                             for s in sampling)
 
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_run_that_dies_after_each_stage_wrote_but_before_it_was_marked_matches(
+        tmp_path, reference_run, monkeypatch):
+    # The worst moment for a stage: every write made, the done mark not. One run dir dies so at
+    # every stage of every round in turn (each resume redoes that stage over its own writes),
+    # and ends with the uninterrupted run's store.
+    import selfplay.loop as loop
+    reference, _ = reference_run
+    crashed = small_run(tmp_path / "crashed")
+    real = loop._stage_module
+    done: set[tuple[int, str]] = set()
+    current = {}
+
+    class Dying:
+        def __init__(self, module, name):
+            self.module, self.name = module, name
+
+        def run(self, ctx):
+            summary = self.module.run(ctx)
+            if (ctx.round, self.name) not in done:
+                done.add((ctx.round, self.name))
+                current["at"] = (ctx.round, self.name)
+                raise _Crash
+            return summary
+
+    monkeypatch.setattr(loop, "_stage_module", lambda name: Dying(real(name), name))
+    crashes = 0
+    while True:
+        try:
+            run(crashed)
+            break
+        except _Crash:
+            crashes += 1
+    expected = len(loop.ROUND0_STAGES) + 2 * len(loop.ROUND_STAGES)
+    assert crashes == expected and len(done) == expected
+    assert dump(crashed) == dump(reference)
