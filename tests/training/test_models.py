@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -75,6 +76,18 @@ def test_adapter_changes_outputs_and_fingerprint(tiny_model, tmp_path):
         assert not torch.allclose(adapted.model(ids).logits, tiny_model.model(ids).logits)
     with pytest.raises(SelfplayError, match="adapter"):
         load_model("tiny", adapter=tmp_path)
+    # peft writes target_modules from a set: the same adapter saved by another process may list
+    # them in another order, and a training run's summary.json sits beside it. Neither changes
+    # which adapter it is.
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["target_modules"] = sorted(config["target_modules"], reverse=True)
+    config_file.write_text(json.dumps(config, indent=1))
+    (tmp_path / "adapter" / "summary.json").write_text('{"seconds": 12.5}')
+    assert load_model("tiny", adapter=tmp_path / "adapter").fingerprint == adapted.fingerprint
+    config["lora_alpha"] = config["lora_alpha"] * 2  # a different adapter: another scaling
+    config_file.write_text(json.dumps(config))
+    assert load_model("tiny", adapter=tmp_path / "adapter").fingerprint != adapted.fingerprint
 
 
 @pytest.mark.slow
