@@ -19,6 +19,7 @@ from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from selfplay.config import (FREE_TO_CHANGE, RunConfig, config_toml, fingerprint,
                              fingerprint_fields, load_config)
+from training.lora import run_adapter
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,10 @@ class RunDir:
         return self.path / "rounds" / f"r{round}"
 
     def adapter(self, round: int) -> Path | None:
-        """Round `round`'s trained adapter, None for round 0 (the base model): the round's train
-        dir itself, or its adapter/ subdir in runs trained before that layout."""
+        """Round `round`'s trained adapter, None for round 0 (the base model)."""
         if round <= 0:
             return None
-        train = self.round_dir(round) / "train"
-        return train / "adapter" if (train / "adapter").is_dir() else train
+        return run_adapter(self.round_dir(round) / "train")
 
     def load_config(self) -> RunConfig:
         if not self.path.is_dir():

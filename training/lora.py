@@ -98,6 +98,14 @@ def lora_config_for(model, settings: LoraSettings = LoraSettings()):
         fan_in_fan_out=model_type in _FAN_IN_FAN_OUT)
 
 
+def run_adapter(run_dir: str | Path) -> Path:
+    """The adapter a training run directory holds: the directory itself, or its adapter/
+    subdirectory in runs trained before the adapter moved up (kept loadable on resume)."""
+    run_dir = Path(run_dir)
+    legacy = run_dir / "adapter"
+    return legacy if (legacy / ADAPTER_CONFIG).is_file() else run_dir
+
+
 def save_adapter_files(model, path: str | Path) -> Path:
     """Save a PeftModel's adapter files into the existing directory `path`, beside whatever else
     it holds (a training run's summary and checkpoints). Each file is replaced atomically; the

@@ -38,7 +38,7 @@ from puzzles.errors import SelfplayError
 from training.data import IGNORE_INDEX, Packing, build_blocks, collate
 from training.lora import (
     ADAPTER_FILES, LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, quiet_peft,
-    save_adapter_files,
+    run_adapter, save_adapter_files,
 )
 from training.settings import TrainConfig
 
@@ -452,8 +452,7 @@ def _finished_summary(out_dir: Path, inputs: dict) -> TrainSummary | None:
     saved = json.loads(path.read_text())
     _check_same_inputs(saved["inputs"], inputs, str(out_dir))
     summary = TrainSummary.from_dict(saved["summary"])
-    # Where the summary says (out_dir itself; out_dir/adapter for runs before that layout).
-    adapter = out_dir if Path(summary.adapter).name != "adapter" else out_dir / "adapter"
+    adapter = run_adapter(out_dir)
     if (adapter / ADAPTER_FILES[0]).is_file() and adapter_hash(adapter) == summary.adapter_hash:
         return summary
     return None  # the adapter was removed or changed since: train again
