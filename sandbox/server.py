@@ -431,7 +431,6 @@ class Zygote:
 
     def __init__(self, settings: dict, layers, policy):
         server_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        gc.freeze()  # the children's collector then never touches (and copies) our pages
         pid = os.fork()
         if pid == 0:
             try:
@@ -498,7 +497,7 @@ def _zygote_main(sock: socket.socket, settings: dict, layers, policy) -> None:
 
     kernel.die_with_parent(settings["server_pid"])
     worker.warm_up(policy)
-    gc.freeze()  # what warming up created is shared by the workers too
+    gc.freeze()  # workers' collectors then never touch (and copy) the zygote's pages
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

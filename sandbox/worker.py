@@ -27,6 +27,7 @@ import functools
 import json
 import marshal
 import os
+import pickle
 import random
 import resource
 import sys
@@ -82,8 +83,6 @@ def _task_count() -> int:
 def _task_item(k: int):
     """Item k of the task memfd, read only when its turn comes: the other checks of the batch
     are never in this process's memory at the same time as this one's code runs."""
-    import pickle
-
     entry = os.pread(_TASK_FD, TASK_ENTRY.size, TASK_HEADER.size + TASK_ENTRY.size * k)
     offset, size = TASK_ENTRY.unpack(entry)
     chunks = []

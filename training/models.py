@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -268,8 +269,6 @@ def _adapter_fingerprint(adapter: Path) -> str:
 def _canonical_adapter_config(path: Path) -> str:
     """adapter_config.json in a stable form: peft writes `target_modules` from a set, so its
     order (and the file's bytes) differ between processes for the same adapter."""
-    import json
-
     config = json.loads(path.read_text())
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
