@@ -111,14 +111,20 @@ def human_eval_style(pair: Pair, timeout: float) -> bool:
 
 def _cpu(*pids: int) -> float:
     """CPU seconds of this process and its reaped children, plus those of each live process in
-    `pids` and everything it has reaped (the verifier's server; its zygote, which reaps the
-    workers)."""
+    `pids`, of its live descendants, and of everything each of them has reaped (the verifier's
+    server; its zygote and lane templates, which reap the workers)."""
     t = os.times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for pid in pids:
+    return t.user + t.system + t.children_user + t.children_system + sum(map(_tree_cpu, pids))
+
+
+def _tree_cpu(pid: int) -> float:
+    try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # exited meanwhile: its parent's reaped time will count it
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_tree_cpu(int(child)) for child in children)
 
 
 def main() -> None:
@@ -144,7 +150,7 @@ def main() -> None:
     startup = time.perf_counter() - start
     layers = "+".join(k for k, v in verifier.layers().items() if v is True)
     verifier.verify_many(clean[:50])  # warm: server imports and first forks
-    server = (verifier._proc.pid, verifier.zygote_pid)
+    server = (verifier._proc.pid,)  # and below it: the zygote, lane templates, workers
 
     for workload, pairs in workloads.items():
         wall, cpu = time.perf_counter(), _cpu()

@@ -12,8 +12,8 @@ from sandbox.config import Pair, VerifierConfig
 from sandbox.verifier import Verifier
 
 LAYER_NOTES = {
-    "process": "each batch runs in a fresh process forked from a zygote that never held check "
-               "data, SIGKILLed on timeout",
+    "process": "each batch runs in a fresh process forked from its lane's template (forked "
+               "from a zygote; neither ever holds check data), SIGKILLed on timeout",
     "rlimits": "address space, CPU, file size, open files, no core dumps",
     "setuid": "workers drop root for a per-worker uid (RLIMIT_NPROC then holds)",
     "namespaces": "private network, IPC and mount namespaces (no network at all)",

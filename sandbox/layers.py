@@ -1,15 +1,18 @@
 """Kernel isolation layers: what each worker process is confined by.
 
 The server sets up what all workers share once (network/IPC/mount namespaces, a size-capped
-tmpfs for scratch dirs, the compiled seccomp filter), and each worker applies its own layers
-right after fork, before it touches untrusted code:
+tmpfs for scratch dirs, the compiled seccomp filters). Each lane's template process (see
+`sandbox.zygote`) applies the lane's layers once, before it forks any worker, and each worker
+adds its own right after fork, before it touches untrusted code:
 
-- rlimits: address space, CPU, file size, open files, no core dumps, one process (no fork);
-- setuid: a per-worker unprivileged uid, so RLIMIT_NPROC holds and root's powers are gone;
-- landlock: no file access outside the worker's scratch dir, no TCP, no signals or abstract
-  unix sockets outside the worker;
-- seccomp: no sockets at all (Landlock does not cover UDP), exec, fork/clone, kill, ptrace,
-  namespace, mount, io_uring, bpf, or raising rlimits.
+- rlimits: address space, file size, open files, no core dumps (lane); CPU time and one
+  process, i.e. no fork (worker);
+- setuid: a per-lane unprivileged uid, so RLIMIT_NPROC holds and root's powers are gone (lane);
+- landlock: no file access outside the lane's scratch dir, no TCP (lane); no signals or
+  abstract unix sockets outside the worker itself (worker: a nested domain of its own);
+- seccomp: no sockets at all (Landlock does not cover UDP), exec, kill, ptrace, namespace,
+  mount, io_uring or bpf (lane); no fork/clone, pidfd_open, or setting rlimits (worker: a
+  second, small filter, so that the long lane filter is compiled and JITed once per lane).
 
 A layer the kernel or the privileges do not offer is reported (see `Layers`) and skipped; a
 layer reported active that then fails to apply stops the worker (fail closed).
@@ -69,6 +72,9 @@ DENIED_SYSCALLS = (
     "memfd_create", "memfd_secret", "move_pages", "migrate_pages", "msgget", "semget", "shmget",
     "mq_open", "uselib", "nfsservctl", "chown", "fchown", "lchown", "fchownat",
 )
+WORKER_ONLY_DENIED = ("fork", "vfork", "clone", "clone3", "pidfd_open", "setrlimit")
+"""What the lane template still needs (to fork workers, give the server their pidfds, and let
+them set their own limits), so only each worker's own filter denies it (with prlimit64 sets)."""
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
 
 
@@ -99,8 +105,10 @@ class Layers:
     status: dict = field(default_factory=dict)
     landlock_abi: int = 0
     seccomp_bpf: bytes = b""
-    """The seccomp filter, compiled once to BPF in the server (libseccomp takes ~0.5 ms to
-    generate it, which every fresh worker would otherwise pay)."""
+    """The lane's seccomp filter, compiled once to BPF in the server (libseccomp takes ~0.5 ms
+    to generate it); loaded once per lane template."""
+    seccomp_worker_bpf: bytes = b""
+    """Each worker's own filter on top of the lane's: WORKER_ONLY_DENIED."""
     scratch_root: str = ""
 
     def active(self, name: str) -> bool:
@@ -171,19 +179,22 @@ def _setup_kernel_layers(layers, scratch_root, scratch_mb, n_workers, root, libc
     if "seccomp" in disable:
         return
     try:
-        layers.seccomp_bpf = compile_seccomp_filter()
+        lane = tuple(n for n in DENIED_SYSCALLS if n not in WORKER_ONLY_DENIED)
+        layers.seccomp_bpf = compile_seccomp_filter(build_seccomp_filter(lane, prlimit=False))
+        layers.seccomp_worker_bpf = compile_seccomp_filter(
+            build_seccomp_filter(WORKER_ONLY_DENIED, ioctls=False))
         status["seccomp"] = True
     except Exception as e:  # ImportError (no pyseccomp/libseccomp) or an OSError from it
         status["seccomp"] = f"unavailable ({type(e).__name__}: {e}): sockets, exec and fork " \
                             "are then stopped only by namespaces, rlimits and the import policy"
 
 
-def compile_seccomp_filter() -> bytes:
-    """The filter of build_seccomp_filter() as raw BPF instructions."""
+def compile_seccomp_filter(flt) -> bytes:
+    """A filter of build_seccomp_filter() as raw BPF instructions."""
     import tempfile
 
     with tempfile.TemporaryFile() as f:
-        build_seccomp_filter().export_bpf(f)
+        flt.export_bpf(f)
         f.seek(0)
         return f.read()
 
@@ -202,34 +213,43 @@ def load_seccomp(bpf: bytes) -> None:
         raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
 
 
-def build_seccomp_filter():
+def build_seccomp_filter(denied: tuple = DENIED_SYSCALLS, prlimit: bool = True,
+                         ioctls: bool = True):
+    """A filter denying `denied` (EPERM); `prlimit`: also prlimit64 calls that set a limit;
+    `ioctls`: also the terminal ioctls that inject input."""
     import pyseccomp as sc
 
     flt = sc.SyscallFilter(sc.ALLOW)
-    for name in DENIED_SYSCALLS:
+    for name in denied:
         try:
             flt.add_rule(sc.ERRNO(errno.EPERM), name)
         except (OSError, ValueError):
             continue  # not a syscall on this architecture
-    flt.add_rule(sc.ERRNO(errno.EPERM), "prlimit64", sc.Arg(2, sc.NE, 0))  # set, not get
-    for request in (_TIOCSTI, _TIOCLINUX):
+    if prlimit:
+        flt.add_rule(sc.ERRNO(errno.EPERM), "prlimit64", sc.Arg(2, sc.NE, 0))  # set, not get
+    for request in (_TIOCSTI, _TIOCLINUX) if ioctls else ():
         flt.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.EQ, request))
     return flt
 
 
-def set_rlimits(memory_bytes: int, cpu_seconds: int, file_bytes: int, one_process: bool):
-    """Lower soft and hard limits together so the untrusted code cannot raise them back."""
-    limits = [
-        (resource.RLIMIT_AS, memory_bytes),
-        (resource.RLIMIT_CPU, cpu_seconds),
-        (resource.RLIMIT_FSIZE, file_bytes),
-        (resource.RLIMIT_NOFILE, 32),
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_MEMLOCK, 0),
-        (resource.RLIMIT_MSGQUEUE, 0),
-    ]
+def set_lane_rlimits(memory_bytes: int, file_bytes: int) -> None:
+    """The limits every worker of a lane shares (set once, in its template)."""
+    _lower([(resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_FSIZE, file_bytes),
+            (resource.RLIMIT_NOFILE, 32), (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_MEMLOCK, 0), (resource.RLIMIT_MSGQUEUE, 0)])
+
+
+def set_worker_rlimits(cpu_seconds: int, one_process: bool) -> None:
+    """A worker's own limits: its CPU budget, and (when it runs as the lane's uid, alone under
+    it) no second process."""
+    limits = [(resource.RLIMIT_CPU, cpu_seconds)]
     if one_process:
         limits.append((resource.RLIMIT_NPROC, 1))
+    _lower(limits)
+
+
+def _lower(limits: list) -> None:
+    """Lower soft and hard limits together so the untrusted code cannot raise them back."""
     for which, value in limits:
         _soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
@@ -287,6 +307,27 @@ def apply_landlock(abi: int, writable_dir: str):
         if libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset),
                         ctypes.c_uint32(0)) != 0:
             raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(ruleset)
+
+
+def apply_landlock_scope(abi: int) -> None:
+    """A nested Landlock domain of this process alone, handling only scopes (ABI >= 6): no
+    signals to, and no abstract unix sockets of, anything outside it (its lane template and
+    the lane's other workers included). A no-op on older ABIs, where seccomp's kill denial
+    stands alone."""
+    if abi < 6:
+        return
+    libc = _libc()
+    attr = _RulesetAttr(scoped=_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL)
+    ruleset = libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr),
+                           ctypes.c_size_t(24), ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset (scope) failed")
+    try:
+        if libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset),
+                        ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self (scope) failed")
     finally:
         os.close(ruleset)
 

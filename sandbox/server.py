@@ -8,10 +8,11 @@ Three kinds of process, each holding only what it must:
   item's wall time and SIGKILLs a worker whose item runs past the timeout. No untrusted code
   ever runs in a process forked from it;
 - the zygote is forked from the server at start, before any check exists, and never receives
-  check data: it only forks workers. A worker gets its items through a memfd the server wrote
-  (read one item at a time, after hardening) and writes results to its own pipe. So a worker's
-  memory holds the zygote's clean image plus its own items, nothing of other checks, and its
-  memory limit is the zygote's size plus its own allowance.
+  check data: it only forks one template per lane, which applies the lane's layers once and
+  then forks that lane's workers (see `sandbox.zygote`). A worker gets its items through a
+  memfd the server wrote (read one item at a time, after hardening) and writes results to its
+  own pipe. So a worker's memory holds the zygote's clean image plus its own items, nothing of
+  other checks, and its memory limit is the zygote's size plus its own allowance.
 
 Checks that the sharing gate (`sandbox.sharing`) accepts run in batches, one stage per worker,
 for speed. A `pass` from any process shared with other checks is never reported as such: the
@@ -23,9 +24,7 @@ bounded number of runs.
 
 from __future__ import annotations
 
-import array
 import collections
-import gc
 import json
 import math
 import os
@@ -34,7 +33,6 @@ import resource
 import secrets
 import select
 import signal
-import socket
 import struct
 import sys
 import time
@@ -43,6 +41,7 @@ from dataclasses import dataclass, field
 from sandbox import wire
 from sandbox.config import REASONS
 from sandbox.scratch import clear_dir
+from sandbox.zygote import Template, Zygote
 
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
 _SETUP_SECONDS = 10.0
@@ -108,7 +107,10 @@ class Server:
         self.n_lanes = settings["workers"]
         self.timeout = settings["timeout"]
         self.batch_size = settings["batch_size"]
-        self.lane_dirs = [self._make_lane_dir(lane) for lane in range(self.n_lanes)]
+        self.templates: list[Template] = []
+        for lane in range(self.n_lanes):
+            path = self._make_lane_dir(lane)
+            self.templates.append(zygote.template(lane, self._uid(lane), path))
 
     def _uid(self, lane: int) -> int:
         return self.settings["uid_base"] + lane
@@ -124,10 +126,14 @@ class Server:
 
     def _clean_lane_dir(self, lane: int) -> None:
         """Empty the lane's scratch dir; if that fails (nothing a check leaves may stop the
-        server), give the lane a new one. The old one then goes with the scratch tmpfs."""
-        if not clear_dir(self.lane_dirs[lane]):
+        server), give the lane a new one, and a new template confined to it. The old dir then
+        goes with the scratch tmpfs."""
+        template = self.templates[lane]
+        if not clear_dir(template.lane_dir) or not template.alive:
             generation = int(time.monotonic() * 1e6)
-            self.lane_dirs[lane] = self._make_lane_dir(lane, generation)
+            template.close()
+            self.templates[lane] = self.zygote.template(
+                lane, self._uid(lane), self._make_lane_dir(lane, generation))
 
     # -- running a list of checks -------------------------------------------------------------
 
@@ -206,8 +212,7 @@ class Server:
         lane = self.free_lanes.pop()
         nonce = secrets.token_hex(12)
         cpu_seconds = int(self.timeout * len(items) + _SETUP_SECONDS) + 1
-        r, pid, pidfd = self.zygote.spawn(stage, _task_file(items), lane, self._uid(lane),
-                                          self.lane_dirs[lane], nonce, cpu_seconds)
+        r, pid, pidfd = self.templates[lane].spawn(stage, _task_file(items), nonce, cpu_seconds)
         os.set_blocking(r, False)
         self.running[r] = Running(pid=pid, pidfd=pidfd, fd=r, stage=stage, checks=checks,
                                   alone=alone, lane=lane, nonce=nonce,
@@ -219,15 +224,21 @@ class Server:
         if self.running:
             timeout = min(timeout, max(0.0, min(r.deadline for r in self.running.values()) - now))
         # The host's pipe is watched even after "end": EOF there means the host died.
-        fds = list(self.running) + [self.in_fd, self.zygote.fd]
+        templates = {t.fd: t for t in self.templates if t.alive}
+        fds = list(self.running) + [self.in_fd, self.zygote.fd, *templates]
         readable, _, _ = select.select(fds, [], [], timeout)
         for fd in readable:
             if fd == self.in_fd:
                 self._receive()
             elif fd == self.zygote.fd:
                 self.zygote.poll()
+            elif fd in templates:
+                templates[fd].poll()
             elif fd in self.running:
                 self._read(self.running[fd])
+        for lane in self.free_lanes:  # a template that died (none should) is replaced
+            if not self.templates[lane].alive:
+                self._clean_lane_dir(lane)
         if os.getppid() != self.host_pid:
             raise BrokenPipeError("the verifier's process died")
         now = time.monotonic()
@@ -383,14 +394,15 @@ class Server:
 
     def _reap(self, run: Running) -> int:
         """SIGKILL the worker (a no-op if it already exited), wait for it, free its lane."""
+        template = self.templates[run.lane]
         try:
             if run.pidfd is not None:
                 signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
-            elif run.pid not in self.zygote.exits:  # not reaped yet, so the pid is still its
-                os.kill(run.pid, signal.SIGKILL)
+            elif run.pid not in template.exits and template.alive:  # not reaped yet: the pid
+                os.kill(run.pid, signal.SIGKILL)  # is still its
         except ProcessLookupError:
             pass
-        status = self.zygote.wait(run.pid)
+        status = template.wait(run.pid)
         if run.pidfd is not None:
             os.close(run.pidfd)
         os.close(run.fd)
@@ -404,8 +416,10 @@ class Server:
         for run in list(getattr(self, "running", {}).values()):
             try:
                 self._reap(run)
-            except (OSError, EOFError, pickle.UnpicklingError):  # the zygote is gone too:
+            except (OSError, EOFError, pickle.UnpicklingError):  # the template is gone too:
                 pass  # its workers die with it (PDEATHSIG)
+        for template in self.templates:
+            template.close()
 
 
 def _task_file(items: list) -> int:
@@ -423,152 +437,6 @@ def _task_file(items: list) -> int:
         while view:
             view = view[os.write(fd, view):]
     return fd
-
-
-class Zygote:
-    """The server's handle on the zygote: a unix socket carrying spawn requests (with the
-    worker's task memfd and result pipe) one way, and (pid, pidfd) and exit statuses back."""
-
-    def __init__(self, settings: dict, layers, policy):
-        server_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                server_end.close()
-                _zygote_main(zygote_end, settings, layers, policy)
-            finally:
-                os._exit(70)
-        zygote_end.close()
-        self.pid, self.sock, self.fd = pid, server_end, server_end.fileno()
-        self.exits: dict[int, int] = {}
-        self.pending_spawn: list = []
-
-    def spawn(self, stage, task_fd, lane, uid, lane_dir, nonce, cpu_seconds):
-        """Fork a worker; (read end of its result pipe, pid, pidfd)."""
-        r, w = os.pipe()
-        try:
-            request = pickle.dumps(("spawn", stage, lane, uid, lane_dir, nonce, cpu_seconds))
-            socket.send_fds(self.sock, [request], [task_fd, w])
-        finally:
-            os.close(task_fd)
-            os.close(w)
-        while not self.pending_spawn:
-            self._receive()
-        pid, pidfd = self.pending_spawn.pop()
-        return r, pid, pidfd
-
-    def poll(self) -> None:
-        """Take what the zygote sent, if anything (a wait() may have taken it already)."""
-        try:
-            self._receive(socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            pass
-
-    def wait(self, pid: int) -> int:
-        """The exit status of worker `pid` (already signalled or exiting)."""
-        while pid not in self.exits:
-            self._receive()
-        return self.exits.pop(pid)
-
-    def _receive(self, flags: int = 0) -> None:
-        data, fds = _recv_with_fds(self.sock, 1, flags)
-        if not data:
-            raise BrokenPipeError("the sandbox zygote died")
-        message = pickle.loads(data)
-        if message[0] == "spawned":
-            self.pending_spawn.append((message[1], fds[0] if fds else None))
-        elif message[0] == "exited":
-            self.exits[message[1]] = message[2]
-
-    def stop(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        self.sock.close()
-
-
-def _zygote_main(sock: socket.socket, settings: dict, layers, policy) -> None:
-    """Fork workers on request, report their exits; never holds check data (the task memfd
-    and result pipe pass through as descriptors, unread)."""
-    from sandbox import layers as kernel
-    from sandbox import worker
-
-    kernel.die_with_parent(settings["server_pid"])
-    worker.warm_up(policy)
-    gc.freeze()  # workers' collectors then never touch (and copy) the zygote's pages
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
-    signal.set_wakeup_fd(wake_w)
-    worker_settings = {
-        "memory_bytes": _address_space_now() + settings["memory_mb"] * (1 << 20),
-        "scratch_bytes": settings["scratch_mb"] * (1 << 20),
-        "max_answer_bytes": settings["max_answer_bytes"],
-        "parent_pid": os.getpid(),
-    }
-    while True:
-        readable, _, _ = select.select([sock, wake_r], [], [])
-        if wake_r in readable:
-            while True:
-                try:
-                    if not os.read(wake_r, 4096):
-                        break
-                except BlockingIOError:
-                    break
-            _report_exits(sock)
-        if sock in readable:
-            data, fds = _recv_with_fds(sock, 2)
-            if not data:
-                os._exit(0)  # the server went away
-            _, stage, lane, uid, lane_dir, nonce, cpu_seconds = pickle.loads(data)
-            task_fd, result_w = fds
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    for fd in (sock.fileno(), wake_r, wake_w):
-                        os.close(fd)
-                    worker.main(stage, task_fd, result_w, nonce,
-                                dict(worker_settings, cpu_seconds=cpu_seconds), layers, policy,
-                                lane_dir, uid)
-                finally:
-                    os._exit(70)
-            os.close(task_fd)
-            os.close(result_w)
-            try:  # a pidfd makes the server's SIGKILL immune to pid reuse (Linux >= 5.3)
-                pidfd = os.pidfd_open(pid)
-            except (AttributeError, OSError):
-                socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [])
-                continue
-            socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [pidfd])
-            os.close(pidfd)
-
-
-def _recv_with_fds(sock: socket.socket, max_fds: int, flags: int = 0) -> tuple[bytes, list]:
-    """One message and the descriptors passed with it. (`socket.recv_fds` drops `flags` before
-    Python 3.12, so MSG_DONTWAIT would block.)"""
-    fds = array.array("i")
-    data, ancillary, _flags, _addr = sock.recvmsg(4096, socket.CMSG_LEN(max_fds * fds.itemsize),
-                                                  flags)
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
-    return data, list(fds)
-
-
-def _report_exits(sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        sock.send(pickle.dumps(("exited", pid, status)))
 
 
 def _parse_line(line: bytes, nonce: str) -> dict | None:
@@ -612,11 +480,6 @@ def _status_text(status: int) -> str:
         except ValueError:
             return f"killed by signal {sig}"
     return f"exit code {os.WEXITSTATUS(status)}"
-
-
-def _address_space_now() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * resource.getpagesize()
 
 
 def _ensure_big_stack() -> None:

@@ -23,13 +23,13 @@ fail; and a lone worker's control messages ("run me alone") are refused.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import marshal
 import os
 import pickle
 import random
-import resource
 import sys
 import types
 
@@ -44,14 +44,19 @@ _RESULT_FD = 3
 _TASK_FD = 4
 _DETAIL_CHARS = 300
 _RECURSION_LIMIT = 20_000
+_MAX_FD = 1 << 20
 
 
-def main(stage, task_fd, pipe_w, nonce, settings, layers, policy, lane_dir, uid) -> None:
-    """Entry point right after the zygote forks us; never returns."""
+def main(stage: str, task_fd: int, pipe_w: int, nonce: str, settings: dict, layers, policy,
+         setup_error: str | None = None) -> None:
+    """Entry point right after a lane template forks us; never returns. `setup_error`: why the
+    template could not apply the lane's layers (then no item runs: fail closed)."""
     try:
         _own_fds(pipe_w, task_fd)
         try:
-            _harden(settings, layers, lane_dir, uid)
+            if setup_error is not None:
+                raise OSError(setup_error)
+            _harden_worker(settings, layers)
         except BaseException as e:  # fail closed: no untrusted code without promised layers
             _send(nonce, {"k": -1, "v": "setup", "d": _describe_exception(e)})
             os._exit(71)
@@ -97,35 +102,35 @@ def _task_item(k: int):
 
 
 def _own_fds(pipe_w: int, task_fd: int) -> None:
-    """stdin/stdout/stderr -> /dev/null, the result pipe at fd 3, the task at fd 4, nothing
-    else inherited."""
+    """The result pipe at fd 3, the task at fd 4, nothing else inherited (stdin, stdout and
+    stderr are /dev/null already, see harden_lane)."""
     os.setsid()  # own session and process group: a group kill reaches only this worker
     # Move both above the target numbers first, so that dup2 never clobbers one with the other.
-    pipe_w, task_fd = os.dup(pipe_w), os.dup(task_fd)
+    pipe_w, task_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (pipe_w, task_fd))
+    os.dup2(pipe_w, _RESULT_FD, inheritable=False)
+    os.dup2(task_fd, _TASK_FD, inheritable=False)
+    os.closerange(_TASK_FD + 1, _MAX_FD)  # close_range(2) underneath: cheap however high
+
+
+def harden_lane(settings: dict, layers, lane_dir: str, uid: int) -> None:
+    """The layers every worker of a lane shares, applied once in the lane's template process
+    (which runs no untrusted code and holds no check data) instead of in each worker: stdio
+    to /dev/null, the scratch dir as cwd, the lane's rlimits, its uid, Landlock and the lane's
+    seccomp filter. Raises if a layer reported active does not apply."""
+    from sandbox import layers as kernel
+
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.dup2(pipe_w, _RESULT_FD)
-    os.dup2(task_fd, _TASK_FD)
-    # close_range(2) underneath: cheap however high the bound
-    os.closerange(_TASK_FD + 1, max(65536, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                                                 1 << 20)))
-    os.set_inheritable(_RESULT_FD, False)
-    os.set_inheritable(_TASK_FD, False)
+    os.close(null)
     sys.stdout = open(1, "w", closefd=False)  # print() works, and goes nowhere
     sys.stderr = open(2, "w", closefd=False)
-
-
-def _harden(settings: dict, layers, lane_dir: str, uid: int) -> None:
-    from sandbox import layers as kernel
-
-    root = os.geteuid() == 0
     os.chdir(lane_dir)
-    kernel.set_rlimits(memory_bytes=settings["memory_bytes"], cpu_seconds=settings["cpu_seconds"],
-                       file_bytes=settings["scratch_bytes"], one_process=root)
+    kernel.set_lane_rlimits(memory_bytes=settings["memory_bytes"],
+                            file_bytes=settings["scratch_bytes"])
     if layers.active("setuid"):
         kernel.drop_privileges(uid)
-    kernel.die_with_parent(settings["parent_pid"])
+    kernel.die_with_parent(settings["zygote_pid"])  # after setuid, which clears it
     kernel.not_dumpable()
     if layers.active("landlock"):
         kernel.apply_landlock(layers.landlock_abi, lane_dir)
@@ -133,6 +138,20 @@ def _harden(settings: dict, layers, lane_dir: str, uid: int) -> None:
         kernel.load_seccomp(layers.seccomp_bpf)
     sys.setrecursionlimit(_RECURSION_LIMIT)
     sys.set_int_max_str_digits(0)
+
+
+def _harden_worker(settings: dict, layers) -> None:
+    """What each worker adds to its lane's layers: its CPU budget, one process, dying with its
+    template (PDEATHSIG does not survive fork), a Landlock domain of its own (signal scope) and
+    its own seccomp filter (no fork, no rlimit changes)."""
+    from sandbox import layers as kernel
+
+    kernel.set_worker_rlimits(settings["cpu_seconds"], one_process=layers.active("setuid"))
+    kernel.die_with_parent(settings["parent_pid"])
+    if layers.active("landlock"):
+        kernel.apply_landlock_scope(layers.landlock_abi)
+    if layers.active("seccomp"):
+        kernel.load_seccomp(layers.seccomp_worker_bpf)
 
 
 def _reset_interpreter_state(policy) -> None:
@@ -307,3 +326,4 @@ def warm_up(policy) -> None:
                     {"max_answer_bytes": 1 << 10})
     _run_f((f_code, puzzle.answer_type, answer["a"]), policy, {})
     _reset_interpreter_state(policy)
+    policy.prepare_fork()

@@ -59,7 +59,8 @@ def sandbox_processes(v: Verifier) -> list[int]:
     """Processes left by checks: the server's descendants, and anything running as a worker
     uid that no other verifier's server owns (other verifiers, in this session or another
     process, use the same uids). Between calls there must be none (workers live only while
-    they have work); the zygote they are forked from is not one of them."""
+    they have work); the zygote and its lane templates, which workers are forked from, are
+    not among them."""
     uids = range(v.uid_base, v.uid_base + v.config.n_workers)
     parents, as_worker, servers = {}, [], set()
     for entry in os.listdir("/proc"):
@@ -73,6 +74,9 @@ def sandbox_processes(v: Verifier) -> list[int]:
                     servers.add(int(entry))
         except OSError:
             continue
+        if status["State"].strip().startswith("Z"):
+            continue  # exited: runs nothing (an orphan's init may never reap it, e.g. after
+            # a test kills a server, whose zygote and lane templates then die of PDEATHSIG)
         pid, ppid = int(entry), int(status["PPid"])
         parents[pid] = ppid
         if int(status["Uid"].split()[0]) in uids:
@@ -90,7 +94,8 @@ def sandbox_processes(v: Verifier) -> list[int]:
         else:
             if pid in as_worker:  # a worker uid outside every server's tree
                 found.append(pid)
-    return sorted(set(found) - {v.zygote_pid})
+    templates = {pid for pid, ppid in parents.items() if ppid == v.zygote_pid}
+    return sorted(set(found) - {v.zygote_pid} - templates)
 
 
 def assert_healthy(v: Verifier) -> None:

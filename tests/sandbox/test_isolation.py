@@ -257,12 +257,13 @@ def test_nothing_outlives_a_killed_caller(tmp_path):
     server, zygote, scratch = proc.stdout.readline().split()
     server, zygote = int(server), int(zygote)
     time.sleep(1.0)  # the two looping checks are running now
-    workers = _children(zygote)
+    templates = _children(zygote)
+    workers = [w for t in templates for w in _children(t)]
     assert workers, "the looping checks should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 15
-    alive = [server, zygote, *workers]
+    alive = [server, zygote, *templates, *workers]
     while time.monotonic() < deadline:
         alive = [p for p in alive if _running(p)]
         if not alive and not os.path.exists(scratch):
