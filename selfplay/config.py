@@ -91,6 +91,11 @@ class SelectConfig:
     """Human seed pairs make up at least this share of every round's training examples."""
     min_examples: int = 32
     """Every round trains on at least this many examples, topping up with human pairs."""
+    synthetic: bool = True
+    """Whether the model's own verified pairs train. False makes the control arm of the
+    learning benchmark (`bench/learn.py`): every round trains on human seed pairs only, the
+    same steps on `min_examples` of them, and propose and solve sample nothing (their stages
+    finish empty, so the rounds cost only training and evaluation)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,18 @@ class EvalConfig:
         for ok, message in checks:
             if not ok:
                 raise SelfplayError(message)
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    trackers: tuple[str, ...] = ()
+    """Experiment trackers, by accelerate's names, that get each training step's loss and
+    learning rate and each round's funnel and pass@k while the run goes: `tensorboard` (needs
+    `pip install 'selfplay[tensorboard]'`), `wandb` (offline unless WANDB_MODE says otherwise),
+    `mlflow`, `aim`, ... Empty: none."""
+    dir: str = ""
+    """Where trackers that write files put them (relative paths are inside the run directory);
+    empty: DIR/trackers."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,8 @@ class RunConfig:
     """Stage 7: the training loop."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation after every round (round 0 is the base model)."""
+    track: TrackConfig = field(default_factory=TrackConfig)
+    """Live metrics for experiment trackers (TensorBoard, wandb, ...)."""
 
     def __post_init__(self):
         # A run's rounds sample from base + round adapter, and vLLM applies one LoRA per
@@ -256,6 +275,7 @@ FREE_TO_CHANGE = {
     # Free because dedup decontaminates against the eval sets recorded in the store when the
     # run started (selfplay.stages.dedup.decontamination_sources), not the ones configured now.
     "eval": "every evaluation setting, sets included",
+    "track": "which experiment trackers get live metrics, and where they write",
 }
 
 

@@ -7,11 +7,15 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from puzzles.store import Store
 from sandbox import Verifier
 from selfplay.config import RunConfig
 from selfplay.rundir import RunDir
+
+if TYPE_CHECKING:  # tracking -> evalsets -> attempts -> stages.common import this module
+    from selfplay.tracking import RunTracker
 
 
 class Resources:
@@ -59,6 +63,8 @@ class RoundContext:
     log: logging.Logger
     progress: bool = False
     extra: dict = field(default_factory=dict)
+    tracker: RunTracker | None = None
+    """The run's experiment trackers (`[track]`), None when it asks for none."""
 
     def seed(self, stage: str, *parts: object) -> int:
         """A seed for one stage (and chunk) of this round, derived from the run's seed, so a

@@ -83,6 +83,15 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
     return EvalSet(name, puzzles, rejected, as_problem)
 
 
+def set_label(name: str) -> str:
+    """A short name for an eval set, for tables and plots: `p3:test` for
+    `p3:/long/path/puzzles.json:test`, a JSONL file's stem."""
+    if name.startswith("p3:"):
+        _, _, split = name[3:].partition(":")
+        return f"p3:{split or 'test'}"
+    return Path(name).stem if name.endswith(".jsonl") else name
+
+
 def _as_it_is(problem):
     return problem
 

@@ -22,6 +22,7 @@ from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
 from selfplay.stages import STAGES
 from selfplay.stages.dedup import decontamination_sources
 from selfplay.summaries import Funnel, round_records, summary_to_dict
+from selfplay.tracking import RunTracker
 
 # Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
 ROUND0_STAGES = ("seed", "eval")
@@ -49,17 +50,22 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
     check_fingerprint(run_dir, config)
     log = run_logger(run_dir)
     resources = Resources(config)
+    tracker = None
     log.info("run %s: up to %d rounds, model %s", run_dir.path, config.rounds, config.model.name)
     try:
+        tracker = RunTracker.open(run_dir.path, config.track)
         with Store(run_dir.store_file) as store:
             # Pin what dedup decontaminates against before any round, so that eval settings
             # changed on a later resume do not change any round's data.
             decontamination_sources(store, config.eval)
             for r in range(0, config.rounds + 1):
-                ctx = RoundContext(r, config, store, run_dir, resources, log, progress)
+                ctx = RoundContext(r, config, store, run_dir, resources, log, progress,
+                                   tracker=tracker)
+                ran = False
                 for stage in (ROUND0_STAGES if r == 0 else ROUND_STAGES):
                     if store.stage_summary(r, stage) is not None:
                         continue
+                    ran = True
                     started = time.monotonic()
                     summary = _stage_module(stage).run(ctx)
                     summary = {**summary_to_dict(summary),
@@ -68,8 +74,12 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
                         store.mark_stage_done(r, stage, summary)
                     if echo:
                         print(f"round {r} {stage}: {_short(summary)}", flush=True)
+                if ran and tracker is not None:
+                    tracker.log_round(store, r)
             return status_of(store, config)
     finally:
+        if tracker is not None:
+            tracker.close()
         resources.close()
         log.info("run %s: stopped", run_dir.path)
         close_logger(log)

@@ -22,6 +22,8 @@ def run(ctx: RoundContext) -> ProposeSummary:
     from training.sampling import sample
 
     cfg = ctx.config.propose
+    if not ctx.config.select.synthetic:
+        return ProposeSummary(0, 0)  # nothing proposed could train: the control arm
     pool = solved_train_puzzles(ctx.store)
     if not pool:
         return ProposeSummary(0, 0)

@@ -55,6 +55,10 @@ def run(ctx: RoundContext) -> SelectSummary:
             best = sorted(distinct.values(), key=lambda a: (len(a.solution), a.solution_hash))
             synthetic += [(sp.id, a.solution_hash) for a in best[:cfg.per_puzzle]]
 
+        if not cfg.synthetic:
+            # The control arm: propose and solve sampled nothing, so this only makes select
+            # keep the promise on its own (a store with solve attempts still trains on none).
+            synthetic = []
         human_pool = [(s.puzzle_id, s.id) for s in store.solutions()
                       if s.origin in ("seed", "imported")]
         train_ids = {sp.id for sp in store.puzzles(split="train")}

@@ -25,6 +25,8 @@ def targets(ctx: RoundContext) -> list[StoredPuzzle]:
 
 def run(ctx: RoundContext) -> SolveSummary:
     cfg = ctx.config.solve
+    if not ctx.config.select.synthetic:
+        return SolveSummary(0, 0, 0)  # no solution could train: the control arm
     todo = targets(ctx)
     if not todo or cfg.attempts <= 0:
         return SolveSummary(0, 0, 0)

@@ -26,8 +26,9 @@ def run(ctx: RoundContext) -> TrainStageSummary:
     base = load_model(ctx.config.model)
     config = dataclasses.replace(ctx.config.train, seed=ctx.seed("train") % (2 ** 31))
     out = ctx.run.round_dir(ctx.round) / "train"
+    on_step = ctx.tracker.on_train_step(ctx.store, ctx.round) if ctx.tracker else None
     summary = train_adapter(base, pairs, out, config, ctx.config.lora, init_adapter=init,
-                            resume=True, progress=ctx.progress)
+                            resume=True, progress=ctx.progress, on_step=on_step)
     # Paths relative to the run dir: a summary must not depend on where the run lives.
     result = TrainStageSummary(**{
         **dataclasses.asdict(summary), "examples": len(pairs),

@@ -131,8 +131,14 @@ def test_every_free_setting_changes_no_fingerprint_and_any_other_does(tmp_path):
     free = dataclasses.replace(
         config, rounds=7, verifier=dataclasses.replace(config.verifier, workers=5),
         eval=dataclasses.replace(config.eval, sets=("heldout", "x.jsonl"), temperature=0.1,
-                                 top_p=0.5, max_new_tokens=9, samples=2, k=(1,)))
+                                 top_p=0.5, max_new_tokens=9, samples=2, k=(1,)),
+        track=dataclasses.replace(config.track, trackers=("tensorboard",), dir="tb"))
     check_fingerprint(run, free)
+    # The control arm's switch changes what trains: not free.
+    control = dataclasses.replace(config, select=dataclasses.replace(config.select,
+                                                                     synthetic=False))
+    with pytest.raises(SelfplayError, match=r"select.synthetic: True -> False"):
+        check_fingerprint(run, control)
     batch = dataclasses.replace(config, generation=dataclasses.replace(config.generation,
                                                                        batch_size=8))
     with pytest.raises(SelfplayError, match=r"generation.batch_size: 32 -> 8"):

@@ -135,9 +135,10 @@ def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
         verifier=dataclasses.replace(first.verifier, workers=first.verifier.workers + 1),
         eval=dataclasses.replace(first.eval, sets=("heldout", str(eval_file)), k=(1, 2),
                                  samples=2, max_problems=4, temperature=0.5, top_p=0.9,
-                                 max_new_tokens=48))
+                                 max_new_tokens=48),
+        track=dataclasses.replace(first.track, dir=str(tmp_path / "trackers")))
     # Every free key is changed above: a key added to the list must be added here.
-    changed_keys = {"rounds", "verifier.workers", "eval"}
+    changed_keys = {"rounds", "verifier.workers", "eval", "track"}
     assert changed_keys == set(FREE_TO_CHANGE)
     (changed / "config.toml").write_text(config_toml(resumed))
     assert main(["resume", str(changed)]) == 0
