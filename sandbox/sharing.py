@@ -33,7 +33,6 @@ import ast
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
-from puzzles.format import unlimited_int_digits
 from sandbox.policy import ALLOWED_MODULES
 
 # Builtins and stdlib names that introspect, evaluate, or set attributes on objects the code
@@ -89,12 +88,19 @@ class _Gate(RestrictingNodeTransformer):
         super().check_name(node, name, allow_magic_methods)
 
 
-def restricted_python_reason(source: str) -> str | None:
-    """RestrictedPython's first refusal of `source`, or None if it accepts it."""
+def isolation_reason(tree: ast.Module) -> str | None:
+    """Why the code must run in a process of its own; None when it may share a worker.
+
+    `tree` is the module as it will be compiled, and it is spent: RestrictedPython's
+    transformer rewrites it in place, after our own checks have read it. Compile it first (a
+    second parse for RestrictedPython would cost a third of the gate)."""
+    return _own_reason(tree) or _restricted_python_reason(tree)
+
+
+def _restricted_python_reason(tree: ast.Module) -> str | None:
+    """RestrictedPython's first refusal of the code, or None if it accepts it."""
     errors: list[str] = []
     try:
-        with unlimited_int_digits():  # literal length is bounded by puzzles.format already
-            tree = ast.parse(source)
         _Gate(errors=errors, warnings=[], used_names={}).visit(tree)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         return f"RestrictedPython cannot transform it: {type(e).__name__}"
@@ -103,18 +109,9 @@ def restricted_python_reason(source: str) -> str | None:
     return None
 
 
-def isolation_reason(tree: ast.Module, source: str) -> str | None:
-    """Why the code must run in a process of its own; None when it may share a worker.
-
-    `tree` is the module as it will be compiled (the worker's, with `g` and its puzzle's `f`
-    if both run there); `source` is the same code as text for RestrictedPython, which
-    transforms (and so needs) a tree of its own."""
-    return _own_reason(tree) or restricted_python_reason(source)
-
-
 def _own_reason(tree: ast.Module) -> str | None:
     decorating: set[int] = set()  # ids of Name/Attribute nodes used as allowed decorators
-    own_stores = _method_self_stores(tree)
+    own_stores: set[int] | None = None  # found on the first attribute store (most code has none)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             allowed = CLASS_DECORATORS if isinstance(node, ast.ClassDef) else \
@@ -142,8 +139,11 @@ def _own_reason(tree: ast.Module) -> str | None:
             reason = _name_reason(node.attr, id(node) in decorating)
             if reason:
                 return reason
-            if isinstance(node.ctx, (ast.Store, ast.Del)) and id(node) not in own_stores:
-                return f"sets attribute {node.attr!r} of something other than self"
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                if own_stores is None:
+                    own_stores = _method_self_stores(tree)
+                if id(node) not in own_stores:
+                    return f"sets attribute {node.attr!r} of something other than self"
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             reason = _import_reason(node)
             if reason:

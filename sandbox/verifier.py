@@ -46,7 +46,7 @@ def _compile(source: str, name: str) -> tuple[bytes, bool]:
     try:
         tree = ast.parse(source)
         code = compile_check(tree, name)
-        alone = isolation_reason(tree, source) is not None
+        alone = isolation_reason(tree) is not None  # spends the tree: compiled above
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise PuzzleError(f"{name} does not compile: {type(e).__name__}: {e}") from None
     return marshal.dumps(code), alone

@@ -211,7 +211,7 @@ def _run_g(item, policy, settings) -> dict:
     # fresh f in a process g never touched.
     checker = marshal.loads(f_code)  # compiled once on the host
     if not skip_gate:  # (a checker that must run alone makes the host send its g alone too)
-        reason = isolation_reason(tree, source)
+        reason = isolation_reason(tree)  # spends the tree: `code` is compiled already
         if reason:
             return {"v": "alone", "d": reason}
     answer_type = puzzle.answer_type

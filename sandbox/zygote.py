@@ -27,7 +27,6 @@ import gc
 import os
 import pickle
 import resource
-import select
 import signal
 import socket
 import time
@@ -218,6 +217,7 @@ def _template_main(sock_fd: int, settings: dict, layers, policy, lane_dir: str,
     from sandbox import worker
 
     kernel.die_with_parent(settings["zygote_pid"])
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote's reaping handler: not here
     os.closerange(3, sock_fd)  # nothing of the zygote's (its socket) stays open here
     os.closerange(sock_fd + 1, 1 << 20)
     sock = socket.socket(fileno=sock_fd)
@@ -227,26 +227,14 @@ def _template_main(sock_fd: int, settings: dict, layers, policy, lane_dir: str,
         worker.harden_lane(settings, layers, lane_dir, uid)
     except BaseException as e:
         setup_error = f"lane setup: {type(e).__name__}: {e}"[:200]
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd fires
-    signal.set_wakeup_fd(wake_w)
     worker_settings = {"max_answer_bytes": settings["max_answer_bytes"],
                        "parent_pid": os.getpid()}
     gc.freeze()
+    # One worker at a time per lane (the server asks for the next once this one's exit is
+    # reported), so the loop is plain blocking calls: no select, no SIGCHLD handler, and as
+    # little Python as possible between forks (every page it writes is copied while a worker
+    # still shares it).
     while True:
-        readable, _, _ = select.select([sock, wake_r], [], [])
-        if wake_r in readable:
-            while True:
-                try:
-                    if not os.read(wake_r, 4096):
-                        break
-                except BlockingIOError:
-                    break
-            _report_exits(sock)
-        if sock not in readable:
-            continue
         data, fds = recv_with_fds(sock, 2)
         if not data:
             os._exit(0)  # the server went away
@@ -258,8 +246,6 @@ def _template_main(sock_fd: int, settings: dict, layers, policy, lane_dir: str,
         pid = fork()
         if pid == 0:
             try:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 worker.main(stage, task_fd, result_w, nonce,
                             dict(worker_settings, cpu_seconds=cpu_seconds), layers, policy,
                             setup_error)
@@ -270,10 +256,12 @@ def _template_main(sock_fd: int, settings: dict, layers, policy, lane_dir: str,
         try:  # a pidfd makes the server's SIGKILL immune to pid reuse (Linux >= 5.3)
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
-            socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [])
-            continue
-        socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [pidfd])
-        os.close(pidfd)
+            pidfd = None
+        socket.send_fds(sock, [pickle.dumps(("spawned", pid))], [] if pidfd is None else [pidfd])
+        if pidfd is not None:
+            os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        sock.send(pickle.dumps(("exited", pid, status)))
 
 
 def _plain_fork():
@@ -308,17 +296,6 @@ def recv_with_fds(sock: socket.socket, max_fds: int, flags: int = 0) -> tuple[by
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
     return data, list(fds)
-
-
-def _report_exits(sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        sock.send(pickle.dumps(("exited", pid, status)))
 
 
 def _address_space_now() -> int:

@@ -118,7 +118,7 @@ def test_progress_bar(verifier, capsys):
     ("def g():\n    return eval('1')\n", False),
 ])
 def test_only_plain_code_may_share_a_worker(source, shared):
-    assert (isolation_reason(ast.parse(source), source) is None) == shared
+    assert (isolation_reason(ast.parse(source)) is None) == shared
 
 
 def test_server_death_is_survived():

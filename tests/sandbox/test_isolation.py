@@ -134,7 +134,7 @@ def test_reading_other_checks_data_finds_nothing(verifier, walk):
     ("exec (RestrictedPython)", "def g():\n    return exec('1')\n"),
 ])
 def test_the_sharing_gate_sends_dynamic_code_to_a_process_of_its_own(name, source):
-    assert isolation_reason(ast.parse(source), source) is not None, name
+    assert isolation_reason(ast.parse(source)) is not None, name
 
 
 @pytest.mark.parametrize("source", [
@@ -152,14 +152,14 @@ def test_the_sharing_gate_sends_dynamic_code_to_a_process_of_its_own(name, sourc
     "def f(x: List[int], n: int = 3) -> bool:\n    return len(x) == n\n",
 ])
 def test_plain_code_may_share_a_worker(source):
-    assert isolation_reason(ast.parse(source), source) is None
+    assert isolation_reason(ast.parse(source)) is None
 
 
 def test_code_restrictedpython_refuses_is_isolated_and_judged_correctly(verifier):
     # `match` is plain computation that RestrictedPython does not know, so it refuses it.
     right = "def g():\n    match [40, 2]:\n        case [a, b]:\n            return a + b\n"
     wrong = right.replace("a + b", "a - b")
-    assert "RestrictedPython" in isolation_reason(ast.parse(right), right)
+    assert "RestrictedPython" in isolation_reason(ast.parse(right))
     verdicts = verifier.verify_many([Pair(PUZZLE, s) for s in (right, wrong) * 3])
     assert [v.verdict for v in verdicts] == ["pass", "fail"] * 3
 
