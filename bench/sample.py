@@ -1,22 +1,34 @@
-"""Sampling speed: the batched sampler against a per-sample `generate` loop, same prompt, one run.
+"""Sampling speed side by side, and the fast path checked against the reference path.
 
-    python bench/sample.py                       # tiny and smollm2-135m, batch 1/16/64 (~5 min)
-    python bench/sample.py --models tiny --batches 1,16 --new-tokens 32   # a quick look
+    python bench/sample.py                          # speed table: both shapes, fp32 and bf16
+    python bench/sample.py --new-tokens 16 --reps 1 # a quick look
+    python bench/sample.py --agreement              # old vs new path: greedy tokens, log-lik, pass@k
 
-For each model and batch size B, B completions of one solve prompt (built from the seeds) are
-drawn by
-- `per-sample`: `model.generate` called once per completion (the baseline);
-- `hf-batched`: one `model.generate` call with B return sequences (left padding, KV cache);
-- `sampler`: `training.sampling.sample` (shared prefill, rows leave when their function ends).
-tok/s counts generated tokens, up to the end of each function. The per-sample rate does not
-depend on B, so it is measured on at most `--baseline-samples` completions. `bound` is the
-arithmetic bound: a measured large-matmul FLOP rate divided by 2 x parameters FLOPs a token.
+Speed (one table, every row measured in this run, each as a share of this run's bounds):
+- shapes: `single` is n samples of one ~526-token solve prompt in one batch (`--single-n`);
+  `many` is the loop's shape: `--many-prompts` solve prompts, k samples each, `--many-batch`
+  slots, rows ending at their own lengths;
+- engines (`ENGINES`, one row per engine and dtype; another engine is one more entry):
+  `generate` is transformers' `model.generate` once per completion (its rate does not depend
+  on the shape, so it runs only `--baseline-samples` completions); `reference` is our
+  sampler's generic path (the model's own forward, as before the shared-prefix path);
+  `sampler` is `training.sampling.sample_completions` (the shared-prefix path where it applies);
+- bounds: a large square matmul's FLOP rate in fp32 and in bf16, over 2 x parameters FLOPs a
+  token: what the cores could do if sampling were nothing but the weights' matmuls.
+tok/s counts generated tokens up to the end of each function. The machine may be shared:
+compare the ratios, which are against bounds measured minutes apart in the same run.
+
+Agreement (`--agreement`): for each dtype, the fast path against the fp32 reference path on
+the same prompts: greedy (T=0) completions token by token, the log-likelihood of fixed
+completions (teacher-forced through the decode step), and solve pass@k on a fixed puzzle set.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import platform
 import random
 import sys
 import time
@@ -30,6 +42,20 @@ from training.models import ModelConfig, load_model, torch_threads  # noqa: E402
 from training.prompts import PromptConfig, cut_at_function_end, solve_prompt  # noqa: E402
 from training.sampling import SamplingConfig, sample_completions  # noqa: E402
 
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def seed_split():
+    """(examples, problems): train seeds with a solution shown as few-shot examples, the other
+    seeds as the fixed puzzle set."""
+    from puzzles.format import parse_solution
+    from puzzles.seeds import load_seeds
+    train = [r for r in load_seeds("train") if r.solutions]
+    examples = [(r.puzzle, parse_solution(r.solutions[0], r.puzzle)) for r in train]
+    names = {r.puzzle.source for r in train}
+    problems = [r.puzzle for r in load_seeds() if r.puzzle.source not in names]
+    return examples, problems
+
 
 def bench_prompt() -> str:
     from puzzles.format import parse_solution
@@ -41,14 +67,22 @@ def bench_prompt() -> str:
     return solve_prompt(examples, chosen[2].puzzle, PromptConfig())
 
 
-def matmul_gflops(dtype: torch.dtype, threads: int) -> float:
+def solve_prompts(count: int, seed: int = 1) -> list[str]:
+    """`count` solve prompts of the fixed puzzle set, two examples each (the cpu preset's)."""
+    examples, problems = seed_split()
+    rng = random.Random(seed)
+    return [solve_prompt(rng.sample(examples, 2), p, PromptConfig())
+            for p in problems[:count]]
+
+
+def matmul_gflops(dtype: torch.dtype, threads: int, seconds: float = 1.0) -> float:
     """The FLOP rate of a large square matmul: what the cores can do at best."""
     n = 2048
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     with torch_threads(threads):
         a @ b
         start, reps = time.perf_counter(), 0
-        while time.perf_counter() - start < 1.0:
+        while time.perf_counter() - start < seconds:
             a @ b
             reps += 1
     return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
@@ -63,94 +97,230 @@ def count_tokens(tokenizer, ids: list[int]) -> int:
     return len(tokenizer(cut, add_special_tokens=False)["input_ids"]) + 1
 
 
-def per_sample(loaded, prompt: str, count: int, new_tokens: int, temperature: float) -> tuple[int, float]:
+# Engines: each draws n completions of each prompt and returns (tokens, seconds) ------------
+
+
+def engine_generate(loaded, prompts: list[str], n: int, config: SamplingConfig, args):
+    """`model.generate`, one completion per call (at most --baseline-samples of them)."""
     tok = loaded.tokenizer
-    ids = tok(prompt, return_tensors="pt")
+    ids = tok(prompts[0], return_tensors="pt")
     tokens, start = 0, time.perf_counter()
     with torch.inference_mode(), torch_threads(loaded.threads):
-        for i in range(count):
+        for i in range(args.baseline_samples):
             torch.manual_seed(i)
-            out = loaded.model.generate(**ids, max_new_tokens=new_tokens, do_sample=True,
-                                        temperature=temperature, top_p=0.95,
-                                        pad_token_id=tok.pad_token_id)
+            out = loaded.model.generate(**ids, max_new_tokens=config.max_new_tokens,
+                                        do_sample=True, temperature=config.temperature,
+                                        top_p=config.top_p, pad_token_id=tok.pad_token_id)
             tokens += count_tokens(tok, out[0, ids["input_ids"].shape[1]:].tolist())
     return tokens, time.perf_counter() - start
 
 
-def hf_batched(loaded, prompt: str, batch: int, new_tokens: int, temperature: float
-               ) -> tuple[int, float]:
+def engine_sampler(loaded, prompts, n, config, args, reference: bool = False):
+    start = time.perf_counter()
+    rows = sample_completions(loaded, prompts, n, config, seed=0, reference=reference)
+    return sum(c.tokens for row in rows for c in row), time.perf_counter() - start
+
+
+def engine_reference(loaded, prompts, n, config, args):
+    return engine_sampler(loaded, prompts, n, config, args, reference=True)
+
+
+ENGINES = {"generate": engine_generate, "reference": engine_reference,
+           "sampler": engine_sampler}
+
+
+def speed(args) -> None:
+    single = [bench_prompt()]
+    many = solve_prompts(args.many_prompts)
+    shapes = {"single": (single, args.single_n, args.single_n),
+              "many": (many, args.many_k, args.many_batch)}
+    engines = args.engines.split(",")
+    threads = args.threads
+    print(f"# {cpu_name()}; {threads} threads; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs; {args.new_tokens} new tokens max; T {args.temperature}, "
+          f"top_p 0.95; best of {args.reps}")
+    header = (f"{'engine':10} {'dtype':5} {'shape':6} {'rows':>5} {'tokens':>6} {'sec':>7} "
+              f"{'tok/s':>7} {'/fp32 bound':>11} {'/own bound':>10}")
+    lines = [header, "-" * len(header)]
+    bounds: dict[str, float] = {}
+    for short, dtype in DTYPES.items():
+        if short not in args.dtypes.split(","):
+            continue
+        loaded = load_model(ModelConfig(name=args.model, dtype=dtype, threads=threads))
+        params = sum(p.numel() for p in loaded.model.parameters())
+        n_prompt = len(loaded.tokenizer(single[0])["input_ids"])
+        sample_completions(loaded, single, 2, SamplingConfig(max_new_tokens=4), seed=0)  # warm
+        for shape, (prompts, n, batch) in shapes.items():
+            if shape not in args.shapes.split(","):
+                continue
+            config = SamplingConfig(temperature=args.temperature, max_new_tokens=args.new_tokens,
+                                    batch_size=batch)
+            for engine in engines:
+                if engine == "generate" and shape != "single":
+                    continue  # its rate is per completion, whatever the shape
+                best = None
+                for _ in range(args.reps if engine != "generate" else 1):
+                    # Bounds measured right before each row: the load may change in between.
+                    for b_short, b_dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                        rate = matmul_gflops(b_dtype, threads) * 1e9 / (2 * params)
+                        bounds[b_short] = max(rate, bounds.get(b_short, 0))
+                    tokens, seconds = ENGINES[engine](loaded, prompts, n, config, args)
+                    run = (tokens / seconds, tokens, seconds, dict(bounds))
+                    best = run if best is None or run[0] > best[0] else best
+                rate, tokens, seconds, b = best
+                line = (f"{engine:10} {short:5} {shape:6} {len(prompts) * n:>5} {tokens:>6} "
+                        f"{seconds:>7.2f} {rate:>7.1f} {rate / b['fp32']:>11.2f} "
+                        f"{rate / b[short]:>10.3f}")
+                print(line, flush=True)
+                lines.append(line)
+        print(f"# {args.model} {short}: {params / 1e6:.1f}M parameters, single prompt "
+              f"{n_prompt} tokens, many: {len(many)} prompts", flush=True)
+        del loaded
+    lines += [f"{'bound':10} {b:5} {'':6} {'':>5} {'':>6} {'':>7} {rate:>7.0f} "
+              f"{rate / bounds['fp32']:>11.2f} {1:>10.3f}" for b, rate in bounds.items()]
+    print("\n".join(["", "# summary (bounds: the best seen in the run)"] + lines))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines()
+                             if l.startswith("flags")).split()
+                extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+                return f"{name} ({', '.join(extra) or 'no bf16 units'})"
+    except (OSError, StopIteration):
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+# Agreement: fast path against the reference path -----------------------------------------
+
+
+def agreement(args) -> None:
+    prompts = solve_prompts(args.prompts)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=args.new_tokens,
+                            batch_size=args.many_batch)
+    reference = load_model(ModelConfig(name=args.model, dtype="float32", threads=args.threads))
+    tok = reference.tokenizer
+    print(f"# {cpu_name()}; load average {os.getloadavg()[0]:.1f}; {len(prompts)} prompts, "
+          f"{args.new_tokens} new tokens; reference = generic path, fp32")
+    ref_rows = sample_completions(reference, prompts, 1, greedy, seed=0, reference=True)
+    ref_ids = [tok(row[0].text, add_special_tokens=False)["input_ids"] for row in ref_rows]
+    fixed = [row[0].text for row in ref_rows]
+    ref_ll = log_likelihoods(reference, prompts, fixed, fast=False)
+    passk = pass_at_k(reference, args, reference_path=True)
+    print(f"{'path':14} {'same greedy':>11} {'common prefix':>13} {'|dlogp|/tok':>11} "
+          f"{'pass@1':>7} {'pass@' + str(args.k):>7} {'solved':>6}")
+    print(f"{'reference fp32':14} {'-':>11} {'-':>13} {'-':>11} {passk[0]:>7.3f} "
+          f"{passk[1]:>7.3f} {passk[2]:>6}", flush=True)
+    for short, dtype in DTYPES.items():
+        if short not in args.dtypes.split(","):
+            continue
+        loaded = reference if dtype == "float32" else load_model(
+            ModelConfig(name=args.model, dtype=dtype, threads=args.threads))
+        rows = sample_completions(loaded, prompts, 1, greedy, seed=0)
+        same, prefix = 0, []
+        for row, want in zip(rows, ref_ids):
+            got = tok(row[0].text, add_special_tokens=False)["input_ids"]
+            same += got == want
+            common = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+                          min(len(got), len(want)))
+            prefix.append(common / max(1, len(want)))
+        ll = log_likelihoods(loaded, prompts, fixed, fast=True)
+        dll = sum(abs(a - b) for a, b in zip(ll, ref_ll)) / sum(
+            len(tok(t, add_special_tokens=False)["input_ids"]) for t in fixed)
+        passk = pass_at_k(loaded, args, reference_path=False)
+        print(f"{'sampler ' + short:14} {same:>5}/{len(rows):<5} {sum(prefix) / len(prefix):>13.3f} "
+              f"{dll:>11.4f} {passk[0]:>7.3f} {passk[1]:>7.3f} {passk[2]:>6}", flush=True)
+
+
+def log_likelihoods(loaded, prompts: list[str], completions: list[str], fast: bool
+                    ) -> list[float]:
+    """Sum of log p(completion token) per prompt: through the model's own forward, or through
+    the shared-prefix decoder's prefill and decode steps (teacher forcing)."""
+    from training.sampling import _decoder
     tok = loaded.tokenizer
-    ids = tok(prompt, return_tensors="pt")
-    start = time.perf_counter()
+    out = []
     with torch.inference_mode(), torch_threads(loaded.threads):
-        torch.manual_seed(0)
-        out = loaded.model.generate(**ids, max_new_tokens=new_tokens, do_sample=True,
-                                    temperature=temperature, top_p=0.95,
-                                    num_return_sequences=batch, pad_token_id=tok.pad_token_id)
-    seconds = time.perf_counter() - start
-    width = ids["input_ids"].shape[1]
-    return sum(count_tokens(tok, row[width:].tolist()) for row in out), seconds
+        decoder = _decoder(loaded) if fast else None
+        for prompt, completion in zip(prompts, completions):
+            p_ids = tok(prompt)["input_ids"]
+            c_ids = tok(completion, add_special_tokens=False)["input_ids"]
+            if decoder is None:
+                logits = loaded.model(input_ids=torch.tensor([p_ids + c_ids])).logits[0].float()
+                logits = logits[len(p_ids) - 1:-1]
+            else:
+                prefix = decoder.prefill(p_ids)
+                suffix = decoder.suffix(1, len(c_ids))
+                steps = [prefix.logits[None]]
+                for i, t in enumerate(c_ids[:-1]):
+                    steps.append(decoder.step(torch.tensor([t]), torch.tensor([0]),
+                                              torch.tensor([i]), [(prefix, None)], suffix))
+                logits = torch.cat(steps)
+            logp = torch.log_softmax(logits, -1)
+            out.append(float(logp[torch.arange(len(c_ids)), torch.tensor(c_ids)].sum()))
+    return out
 
 
-def ours(loaded, prompt: str, batch: int, new_tokens: int, temperature: float
-         ) -> tuple[int, float]:
-    config = SamplingConfig(temperature=temperature, max_new_tokens=new_tokens, batch_size=batch)
-    start = time.perf_counter()
-    [row] = sample_completions(loaded, [prompt], batch, config, seed=0)
-    return sum(c.tokens for c in row), time.perf_counter() - start
+def pass_at_k(loaded, args, reference_path: bool) -> tuple[float, float, int]:
+    """Mean pass@1 and pass@k over the fixed puzzle set, and problems solved at least once."""
+    from puzzles.errors import PuzzleError
+    from sandbox import Pair, Verifier, VerifierConfig
+    from selfplay.passk import mean_pass_at_k
+    from training.prompts import parse_solution_completion
+    examples, problems = seed_split()
+    problems = problems[:args.problems]
+    prompts = solve_prompts(args.problems)
+    config = SamplingConfig(temperature=args.temperature, max_new_tokens=args.pass_tokens,
+                            batch_size=args.many_batch)
+    rows = sample_completions(loaded, prompts, args.k, config, seed=0, reference=reference_path)
+    pairs, owners = [], []
+    for i, (puzzle, row) in enumerate(zip(problems, rows)):
+        for c in row:
+            try:
+                pairs.append(Pair(puzzle.source, parse_solution_completion(c.text, puzzle)))
+                owners.append(i)
+            except PuzzleError:
+                pass
+    passes = [0] * len(problems)
+    if pairs:
+        with Verifier(VerifierConfig()) as verifier:
+            for owner, verdict in zip(owners, verifier.verify_many(pairs)):
+                passes[owner] += verdict.verdict == "pass"
+    counts = [(args.k, c) for c in passes]
+    scores = mean_pass_at_k(counts, [1, args.k])
+    return scores["1"] if "1" in scores else scores[1], \
+        scores[str(args.k)] if str(args.k) in scores else scores[args.k], sum(c > 0 for c in passes)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="tiny,smollm2-135m")
-    parser.add_argument("--batches", default="1,16,64")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--shapes", default="single,many")
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--baseline-samples", type=int, default=2,
-                        help="completions the per-sample loop draws (its rate is per sample)")
-    parser.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
-    parser.add_argument("--threads", type=int, default=0, help="0 = the loader's choice")
-    parser.add_argument("--hf-batched-max", type=int, default=16,
-                        help="largest batch to run hf-batched at (it prefills the prompt once "
-                             "a row, which dominates at batch 64); 0 = never")
+    parser.add_argument("--single-n", type=int, default=64)
+    parser.add_argument("--many-prompts", type=int, default=16)
+    parser.add_argument("--many-k", type=int, default=8)
+    parser.add_argument("--many-batch", type=int, default=32,
+                        help="slots (generation.batch_size; the cpu preset's is 32)")
+    parser.add_argument("--reps", type=int, default=2, help="runs per row; the best is shown")
+    parser.add_argument("--baseline-samples", type=int, default=2)
+    parser.add_argument("--agreement", action="store_true")
+    parser.add_argument("--prompts", type=int, default=32, help="agreement: greedy prompts")
+    parser.add_argument("--problems", type=int, default=24, help="agreement: pass@k puzzles")
+    parser.add_argument("--k", type=int, default=8, help="agreement: samples per puzzle")
+    parser.add_argument("--pass-tokens", type=int, default=128)
     args = parser.parse_args(argv)
-
-    prompt = bench_prompt()
-    batches = [int(b) for b in args.batches.split(",")]
-    print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-          f"{args.new_tokens} new tokens max; temperature {args.temperature}, top_p 0.95")
-    header = f"{'model':14} {'dtype':8} {'thr':>3} {'batch':>5} {'method':11} {'tokens':>6} " \
-             f"{'sec':>7} {'tok/s':>8} {'speedup':>7} {'bound':>8} {'%bound':>6}"
-    print(header)
-    print("-" * len(header))
-    for name in args.models.split(","):
-        loaded = load_model(ModelConfig(name=name, dtype=args.dtype, threads=args.threads))
-        params = sum(p.numel() for p in loaded.model.parameters())
-        threads = loaded.threads or torch.get_num_threads()
-        bound = matmul_gflops(loaded.dtype, threads) * 1e9 / (2 * params)
-        n_prompt = len(loaded.tokenizer(prompt)["input_ids"])
-        print(f"# {name}: {params / 1e6:.1f}M parameters, prompt {n_prompt} tokens, "
-              f"bound {bound:.0f} tok/s")
-        ours(loaded, prompt, 2, 4, args.temperature)  # warm-up: stop tables, allocator
-        base_tokens, base_seconds = per_sample(loaded, prompt, args.baseline_samples,
-                                               args.new_tokens, args.temperature)
-        base_rate = base_tokens / base_seconds
-        dtype = str(loaded.dtype).removeprefix("torch.")
-
-        def row(batch, method, tokens, seconds):
-            rate = tokens / seconds
-            print(f"{name:14} {dtype:8} {threads:>3} {batch:>5} {method:11} {tokens:>6} "
-                  f"{seconds:>7.2f} {rate:>8.1f} {rate / base_rate:>6.1f}x {bound:>8.0f} "
-                  f"{100 * rate / bound:>5.1f}%", flush=True)
-
-        row(1, "per-sample", base_tokens, base_seconds)
-        for batch in batches:
-            if 1 < batch <= args.hf_batched_max:
-                row(batch, "hf-batched", *hf_batched(loaded, prompt, batch, args.new_tokens,
-                                                     args.temperature))
-            row(batch, "sampler", *ours(loaded, prompt, batch, args.new_tokens,
-                                        args.temperature))
-        del loaded
+    if args.agreement:
+        agreement(args)
+    else:
+        speed(args)
     return 0
 
 

@@ -1,16 +1,23 @@
 """Sampling completions: n per prompt, batched, stopping at the end of the generated function.
 
-The transformers backend is a small decoding loop rather than `model.generate`, for three
-reasons that matter on a CPU:
-- each distinct prompt is prefilled once and its KV cache copied to its n samples, instead of
-  recomputing the same prompt n times;
-- a sample that reaches the end of its function (the first non-indented line, or EOS) leaves
-  the batch, so no forward pass is spent on finished rows;
+The transformers backend is a small decoding loop rather than `model.generate`. For
+Llama-architecture models on CPU it runs our own forward (`training.decode`); other models
+take the generic path through the model's own forward. The levers, each seen in profiles of
+SmolLM2-135M on a 2-core CPU:
+- each distinct prompt is prefilled once; on the fast path its KV cache is kept once and
+  shared by all its samples (cascade attention), on the generic path copied to each;
+- continuous batching (fast path): `batch_size` slots; a sample that reaches the end of its
+  function (the first non-indented line, or EOS) hands its slot to the next queued sample at
+  once; the generic path drops finished rows from its batch instead;
+- the model's dtype is the matmul dtype: with bfloat16 the fast path runs the big matmuls on
+  the CPU's bf16 units and keeps norms, rotary, softmax and logits in fp32;
 - every sample draws its random numbers from its own generator, seeded from (seed, prompt,
   sample index), so a completion does not depend on which other prompts share its batch
   (up to floating-point rounding, which a different batch shape can change);
 - the KV cache is preallocated and written in place, and top-p sorts only the top 512
-  tokens unless the nucleus is wider (both were visible in profiles of SmolLM2 on CPU).
+  tokens unless the nucleus is wider.
+`sample_completions(..., reference=True)` forces the generic path: the reference the fast
+path is checked against (tests/training/test_decode.py, `bench/sample.py --agreement`).
 The optional vLLM backend (`pip install selfplay[vllm]`, CUDA) sits behind the same interface.
 """
 
@@ -20,12 +27,14 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+from collections import deque
 from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from puzzles.errors import SelfplayError
+from training.decode import LlamaDecoder, Prefix, decoder_for, weights_version
 from training.models import LoadedModel, torch_threads
 from training.prompts import cut_at_function_end
 from training.settings import BACKENDS, SamplingConfig
@@ -49,16 +58,20 @@ def sample(loaded: LoadedModel, prompts: list[str], n: int, config: SamplingConf
 
 
 def sample_completions(loaded: LoadedModel, prompts: list[str], n: int,
-                       config: SamplingConfig = SamplingConfig(), seed: int = 0
-                       ) -> list[list[Completion]]:
-    """Like `sample`, with each completion's finish reason and token count."""
+                       config: SamplingConfig = SamplingConfig(), seed: int = 0, *,
+                       reference: bool = False) -> list[list[Completion]]:
+    """Like `sample`, with each completion's finish reason and token count.
+
+    `reference` decodes with the model's own forward (the generic path) even where the
+    shared-prefix forward applies: what the fast path is checked against.
+    """
     _check(config, n)
     if not prompts or n == 0:
         return [[] for _ in prompts]
     backend = choose_backend(config.backend, loaded)
     if backend == "vllm":
         return _sample_vllm(loaded, prompts, n, config, seed)
-    return _sample_transformers(loaded, prompts, n, config, seed)
+    return _sample_transformers(loaded, prompts, n, config, seed, reference)
 
 
 def choose_backend(backend: str, loaded: LoadedModel) -> str:
@@ -150,7 +163,8 @@ def _stop_tables(loaded: LoadedModel) -> StopTables:
 
 
 def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
-                         config: SamplingConfig, seed: int) -> list[list[Completion]]:
+                         config: SamplingConfig, seed: int, reference: bool = False
+                         ) -> list[list[Completion]]:
     tokenizer = loaded.tokenizer
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     for i, ids in enumerate(encoded):
@@ -160,23 +174,141 @@ def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
                 f"it exceeds the context length of {loaded.name} ({loaded.context_length})")
         if not ids:
             raise SelfplayError(f"prompt {i} is empty")
+    tables = _stop_tables(loaded)
+    with torch.inference_mode(), torch_threads(loaded.threads):
+        decoder = None if reference else _decoder(loaded)
+        if decoder is not None:
+            return _sample_shared(loaded, decoder, prompts, encoded, n, config, seed, tables)
+        return _sample_generic(loaded, prompts, encoded, n, config, seed, tables)
+
+
+def _decoder(loaded: LoadedModel) -> LlamaDecoder | None:
+    """The fast forward for this model, rebuilt when its weights changed (a LoRA trained in
+    place); None when the model is not one it reproduces."""
+    version = weights_version(loaded.model)
+    cached = getattr(loaded, "_decoder", None)
+    if cached is None or cached[0] != version:
+        cached = loaded._decoder = (version, decoder_for(loaded.model, loaded.dtype))
+    return cached[1]
+
+
+# The shared-prefix path: our own forward, continuous batching -----------------------------
+
+
+def _sample_shared(loaded: LoadedModel, decoder: LlamaDecoder, prompts: list[str],
+                   encoded: list[list[int]], n: int, config: SamplingConfig, seed: int,
+                   tables: StopTables) -> list[list[Completion]]:
+    """Decode all n x prompts rows through `batch_size` slots: a row that finishes hands its
+    slot to the next queued row at once (continuous batching), and each prompt's KV is
+    computed once, when its first row starts, and shared by all its rows until the last ends.
+
+    The schedule depends only on (prompts, n, batch_size) and each row draws from its own
+    generator, so a run is reproducible; a row's tokens match the generic path's up to
+    rounding (other batch shapes, other kernels).
+    """
+    max_new = config.max_new_tokens
+    queue = deque((p, j) for p in range(len(prompts)) for j in range(n))
+    unfinished = [n] * len(prompts)
+    prefixes: dict[int, Prefix] = {}
+    slots = min(config.batch_size, len(queue))
+    suffix = decoder.suffix(slots, max_new)
+    job: list[tuple[int, int]] = [(0, 0)] * slots
+    written = [0] * slots  # tokens drawn so far by each slot's row
+    uniforms = torch.empty(slots, max_new, dtype=torch.float64)
+    generated = torch.empty(slots, max_new, dtype=torch.long)
+    line_start = torch.zeros(slots, dtype=torch.bool)
+    logits: torch.Tensor | None = None
+    results: list[list[Completion | None]] = [[None] * n for _ in prompts]
+
+    def start(slot: int) -> torch.Tensor:
+        p, j = job[slot] = queue.popleft()
+        if p not in prefixes:
+            prefixes[p] = decoder.prefill(encoded[p])
+        written[slot] = 0
+        line_start[slot] = False
+        # Each row's uniforms come from its own generator: batch composition cannot change them.
+        uniforms[slot] = torch.rand(max_new, dtype=torch.float64, generator=torch.Generator()
+                                    .manual_seed(sample_seed(seed, prompts[p], j)))
+        return prefixes[p].logits
+
+    first = [start(s) for s in range(slots)]
+    logits = torch.stack(first)
+    active = list(range(slots))  # slots whose row draws its next token now, in slot order
+    while active:
+        every = len(active) == slots
+        index = torch.tensor(active)
+        drawn = torch.tensor([written[s] for s in active])
+        token = _draw(logits if every else logits[index], uniforms[index, drawn], config)
+        generated[index, drawn] = token
+        is_eos = torch.isin(token, tables.eos)
+        stops, line_start[index] = tables.step(line_start[index], token)
+        ended = (stops | is_eos | (drawn + 1 == max_new)).tolist()
+        is_eos, stops = is_eos.tolist(), stops.tolist()
+        going, fresh, fresh_logits = [], [], []
+        for i, s in enumerate(active):
+            written[s] += 1
+            if not ended[i]:
+                going.append(i)
+                continue
+            p, j = job[s]
+            finish = "eos" if is_eos[i] else "stop" if stops[i] else "length"
+            results[p][j] = _finish_text(loaded.tokenizer, generated[s, :written[s]].tolist(),
+                                         finish)
+            unfinished[p] -= 1
+            if not unfinished[p]:
+                del prefixes[p]
+            if queue:
+                fresh_logits.append(start(s))
+                fresh.append(s)
+        if going:
+            rows = [active[i] for i in going]
+            out = decoder.step(token[going], torch.tensor(rows),
+                               torch.tensor([written[s] - 1 for s in rows]),
+                               _groups(rows, job, prefixes), suffix)
+        if len(going) == slots:
+            logits = out  # every slot decoded, in slot order
+        else:
+            logits = torch.empty(slots, logits.shape[1])
+            if going:
+                logits[torch.tensor(rows)] = out
+            if fresh:
+                logits[torch.tensor(fresh)] = torch.stack(fresh_logits)
+        active = sorted([active[i] for i in going] + fresh)
+    return results
+
+
+def _groups(rows: list[int], job: list[tuple[int, int]], prefixes: dict[int, Prefix]
+            ) -> list[tuple[Prefix, torch.Tensor | None]]:
+    """Each prompt among the rows with the batch positions of its rows (None: all of them)."""
+    members: dict[int, list[int]] = {}
+    for i, s in enumerate(rows):
+        members.setdefault(job[s][0], []).append(i)
+    if len(members) == 1:
+        return [(prefixes[next(iter(members))], None)]
+    return [(prefixes[p], torch.tensor(m)) for p, m in members.items()]
+
+
+# The generic path: the model's own forward --------------------------------------------------
+
+
+def _sample_generic(loaded: LoadedModel, prompts: list[str], encoded: list[list[int]], n: int,
+                    config: SamplingConfig, seed: int, tables: StopTables
+                    ) -> list[list[Completion]]:
     jobs = [(p, j) for p in range(len(prompts)) for j in range(n)]
     results: list[list[Completion | None]] = [[None] * n for _ in prompts]
-    tables = _stop_tables(loaded)
     prefill = None
-    with torch.inference_mode(), torch_threads(loaded.threads):
-        for start in range(0, len(jobs), config.batch_size):
-            batch = jobs[start:start + config.batch_size]
-            distinct = list(dict.fromkeys(p for p, _ in batch))
-            # With n above the batch size, consecutive batches share one prompt: prefill it once.
-            if prefill is None or prefill.prompts != distinct:
-                prefill = _prefill(loaded, distinct, [encoded[p] for p in distinct],
-                                   config.max_new_tokens)
-            seeds = [sample_seed(seed, prompts[p], j) for p, j in batch]
-            rows = _decode_batch(loaded, prefill, [distinct.index(p) for p, _ in batch], seeds,
-                                 config, tables)
-            for (p, j), completion in zip(batch, rows):
-                results[p][j] = completion
+    for start in range(0, len(jobs), config.batch_size):
+        batch = jobs[start:start + config.batch_size]
+        distinct = list(dict.fromkeys(p for p, _ in batch))
+        # With n above the batch size, consecutive batches share one prompt: prefill it once.
+        if prefill is None or prefill.prompts != distinct:
+            prefill = _prefill(loaded, distinct, [encoded[p] for p in distinct],
+                               config.max_new_tokens)
+        seeds = [sample_seed(seed, prompts[p], j) for p, j in batch]
+        rows = _decode_batch(loaded, prefill, [distinct.index(p) for p, _ in batch], seeds,
+                             config, tables)
+        for (p, j), completion in zip(batch, rows):
+            results[p][j] = completion
     return results
 
 
