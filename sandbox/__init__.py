@@ -9,10 +9,12 @@ process `g` never touched, and only from a run in which no other check's code sh
 
 What each layer adds, and what it does not cover:
 
-- process model (`sandbox.server`): checks run in workers forked from a zygote that never held
-  check data; items reach a worker one at a time. Holds: a worker's memory has nothing of
-  other checks; limits per check; every pass re-run end to end alone. Not: a check that shares
-  a batch and escapes the Python policy can still make a neighbour *fail* (never pass).
+- process model (`sandbox.server`, `sandbox.zygote`): checks run in fresh workers forked from
+  their lane's template, itself forked from a zygote; neither ever holds check data or runs
+  untrusted code, and the template applies the lane's layers once for all its workers; items
+  reach a worker one at a time. Holds: a worker's memory has nothing of other checks; limits
+  per check; every pass re-run end to end alone. Not: a check that shares a batch and escapes
+  the Python policy can still make a neighbour *fail* (never pass).
 - two stages (`sandbox.worker`): g runs in one process, f judges its JSON answer in another.
   Holds: nothing g does to its process reaches its judge. Not: a checker that accepts
   anything (that is the loop's trivial-answer filter's job).
@@ -24,16 +26,18 @@ What each layer adds, and what it does not cover:
   allowlist of modules. Holds: honest code gets clear ImportErrors. Not: a subclass walk
   reaches the real modules; the kernel layers below are what stop that.
 - rlimits: address space, CPU, file size, open files, no cores, one process (as root).
-- setuid: each lane runs as its own unprivileged uid (a block no existing account uses). Not
-  when the verifier is not root.
+- setuid: each lane (its template and workers) runs as its own unprivileged uid (a block no
+  existing account uses). Not when the verifier is not root.
 - namespaces and tmpfs: no network interfaces, private IPC and mounts, a size- and
   inode-capped scratch tmpfs. Not when not root.
-- Landlock: no file access outside the lane's scratch dir, no TCP, scoped signals (by ABI).
-- seccomp: no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf, rlimit raising.
+- Landlock: no file access outside the lane's scratch dir, no TCP; each worker its own signal
+  scope, so it cannot signal its template or anything else (by ABI).
+- seccomp: no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf, rlimit changes (the
+  lane's filter, plus each worker's own for fork and rlimits).
 
 Host-side work on untrusted source is bounded (`puzzles.format`: size and integer-literal
-length); the server gets a minimal environment (no caller secrets), and it, the zygote and the
-workers die with the process that started them. A layer the kernel or privileges do not offer
+length); the server gets a minimal environment (no caller secrets), and it, the zygote, the
+lane templates and the workers die with the process that started them. A layer the kernel or privileges do not offer
 is reported by `Verifier.layers()` and `selfplay doctor` (`strict=True` refuses to start).
 Not protected: kernel bugs, side channels (timing, cache), and a denial of service by a
 checker that is slow for every answer (it gets `timeout` each time).

@@ -212,7 +212,13 @@ class Server:
         lane = self.free_lanes.pop()
         nonce = secrets.token_hex(12)
         cpu_seconds = int(self.timeout * len(items) + _SETUP_SECONDS) + 1
-        r, pid, pidfd = self.templates[lane].spawn(stage, _task_file(items), nonce, cpu_seconds)
+        try:
+            r, pid, pidfd = self.templates[lane].spawn(stage, _task_file(items), nonce,
+                                                       cpu_seconds)
+        except BrokenPipeError:  # the lane's template died (none should): a new one, once
+            self._clean_lane_dir(lane)
+            r, pid, pidfd = self.templates[lane].spawn(stage, _task_file(items), nonce,
+                                                       cpu_seconds)
         os.set_blocking(r, False)
         self.running[r] = Running(pid=pid, pidfd=pidfd, fd=r, stage=stage, checks=checks,
                                   alone=alone, lane=lane, nonce=nonce,

@@ -1,5 +1,9 @@
 """What runs inside a worker process: harden it, then run one stage of a batch of checks.
 
+Hardening comes in two parts (see `sandbox.layers` for what each layer does): `harden_lane`,
+applied once by the lane's template process that forks the workers (`sandbox.zygote`), and
+`_harden_worker`, each worker's own, right after fork and before its first item.
+
 A check is two stages in two different processes:
 - stage "g": run `g()` and report its answer as JSON text, only if it is a value of the
   declared type (exact builtin types, finite floats, size-capped);

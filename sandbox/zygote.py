@@ -50,6 +50,10 @@ class Template:
         try:
             request = pickle.dumps(("spawn", stage, nonce, cpu_seconds))
             socket.send_fds(self.sock, [request], [task_fd, w])
+        except OSError:
+            os.close(r)
+            self.alive = False
+            raise BrokenPipeError("a sandbox lane template died") from None
         finally:
             os.close(task_fd)
             os.close(w)
@@ -78,7 +82,10 @@ class Template:
         """One message; False once the template is gone."""
         if not self.alive:
             return False
-        data, fds = recv_with_fds(self.sock, 1, flags)
+        try:
+            data, fds = recv_with_fds(self.sock, 1, flags)
+        except ConnectionResetError:  # it died with our request unread
+            data, fds = b"", []
         if not data:
             self.alive = False
             return False
@@ -194,12 +201,16 @@ def _reap_exited() -> None:
 
 def _stop_templates() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    with open(f"/proc/self/task/{os.getpid()}/children") as f:
-        for pid in f.read().split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+    except OSError:  # no CONFIG_PROC_CHILDREN: they die of PDEATHSIG when the zygote exits
+        return
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     while True:
         try:
             os.waitpid(-1, 0)

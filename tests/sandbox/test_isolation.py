@@ -289,6 +289,20 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def test_a_lane_template_that_died_is_replaced():
+    # Templates never run untrusted code, so none should die; if one does (killed from
+    # outside), its lane gets a new one and checks go on in the same server.
+    with Verifier(VerifierConfig(timeout=5.0, workers=1)) as v:
+        server = v._proc.pid
+        assert v.verify(Pair(PUZZLE, RIGHT)).passed
+        (template,) = _children(v.zygote_pid)
+        os.kill(template, signal.SIGKILL)
+        verdicts = v.verify_many([Pair(PUZZLE, RIGHT), Pair(PUZZLE, RIGHT.replace("42", "41"))])
+        assert [x.verdict for x in verdicts] == ["pass", "fail"]
+        assert v._proc.pid == server
+        assert _children(v.zygote_pid) not in ([], [template])
+
+
 def test_worker_ids_never_collide_with_an_existing_account():
     import grp
     import pwd
