@@ -77,6 +77,11 @@ class SolveConfig:
     """Longest solution, in tokens."""
     unsolved_train: int = 16
     """Also attempt up to this many train puzzles no round has solved yet (0: only new ones)."""
+    solved_train: int = 0
+    """Also attempt up to this many train puzzles that already have a solution (human seeds
+    included): the model's own new verified solutions to them train too (STaR-style expert
+    iteration). They are kept apart: their stored solutions say `target = "solved"` in their
+    provenance, and the select summary counts them separately."""
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,11 @@ class SelectSummary:
     """Solved train puzzles within the solve-rate band (learnable)."""
     synthetic: int = 0
     human: int = 0
+    new_pairs: int = 0
+    """Distinct verified (puzzle, solution) pairs the model wrote this round that the store did
+    not hold before (a human's solution written again does not count)."""
+    on_solved: int = 0
+    """Of `new_pairs`, those on puzzles that already had a solution (expert iteration)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,7 @@ class Funnel:
     parsed: int | None = _step("parsed")
     passed: int | None = _step("passed")
     solved: int | None = _step("solved", status=True, plot=True)
+    new_pairs: int | None = _step("verified pairs", status=True)
     selected: int | None = _step("selected", status=True, plot=True)
     train_examples: int | None = _step("train examples", plot=True)
 
@@ -178,7 +184,8 @@ class Funnel:
             novel=get("dedup", "novel"), solve_targets=get("solve", "targets"),
             attempts=get("solve", "attempts"), parsed=get("solve", "parsed"),
             passed=verdicts.get("pass", 0) if verdicts is not None else None,
-            solved=get("select", "solved"), selected=get("select", "selected"),
+            solved=get("select", "solved"), new_pairs=get("select", "new_pairs"),
+            selected=get("select", "selected"),
             train_examples=train_examples if train_examples or record.get("select")
             is not None else None)
 

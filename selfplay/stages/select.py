@@ -34,22 +34,32 @@ def run(ctx: RoundContext) -> SelectSummary:
     verify = load_summary("verify", store.stage_summary(ctx.round, "verify"))
     verifier = verify.verifier if verify is not None else ""
     synthetic: list[tuple[int, str]] = []  # (puzzle id, solution hash)
-    solved = kept = 0
+    solved = kept = new_pairs = on_solved = 0
     with store.transaction():
         for puzzle_hash, attempts in by_puzzle.items():
             sp = store.puzzle(puzzle_hash)
+            # Solutions stored before this round (a human's or an earlier round's): the model
+            # writing one of them again is no new data. (This round's own, from a run cut off
+            # mid-stage, are not "earlier": a resumed select ends as an uninterrupted one.)
+            earlier = {s.hash for s in store.solutions(sp.id) if s.round != ctx.round}
+            target = "solved" if earlier else "new"
             passes = [a for a in attempts if a.verdict == "pass"]
             distinct = {}
             for a in passes:
-                distinct.setdefault(a.solution_hash, a)
+                if a.solution_hash not in earlier:
+                    distinct.setdefault(a.solution_hash, a)
             for a in distinct.values():
                 store.add_solution(sp.id, a.solution, a.solution_hash, "generated",
                                    round=ctx.round, verifier=verifier,
                                    provenance={**a.provenance, "attempt": a.attempt,
-                                               "solve_rate": len(passes) / len(attempts)})
+                                               "solve_rate": len(passes) / len(attempts),
+                                               "target": target})
             solved += bool(passes)
+            new_pairs += len(distinct)
+            on_solved += len(distinct) if target == "solved" else 0
             rate = len(passes) / len(attempts)
-            if not (cfg.min_solve_rate < rate < cfg.max_solve_rate) or sp.puzzle.split != "train":
+            if (not (cfg.min_solve_rate < rate < cfg.max_solve_rate)
+                    or sp.puzzle.split != "train" or not distinct):
                 continue
             kept += 1
             best = sorted(distinct.values(), key=lambda a: (len(a.solution), a.solution_hash))
@@ -73,6 +83,7 @@ def run(ctx: RoundContext) -> SelectSummary:
                     + [(pid, sid, "human") for pid, sid in chosen_hum])
         rng.shuffle(examples)
         store.set_train_examples(ctx.round, examples)
-    ctx.log.info("round %d select: %d puzzles solved, %d kept as learnable; training on %d "
-                 "synthetic + %d human examples", ctx.round, solved, kept, n_syn, n_hum)
-    return SelectSummary(solved, kept, n_syn, n_hum)
+    ctx.log.info("round %d select: %d puzzles solved, %d new verified pairs (%d on puzzles "
+                 "solved before), %d puzzles kept as learnable; training on %d synthetic + %d "
+                 "human examples", ctx.round, solved, new_pairs, on_solved, kept, n_syn, n_hum)
+    return SelectSummary(solved, kept, n_syn, n_hum, new_pairs, on_solved)

@@ -1,5 +1,7 @@
-"""Stage 4, solve: k sampled solutions for each new puzzle and for train puzzles no round has
-solved yet. Completions that do not parse are stored too, as `rejected` attempts."""
+"""Stage 4, solve: k sampled solutions for each new puzzle, for train puzzles no round has
+solved yet and, when `solve.solved_train` asks for them, for train puzzles that already have a
+solution (the model's new solutions to those are expert-iteration data). Completions that do
+not parse are stored too, as `rejected` attempts."""
 
 from __future__ import annotations
 
@@ -14,13 +16,17 @@ from selfplay.stages.common import model_provenance, progress_bar, sampling_conf
 
 
 def targets(ctx: RoundContext) -> list[StoredPuzzle]:
-    """This round's new puzzles, then up to `unsolved_train` unsolved train puzzles."""
+    """This round's new puzzles, then up to `unsolved_train` unsolved train puzzles, then up to
+    `solved_train` solved ones."""
     new = ctx.store.puzzles(origin="generated", round=ctx.round)
     new_ids = {sp.id for sp in new}
     unsolved = [sp for sp in ctx.store.puzzles(split="train", solved=False)
                 if sp.id not in new_ids]
     random.Random(ctx.seed("solve-targets")).shuffle(unsolved)
-    return new + unsolved[:ctx.config.solve.unsolved_train]
+    solved = [sp for sp in ctx.store.puzzles(split="train", solved=True) if sp.id not in new_ids]
+    random.Random(ctx.seed("solve-solved-targets")).shuffle(solved)
+    return (new + unsolved[:ctx.config.solve.unsolved_train]
+            + solved[:ctx.config.solve.solved_train])
 
 
 def run(ctx: RoundContext) -> SolveSummary:

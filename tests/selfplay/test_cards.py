@@ -48,7 +48,7 @@ SUMMARIES = {
         "dedup": {"novel": 3, "rejected": {"duplicate": 1}},
         "solve": {"targets": 3, "attempts": 12, "parsed": 10},
         "verify": {"verdicts": {"fail": 5, "pass": 5, "rejected": 2}, "verifier": "sandbox-1"},
-        "select": {"solved": 2, "selected": 2, "synthetic": 3, "human": 1},
+        "select": {"solved": 2, "new_pairs": 3, "selected": 2, "synthetic": 3, "human": 1},
         "train": {"steps": 8, "first_loss": 2.0, "last_loss": 1.5, "examples": 4,
                   "adapter_hash": "adapter-r1", "seconds": 12.0}},
     2: {"propose": {"proposed": 8, "prompts": 2},
@@ -57,7 +57,7 @@ SUMMARIES = {
         "dedup": {"novel": 5, "rejected": {"near_duplicate": 1}},
         "solve": {"targets": 5, "attempts": 20, "parsed": 18},
         "verify": {"verdicts": {"fail": 8, "pass": 10, "rejected": 2}, "verifier": "sandbox-1"},
-        "select": {"solved": 4, "selected": 4, "synthetic": 9, "human": 1},
+        "select": {"solved": 4, "new_pairs": 9, "selected": 4, "synthetic": 9, "human": 1},
         "train": {"steps": 8, "first_loss": 1.4, "last_loss": 1.1, "examples": 10,
                   "adapter_hash": "adapter-r2"}},
 }
@@ -135,7 +135,7 @@ def card_of(run_dir, round, **kw):
 def test_card_funnel_and_rejection_reasons_match_the_stage_summaries(run_dir):
     card = card_of(run_dir, 1)
     assert card["funnel"] == {"proposed": 6, "valid": 4, "novel": 3, "solve_targets": 3,
-                              "attempts": 12, "parsed": 10, "passed": 5, "solved": 2,
+                              "attempts": 12, "parsed": 10, "passed": 5, "solved": 2, "new_pairs": 3,
                               "selected": 2, "train_examples": 4}
     assert card["rejected"] == {"filter": {"invalid:syntax": 1, "trivial": 1},
                                 "dedup": {"duplicate": 1}, "verify": {"fail": 5, "rejected": 2}}

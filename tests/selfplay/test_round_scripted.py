@@ -107,7 +107,7 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
         assert {a.verdict for a in attempts} == {"pass", "fail", "rejected"}
 
     assert r1["funnel"] == {"proposed": 32, "valid": r1["funnel"]["valid"], "novel": 4,
-                            "solved": 3, "selected": 2}
+                            "solved": 3, "new_pairs": 3, "selected": 2}
     assert (path / "rounds" / "r1" / "train" / "adapter_config.json").exists()
     assert (path / "cards" / "round-1.json").exists()
 
@@ -192,3 +192,49 @@ def test_an_eval_set_added_after_the_run_started_does_not_change_what_trains(
         assert store.meta("decontamination")["sets"] == ["heldout"]
         # ...while round 1 was still measured on the added set.
         assert f"eval/{eval_file}" in store.metrics()[1]
+
+
+def test_solved_train_puzzles_add_only_solutions_the_store_lacks(tmp_path, monkeypatch,
+                                                                 tiny_model):
+    # Expert iteration: with solve.solved_train, puzzles that already have a (human) solution
+    # are attempted too. The human solution written again adds nothing; a new correct one is a
+    # new verified pair, kept apart by its provenance and counted in the select summary.
+    seed = next(r for r in load_seeds("train") if r.solutions)
+    human = seed.solutions[0]
+    human_body = "\n" + human.split(":\n", 1)[1]  # completions continue the header line
+    variant = "\n    unused = 0" + human_body
+    marker = seed.puzzle.source.split("(", 1)[1]
+
+    def sample(loaded, prompts, n, config, seed):
+        out = []
+        for prompt in prompts:
+            if prompt.rstrip().endswith("("):
+                out.append([TRIVIAL] * n)
+            elif prompt.rsplit("def f(", 1)[-1].startswith(marker):
+                out.append(([human_body, variant, "    return None\n"] * n)[:n])
+            else:
+                out.append(["    return None\n"] * n)
+        return out
+
+    monkeypatch.setattr(training.sampling, "sample", sample)
+    path = tmp_path / "run"
+    assert main(["init", str(path), "--preset", "tiny"]) == 0
+    config = load_config(path / "config.toml")
+    config = dataclasses.replace(config, solve=dataclasses.replace(
+        config.solve, attempts=4, solved_train=10_000))
+    (path / "config.toml").write_text(config_toml(config))
+    result = run(path, rounds=1)
+    with Store(path / "store.sqlite") as store:
+        sp = store.puzzle(seed.puzzle.hash)
+        attempts = store.attempts(1, "solve", puzzle_hash=sp.hash)
+        assert [a.verdict for a in attempts] == ["pass", "pass", "fail", "pass"]
+        mine = [s for s in store.solutions(sp.id) if s.round == 1]
+        assert [s.source for s in mine] == [attempts[1].solution]
+        assert "unused = 0" in mine[0].source
+        assert mine[0].origin == "generated" and mine[0].provenance["target"] == "solved"
+        assert (sp.id, mine[0].id) in {(e.puzzle_id, e.solution_id)
+                                       for e in store.train_examples(1)
+                                       if e.kind == "synthetic"}
+        select = store.stage_summary(1, "select")
+    assert select["new_pairs"] == select["on_solved"] >= 1
+    assert result["rounds"][1]["funnel"]["new_pairs"] == select["new_pairs"]

@@ -16,7 +16,7 @@ from selfplay.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_s
 from test_cards import hand_built_run
 
 ROUND1 = {"proposed": 6, "valid": 4, "novel": 3, "solve_targets": 3, "attempts": 12,
-          "parsed": 10, "passed": 5, "solved": 2, "selected": 2, "train_examples": 4}
+          "parsed": 10, "passed": 5, "solved": 2, "new_pairs": 3, "selected": 2, "train_examples": 4}
 
 
 @pytest.fixture
