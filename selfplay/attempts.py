@@ -84,11 +84,20 @@ class PuzzleProblem:
         return Pair(self.puzzle.source, attempt.solution)
 
 
-def train_puzzles_with_shortest_solution(store) -> list[tuple[Puzzle, Solution]]:
+HUMAN_ORIGINS = ("seed", "imported")
+"""Origins of solutions a person wrote (the rest the model wrote, `generated`)."""
+
+
+def train_puzzles_with_shortest_solution(store, *, human_only: bool = False
+                                         ) -> list[tuple[Puzzle, Solution]]:
     """Every solved train puzzle with its shortest solution: the few-shot examples of solve
-    and evaluation prompts."""
+    and evaluation prompts. `human_only` looks at human solutions only: evaluation's examples,
+    so that what a round's model is shown does not depend on what earlier rounds solved (the
+    same prompts for every round and for every arm of a benchmark)."""
     shortest: dict[int, str] = {}
     for s in store.solutions():
+        if human_only and s.origin not in HUMAN_ORIGINS:
+            continue
         if s.puzzle_id not in shortest or len(s.source) < len(shortest[s.puzzle_id]):
             shortest[s.puzzle_id] = s.source
     return [(sp.puzzle, Solution(shortest[sp.id])) for sp in store.puzzles(split="train")

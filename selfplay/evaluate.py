@@ -77,7 +77,8 @@ def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) ->
     # way round.
     sampling = sampling_config(ctx, ctx.config.eval)
     result = evaluate(ctx.resources.model(ctx.run.adapter(ctx.round)), eval_set.problems,
-                      train_puzzles_with_shortest_solution(ctx.store), ctx.resources.verifier(),
+                      train_puzzles_with_shortest_solution(ctx.store, human_only=True),
+                      ctx.resources.verifier(),
                       set_name=name, n=n, ks=ks, sampling=sampling,
                       prompt_config=ctx.config.prompts, seed=ctx.seed, round=ctx.round,
                       progress=ctx.progress)

@@ -8,6 +8,7 @@ import math
 import random
 from collections import defaultdict
 
+from selfplay.attempts import HUMAN_ORIGINS
 from selfplay.context import RoundContext
 from selfplay.summaries import SelectSummary, load_summary
 
@@ -70,7 +71,7 @@ def run(ctx: RoundContext) -> SelectSummary:
             # keep the promise on its own (a store with solve attempts still trains on none).
             synthetic = []
         human_pool = [(s.puzzle_id, s.id) for s in store.solutions()
-                      if s.origin in ("seed", "imported")]
+                      if s.origin in HUMAN_ORIGINS]
         train_ids = {sp.id for sp in store.puzzles(split="train")}
         human_pool = [h for h in human_pool if h[0] in train_ids]
         rng = random.Random(ctx.seed("select"))

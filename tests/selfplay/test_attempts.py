@@ -138,3 +138,20 @@ def test_a_resumed_sampler_draws_what_an_uninterrupted_one_would(ctx, sampler):
     resumed = [list(map(_key, rows)) for rows in sample_attempts(
         LOADED, problems, examples, done=first_chunk | {problems[-1].hash}, **kwargs)]
     assert resumed == whole[2:]
+
+
+def test_evaluation_examples_are_human_solutions_whatever_the_rounds_solved(ctx):
+    # The model's own (shorter) solution becomes a solve example, never an eval example: what
+    # evaluation shows the model must not depend on what earlier rounds solved.
+    record = load_seeds("train")[0]
+    pid = ctx.store.puzzle_id(record.puzzle.hash)
+    mine = "def g():\n    return 1\n"
+    with ctx.store.transaction():
+        ctx.store.add_solution(pid, mine, Solution(mine).hash, "generated", round=1)
+    solve_examples = dict((p.hash, s.source)
+                          for p, s in train_puzzles_with_shortest_solution(ctx.store))
+    eval_examples = dict((p.hash, s.source) for p, s in
+                         train_puzzles_with_shortest_solution(ctx.store, human_only=True))
+    assert solve_examples[record.puzzle.hash] == mine
+    assert eval_examples[record.puzzle.hash] == record.solutions[0]
+    assert eval_examples.keys() == solve_examples.keys()
