@@ -112,6 +112,21 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return choices[dtype]
 
 
+def sampling_dtype(device: torch.device | str = "cpu") -> str:
+    """The dtype to sample in: on a CPU with bf16 matmul units (AMX tiles or avx512_bf16)
+    `bfloat16`, whose matmuls there run several times faster than fp32 (bench/sample.py
+    measures both bounds); elsewhere on a CPU `float32`. On a GPU, `auto`'s choice.
+
+    A helper for configs to use, not `auto`'s meaning: a run's `model.dtype` also loads the
+    base its LoRA trains on (selfplay.stages.train), which this does not decide."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        return str(resolve_dtype("auto", device)).removeprefix("torch.")
+    fast = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return "bfloat16" if fast else "float32"
+
+
 def _set_threads(threads: int, device: torch.device, n_params: int) -> int:
     # Torch's thread pool is process-wide; setting it is the only way to honour the config.
     # The sampler sets it again around its own work, so a later load cannot slow this model.
@@ -367,5 +382,5 @@ def model_summary(loaded: LoadedModel) -> dict:
 
 
 __all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "auto_threads", "cache_dir",
-           "convert_smollm2", "load_model", "model_summary", "prepare_tokenizer", "smollm2_gguf",
-           "torch_threads"]
+           "convert_smollm2", "load_model", "model_summary", "prepare_tokenizer", "sampling_dtype",
+           "smollm2_gguf", "torch_threads"]

@@ -125,3 +125,12 @@ def test_every_row_gets_a_completion(tiny_model, n, batch):
     assert [len(r) for r in rows] == [n, n, n]
     assert rows[0] == rows[2]  # same prompt text, same sample seeds, wherever they ran
     assert all(1 <= c.tokens <= 24 for r in rows for c in r)
+
+
+def test_sampling_dtype_follows_the_cpu(monkeypatch):
+    from training.models import sampling_dtype
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert sampling_dtype("cpu") == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert sampling_dtype("cpu") == "bfloat16"
