@@ -13,6 +13,7 @@ Speed (one table, every row measured in this run, each as a share of this run's 
   on the shape, so it runs only `--baseline-samples` completions); `reference` is our
   sampler's generic path (the model's own forward, as before the shared-prefix path);
   `sampler` is `training.sampling.sample_completions` (the shared-prefix path where it applies);
+  `vllm` (where vllm is importable) is the same call with backend = "vllm";
 - bounds: a large square matmul's FLOP rate in fp32 and in bf16, over 2 x parameters FLOPs a
   token: what the cores could do if sampling were nothing but the weights' matmuls.
 tok/s counts generated tokens up to the end of each function. The machine may be shared:
@@ -26,6 +27,8 @@ completions (teacher-forced through the decode step), and solve pass@k on a fixe
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import math
 import os
 import platform
@@ -125,8 +128,18 @@ def engine_reference(loaded, prompts, n, config, args):
     return engine_sampler(loaded, prompts, n, config, args, reference=True)
 
 
+def engine_vllm(loaded, prompts, n, config, args):
+    """`training.vllm_backend` (one seeded request per sample, prefix caching); its engine is
+    started, and its first prompt cached, before the clock starts."""
+    config = dataclasses.replace(config, backend="vllm")
+    sample_completions(loaded, prompts, 1, dataclasses.replace(config, max_new_tokens=2), seed=1)
+    return engine_sampler(loaded, prompts, n, config, args)
+
+
 ENGINES = {"generate": engine_generate, "reference": engine_reference,
            "sampler": engine_sampler}
+if importlib.util.find_spec("vllm") is not None:
+    ENGINES["vllm"] = engine_vllm
 
 
 def speed(args) -> None:

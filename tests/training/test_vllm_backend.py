@@ -131,10 +131,12 @@ def test_a_tiny_loop_round_runs_on_vllm(tmp_path, tiny_model):
     text = config.read_text()
     assert 'backend = "auto"' in text
     config.write_text(text.replace('backend = "auto"', 'backend = "vllm"', 1))
-    # Two rounds: round 1 samples through the LoRA request of round 0's adapter.
-    result = run(path, rounds=2)
-    assert result
+    # Two rounds: round 2 samples through the LoRA request of round 1's adapter.
+    assert run(path, rounds=2)
     import sqlite3
     db = sqlite3.connect(path / "store.sqlite")
-    rounds = {r for (r,) in db.execute("SELECT DISTINCT round FROM proposals")}
-    assert rounds == {0, 1}
+    assert {r for (r,) in db.execute("SELECT DISTINCT round FROM proposals")} == {1, 2}
+    from training import vllm_backend
+    assert vllm_backend._engine is not None and vllm_backend._engine[0][-1] > 0  # LoRA on
+    adapters = {Path(p).parent.name for p, _ in vllm_backend._lora_ids}
+    assert adapters >= {"r1"}, vllm_backend._lora_ids
