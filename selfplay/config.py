@@ -209,16 +209,20 @@ def _preset_tiny() -> RunConfig:
 
 def _preset_cpu() -> RunConfig:
     # Sized for 2 CPU cores and SmolLM2-135M: a round of minutes, not hours. Sampling cost
-    # grows with prompt length, so prompts stay short.
+    # grows with prompt length, so prompts stay short. A 135M model rarely solves a fresh
+    # puzzle (none of 240 attempts at train seeds before training), so the rounds lean on
+    # expert iteration: once round 1 has trained on human pairs, the model re-solves solved
+    # train puzzles (`solved_train`) and its new verified solutions train the next round.
     return RunConfig(
         rounds=2,
         model=ModelConfig(name="smollm2-135m"),
-        generation=GenerationConfig(batch_size=32),
+        generation=GenerationConfig(batch_size=64),
         prompts=PromptConfig(propose_examples=3, solve_examples=2, max_prompt_tokens=768,
                              completion_tokens=160),
         propose=ProposeConfig(prompts=12, per_prompt=4, max_new_tokens=160),
-        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=8),
-        train=TrainConfig(steps=12, micro_batch=2, grad_accum=2, block_size=384,
+        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=8, solved_train=96),
+        select=SelectConfig(per_puzzle=4, min_examples=64),
+        train=TrainConfig(steps=16, micro_batch=4, grad_accum=2, block_size=384,
                           checkpoint_every=4),
         eval=EvalConfig(k=(1, 4), samples=4, max_problems=12),
     )
