@@ -114,6 +114,19 @@ MIGRATIONS = (
     );
     ALTER TABLE attempts ADD COLUMN solution TEXT NOT NULL DEFAULT '';
     """,
+    # 3: preference pairs of a round (a passing and a failing attempt of one puzzle, for DPO),
+    # kept by attempt id so each side's completion, verdict and provenance stay traceable.
+    """
+    CREATE TABLE preference_pairs (
+        round INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        puzzle_id INTEGER NOT NULL REFERENCES puzzles (id),
+        chosen_attempt INTEGER NOT NULL REFERENCES attempts (id),
+        rejected_attempt INTEGER NOT NULL REFERENCES attempts (id),
+        provenance TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (round, position)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -191,6 +204,18 @@ class TrainExample:
     puzzle_id: int
     solution_id: int
     kind: str
+
+
+@dataclass
+class PreferencePair:
+    """A passing (chosen) and a failing (rejected) attempt of one puzzle in one round."""
+
+    round: int
+    position: int
+    puzzle_id: int
+    chosen_attempt: int
+    rejected_attempt: int
+    provenance: dict = field(default_factory=dict)
 
 
 class Store:
@@ -445,6 +470,30 @@ class Store:
         rows = self.db.execute("SELECT * FROM train_examples WHERE round=? ORDER BY position",
                                (round,))
         return [TrainExample(*row) for row in rows]
+
+    def set_preference_pairs(self, round: int,
+                             pairs: Iterable[tuple[int, int, int, dict]]) -> None:
+        """Record round's preference pairs: (puzzle id, chosen attempt id, rejected attempt id,
+        provenance) in order; replaces what the round held (a resumed select writes it again)."""
+        self._write("DELETE FROM preference_pairs WHERE round=?", (round,))
+        for position, (pid, chosen, rejected, provenance) in enumerate(pairs):
+            self._write("INSERT INTO preference_pairs VALUES (?,?,?,?,?,?)",
+                        (round, position, pid, chosen, rejected, _dumps(provenance)))
+
+    def preference_pairs(self, round: int) -> list[PreferencePair]:
+        rows = self.db.execute(
+            "SELECT round, position, puzzle_id, chosen_attempt, rejected_attempt, provenance "
+            "FROM preference_pairs WHERE round=? ORDER BY position", (round,))
+        return [PreferencePair(*row[:5], json.loads(row[5])) for row in rows]
+
+    def attempt(self, attempt_id: int) -> Attempt:
+        row = self.db.execute(
+            "SELECT round, stage, puzzle_hash, attempt, completion, solution_hash, verdict, "
+            "detail, seconds, provenance, id, solution FROM attempts WHERE id=?",
+            (attempt_id,)).fetchone()
+        if row is None:
+            raise SelfplayError(f"{self.path}: no attempt with id {attempt_id}")
+        return Attempt(*row[:9], json.loads(row[9]), *row[10:])
 
     def solution(self, solution_id: int) -> StoredSolution:
         row = self.db.execute(
