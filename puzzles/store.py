@@ -27,7 +27,9 @@ from puzzles.errors import SelfplayError
 from puzzles.format import Puzzle
 from puzzles.records import PuzzleRecord
 
-ORIGINS = ("seed", "imported", "generated")
+ORIGINS = ("seed", "imported", "generated", "generator")
+"""seed: the shipped corpus; imported: a file a person gave; generated: the model wrote it;
+generator: a rule-based generator (puzzles.generators) drew it, human-authored like a seed."""
 
 # Each entry upgrades the schema by one version; never edit one that has shipped.
 MIGRATIONS = (
@@ -126,6 +128,17 @@ MIGRATIONS = (
         provenance TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (round, position)
     );
+    """,
+    # 4: origin `generator` (puzzles.generators). SQLite cannot alter a CHECK constraint; its
+    # documented way for a change that leaves every stored row valid is to edit the schema text
+    # (https://sqlite.org/lang_altertable.html, "other kinds of table schema changes"), which
+    # spares copying the tables that solutions, train_examples and preference_pairs point at.
+    """
+    PRAGMA writable_schema = ON;
+    UPDATE sqlite_master SET sql = replace(sql, "'imported', 'generated')",
+                                           "'imported', 'generated', 'generator')")
+        WHERE type = 'table' AND name IN ('puzzles', 'solutions');
+    PRAGMA writable_schema = RESET
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

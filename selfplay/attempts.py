@@ -84,8 +84,9 @@ class PuzzleProblem:
         return Pair(self.puzzle.source, attempt.solution)
 
 
-HUMAN_ORIGINS = ("seed", "imported")
-"""Origins of solutions a person wrote (the rest the model wrote, `generated`)."""
+HUMAN_ORIGINS = ("seed", "imported", "generator")
+"""Origins of solutions a person wrote (the rest the model wrote, `generated`); a rule-based
+generator's reference solution is a person's, written once for every instance."""
 
 
 def train_puzzles_with_shortest_solution(store, *, human_only: bool = False
