@@ -16,6 +16,7 @@ from training.data import LOSS_ON
 SMOLLM2 = "smollm2-135m"
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 BACKENDS = ("auto", "transformers", "vllm")
+OBJECTIVES = ("sft", "dpo", "sft+dpo")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ class TrainConfig:
     """"auto" (bf16 on a GPU that has it, else float32), "no", "bf16" or "fp16"."""
     gradient_checkpointing: bool = False
     """Recompute layer activations in the backward pass: less memory, ~30% more compute."""
+    objective: str = "sft"
+    """"sft": next-token loss on verified pairs. "dpo": DPO's sigmoid loss on preference pairs
+    (a passing and a failing attempt of one puzzle), the reference being the same model with
+    the LoRA adapter disabled. "sft+dpo": the sum of the SFT loss (per token) on the chosen
+    solutions of those pairs and the DPO loss (per pair)."""
+    beta: float = 0.1
+    """DPO's beta: how strongly the policy is held to the reference (larger: closer)."""
 
     def __post_init__(self):
         checks = [
@@ -85,6 +93,9 @@ class TrainConfig:
             (self.loss_on in LOSS_ON, f"loss_on must be one of {', '.join(LOSS_ON)}"),
             (self.loss_chunk_tokens >= 0, "loss_chunk_tokens must be >= 0"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.objective in OBJECTIVES,
+             f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}"),
+            (self.beta > 0, "beta must be > 0"),
             (self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}"),
         ]

@@ -40,6 +40,8 @@ from training.lora import (
     ADAPTER_FILES, LoraSettings, adapter_hash, check_adapter_dir, lora_config_for, quiet_peft,
     run_adapter, save_adapter_files,
 )
+from training.preference import PreferenceData, PreferenceLossModel, collate_pairs, \
+    tokenize_preferences
 from training.settings import TrainConfig
 
 SUMMARY_FILE = "summary.json"
@@ -96,8 +98,11 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
                   config: TrainConfig = TrainConfig(), lora: LoraSettings = LoraSettings(), *,
                   init_adapter: str | Path | None = None, resume: bool = True,
                   progress: bool = False, on_step: Callable[[StepInfo], None] | None = None,
+                  preferences: Sequence[tuple[str, str, str]] = (),
                   ) -> TrainSummary:
-    """Train a LoRA adapter on `base` (a LoadedModel) from (puzzle, solution) source pairs.
+    """Train a LoRA adapter on `base` (a LoadedModel) from (puzzle, solution) source pairs, or,
+    when `config.objective` is "dpo" or "sft+dpo", from `preferences`: (puzzle, chosen solution,
+    rejected solution) triples (training.preference); `pairs` is then not used.
 
     Writes the adapter into out_dir itself (adapter_config.json + adapter_model.safetensors, so
     `PeftModel.from_pretrained(base, out_dir)` loads it, as after TRL's `save_model`),
@@ -111,11 +116,16 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     was. Raises SelfplayError if no pair fits in a block or out_dir holds a different run.
     """
     out_dir = Path(out_dir)
-    if not pairs:
+    preferring = config.objective != "sft"
+    if preferring:
+        pairs = ()
+        if not preferences:
+            raise SelfplayError(f"objective {config.objective} needs preference pairs: none given")
+    elif not pairs:
         raise SelfplayError("no pairs to train on")
     if init_adapter is not None:
         check_adapter_dir(init_adapter)
-    inputs = _run_inputs(base, pairs, config, lora, init_adapter)
+    inputs = _run_inputs(base, pairs, config, lora, init_adapter, preferences)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -134,10 +144,17 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
                            f"{checkpoint}")
 
     block_size = min(config.block_size, base.context_length or config.block_size)
-    packing = build_blocks(base.tokenizer, pairs, block_size=block_size, loss_on=config.loss_on)
-    if not packing.blocks:
-        raise SelfplayError(f"no pair fits in a block of {block_size} tokens "
-                            f"(all {packing.n_dropped} were longer)")
+    if preferring:
+        packing = tokenize_preferences(base.tokenizer, preferences, block_size)
+        if not packing.pairs:
+            raise SelfplayError(f"no preference pair fits in {block_size} tokens a side "
+                                f"(all {packing.n_dropped} were longer)")
+    else:
+        packing = build_blocks(base.tokenizer, pairs, block_size=block_size,
+                               loss_on=config.loss_on)
+        if not packing.blocks:
+            raise SelfplayError(f"no pair fits in a block of {block_size} tokens "
+                                f"(all {packing.n_dropped} were longer)")
     set_seed(config.seed)  # before the adapter exists: its initial weights are random
     with (_borrowed(base.model, config.gradient_checkpointing) as hf_model,
           _adapter_on(hf_model, lora, init_adapter) as peft_model):
@@ -149,15 +166,17 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
 # The loop
 
 
-def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: TrainConfig,
-           inputs: dict, checkpoint: Path | None, progress: bool, on_step) -> TrainSummary:
+def _train(accelerator, peft_model, packing: Packing | PreferenceData, out_dir: Path,
+           config: TrainConfig, inputs: dict, checkpoint: Path | None, progress: bool, on_step
+           ) -> TrainSummary:
     world = accelerator.num_processes
+    data = _StepData(packing, config)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     per_step = config.micro_batch * config.grad_accum * world
-    total_steps = config.steps or max(1, math.ceil(config.epochs * len(packing.blocks) / per_step))
+    total_steps = config.steps or max(1, math.ceil(config.epochs * len(data.items) / per_step))
     scheduler = _warmup_cosine(optimizer, total_steps, config.warmup_ratio)
 
     state = {"step": 0, "tokens": 0, "loss_tokens": 0, "positions": 0, "seconds": 0.0,
@@ -165,37 +184,34 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
     if checkpoint is not None:
         state = _load_checkpoint(checkpoint, peft_model, optimizer, scheduler,
                                  accelerator.process_index, accelerator.device)
-    loss_model, optimizer = accelerator.prepare(
-        LossModel(peft_model, config.loss_chunk_tokens), optimizer)
+    loss_model, optimizer = accelerator.prepare(data.loss_model(peft_model), optimizer)
     if checkpoint is not None:
         # Last, so that nothing above (adapter init, prepare) shifts the random stream.
         _set_rng_state(torch.load(checkpoint / f"rng_{accelerator.process_index}.pt",
                                   weights_only=False))
 
-    order = _BlockOrder(len(packing.blocks), config.seed)
+    order = _BlockOrder(len(data.items), config.seed)
     bar = _progress_bar(progress and accelerator.is_main_process, total_steps, state["step"])
     started = time.monotonic()
     seconds_before = state["seconds"]
     for step in range(state["step"], total_steps):
         batches = [
-            [packing.blocks[order[i]] for i in _micro_batch_indices(
+            [data.items[order[i]] for i in _micro_batch_indices(
                 step, j, accelerator.process_index, config.micro_batch, config.grad_accum, world)]
             for j in range(config.grad_accum)]
-        mine = [b for micro in batches for b in micro]
-        counts = torch.tensor([sum(b.n_tokens for b in mine), sum(b.n_loss for b in mine),
-                               sum(len(b.input_ids) for b in mine)], device=accelerator.device)
+        counts = torch.tensor(data.counts(batches), device=accelerator.device)
         counts = accelerator.reduce(counts, reduction="sum")
         n_loss = counts[1].item()
         step_loss = torch.zeros((), device=accelerator.device)
         for j, micro in enumerate(batches):
-            tensors = {k: v.to(accelerator.device) for k, v in collate(micro).items()}
+            tensors = {k: v.to(accelerator.device) for k, v in data.collate(micro).items()}
             sync = j == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_model):
-                loss_sum = loss_model(**tensors)
+                loss = data.loss(loss_model(**tensors), counts)
                 # DDP averages gradients over ranks; scaling by world makes the result the
-                # gradient of the mean loss over every loss token of the global step.
-                accelerator.backward(loss_sum * world / n_loss)
-            step_loss += loss_sum.detach().float()
+                # gradient of the mean loss over the whole global step.
+                accelerator.backward(loss * world)
+            step_loss += loss.detach().float()
         grad_norm = (accelerator.clip_grad_norm_(params, config.max_grad_norm)
                      if config.max_grad_norm > 0 else torch.zeros(()))
         learning_rate = scheduler.get_last_lr()[0]
@@ -203,7 +219,7 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        loss = accelerator.reduce(step_loss, reduction="sum").item() / n_loss
+        loss = accelerator.reduce(step_loss, reduction="sum").item()
         state["step"] = step + 1
         state["tokens"] += int(counts[0].item())
         state["loss_tokens"] += int(n_loss)
@@ -236,7 +252,7 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
             first_loss=history[0]["loss"] if history else float("nan"),
             last_loss=history[-1]["loss"] if history else float("nan"),
             seconds=round(state["seconds"], 3), adapter=str(adapter_dir),
-            adapter_hash=adapter_hash(adapter_dir), examples=packing.n_examples,
+            adapter_hash=adapter_hash(adapter_dir), examples=data.n_examples,
             dropped=packing.n_dropped)
         _write_json(out_dir / SUMMARY_FILE, {"summary": summary.to_dict(), "inputs": inputs})
         with open(out_dir / LOG_FILE, "w") as fh:
@@ -249,6 +265,52 @@ def _train(accelerator, peft_model, packing: Packing, out_dir: Path, config: Tra
     if accelerator.device.type == "cuda":
         accelerator.free_memory()  # hand the GPU memory of optimizer state back for sampling
     return summary
+
+
+class _StepData:
+    """What a step reads and how its loss is weighed, for packed SFT blocks or DPO pairs.
+
+    `counts` are per rank and summed over ranks before the loss is weighed: [example tokens,
+    loss tokens, positions read, DPO pairs, loss tokens of chosen sides]. Each micro batch's
+    loss is divided by the global counts, so the step's losses sum to the mean over the step.
+    """
+
+    def __init__(self, packing: Packing | PreferenceData, config: TrainConfig):
+        self.config = config
+        self.packing = packing
+        self.preferring = isinstance(packing, PreferenceData)
+        self.items = packing.pairs if self.preferring else packing.blocks
+        self.n_examples = len(packing.pairs) if self.preferring else packing.n_examples
+
+    def loss_model(self, peft_model) -> torch.nn.Module:
+        if self.preferring:
+            return PreferenceLossModel(peft_model, self.config.beta)
+        return LossModel(peft_model, self.config.loss_chunk_tokens)
+
+    def collate(self, micro) -> dict:
+        return collate_pairs(micro, self.packing.pad_id) if self.preferring else collate(micro)
+
+    def counts(self, batches) -> list[int]:
+        if not self.preferring:
+            mine = [b for micro in batches for b in micro]
+            return [sum(b.n_tokens for b in mine), sum(b.n_loss for b in mine),
+                    sum(len(b.input_ids) for b in mine), 0, 0]
+        tokens = loss = positions = n_pairs = chosen = 0
+        for micro in batches:
+            width = max(max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in micro)
+            positions += 2 * len(micro) * width
+            for p in micro:
+                tokens += p.n_tokens
+                chosen += sum(p.chosen.loss_mask)
+                loss += sum(p.chosen.loss_mask) + sum(p.rejected.loss_mask)
+                n_pairs += 1
+        return [tokens, loss, positions, n_pairs, chosen]
+
+    def loss(self, out, counts):
+        if not self.preferring:
+            return out / counts[1]
+        dpo = out[0] / counts[3]
+        return dpo + out[1] / counts[4] if self.config.objective == "sft+dpo" else dpo
 
 
 class LossModel(torch.nn.Module):
@@ -404,13 +466,18 @@ def _checkpointing_on(hf_model) -> bool:
 # Checkpoints and the identity of a run
 
 
-def _run_inputs(base, pairs, config: TrainConfig, lora: LoraSettings, init_adapter) -> dict:
+def _run_inputs(base, pairs, config: TrainConfig, lora: LoraSettings, init_adapter,
+                preferences=()) -> dict:
     """What determines the result of a run; a checkpoint or finished run must match it."""
     digest = hashlib.sha256()
-    for puzzle, solution in pairs:
-        digest.update(json.dumps([puzzle, solution]).encode())
+    for pair in (preferences if config.objective != "sft" else pairs):
+        digest.update(json.dumps(list(pair)).encode())
     cfg = dataclasses.asdict(config)
     cfg.pop("checkpoint_every")  # how often we save does not change what we compute
+    if config.objective == "sft":
+        # An SFT run is the run it was before objectives existed: its checkpoints resume.
+        cfg.pop("objective")
+        cfg.pop("beta")
     return {
         "base": str(getattr(base, "fingerprint", "") or getattr(base, "name", "")),
         "pairs": digest.hexdigest()[:16],

@@ -10,7 +10,9 @@ import json
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a LoRA adapter on verified pairs (JSONL)")
-    p.add_argument("pairs", help='JSONL file, one {"puzzle": ..., "solution": ...} a line')
+    p.add_argument("pairs", help='JSONL file, one {"puzzle": ..., "solution": ...} a line; '
+                                 'for --objective dpo or sft+dpo one {"puzzle": ..., '
+                                 '"chosen": ..., "rejected": ...} a line')
     p.add_argument("--model", default="smollm2-135m",
                    help="base model: smollm2-135m (default), tiny, a hub id or a directory")
     p.add_argument("--out", required=True,
@@ -30,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: none)")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None,
                    help="trade compute for memory")
+    p.add_argument("--objective", choices=("sft", "dpo", "sft+dpo"),
+                   help="sft (default): next-token loss on pairs; dpo: DPO on preference pairs "
+                        "against the model without its adapter; sft+dpo: both summed")
+    p.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
     p.add_argument("--seed", type=int)
     p.add_argument("--rank", type=int, help="LoRA rank")
     p.add_argument("--alpha", type=float, help="LoRA alpha")
@@ -41,7 +47,8 @@ _CONFIG_ARGS = {"steps": "steps", "epochs": "epochs", "lr": "learning_rate",
                 "micro_batch": "micro_batch", "grad_accum": "grad_accum",
                 "block_size": "block_size", "loss_on": "loss_on",
                 "checkpoint_every": "checkpoint_every",
-                "gradient_checkpointing": "gradient_checkpointing", "seed": "seed"}
+                "gradient_checkpointing": "gradient_checkpointing", "seed": "seed",
+                "objective": "objective", "beta": "beta"}
 
 
 def cmd_train(args) -> int:
@@ -52,15 +59,19 @@ def cmd_train(args) -> int:
     from training.data import read_pairs
     from training.lora import LoraSettings
     from training.models import ModelConfig, load_model
+    from training.preference import read_preference_pairs
     from training.trainer import TrainConfig, existing_run, train_adapter
 
-    pairs = read_pairs(args.pairs)
+    config = TrainConfig(**{field: getattr(args, arg) for arg, field in _CONFIG_ARGS.items()
+                            if getattr(args, arg) is not None})
+    if config.objective == "sft":
+        pairs, preferences = read_pairs(args.pairs), ()
+    else:
+        pairs, preferences = (), read_preference_pairs(args.pairs)
     state = existing_run(args.out)
     if state and not args.resume:
         raise SelfplayError(f"{args.out} already holds a run ({state}): pass --resume to "
                             "continue it, or choose another --out")
-    config = TrainConfig(**{field: getattr(args, arg) for arg, field in _CONFIG_ARGS.items()
-                            if getattr(args, arg) is not None})
     lora = LoraSettings(**{k: v for k, v in (("rank", args.rank), ("alpha", args.alpha))
                            if v is not None})
     # Under `accelerate launch` every process must sit on its own GPU.
@@ -69,14 +80,15 @@ def cmd_train(args) -> int:
         else "auto"
     base = load_model(ModelConfig(name=args.model, device=device))
     summary = train_adapter(base, pairs, args.out, config, lora, init_adapter=args.init_adapter,
-                            resume=True, progress=sys.stderr.isatty())
+                            resume=True, progress=sys.stderr.isatty(), preferences=preferences)
     if os.environ.get("RANK", "0") != "0":
         return 0
     if args.json:
         print(json.dumps(summary.to_dict()))
     else:
         rate = summary.tokens / summary.seconds if summary.seconds else 0.0
-        print(f"trained {summary.steps} steps on {summary.examples} pairs "
+        what = "pairs" if config.objective == "sft" else f"preference pairs ({config.objective})"
+        print(f"trained {summary.steps} steps on {summary.examples} {what} "
               f"({summary.dropped} too long), loss {summary.first_loss:.4f} -> "
               f"{summary.last_loss:.4f}, {summary.tokens} tokens "
               f"({summary.useful_token_share:.1%} useful) at {rate:.0f} tokens/s")
