@@ -22,6 +22,7 @@ from puzzles.errors import PuzzleError
 from puzzles.records import atomic_write
 from puzzles.store import Store, StoredPuzzle
 from puzzles.types import parse_type
+from selfplay.audit import audit_tables, audit_warnings, bias_audit
 from selfplay.config import RunConfig
 from selfplay.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
                                  mean_pairwise_similarity)
@@ -47,6 +48,7 @@ def build_card(store: Store, config: RunConfig, round: int, *,
         "new_puzzles": _new_puzzles(store, new),
         "diversity": diversity(new),
         "novelty": novelty(store, new, round),
+        "audit": bias_audit(store, round, config.audit),
         "eval": _eval(store, round),
         "provenance": _provenance(store, config, round, record),
         "seconds": dict(record.seconds),
@@ -54,7 +56,8 @@ def build_card(store: Store, config: RunConfig, round: int, *,
     previous = diversity(store.puzzles(origin="generated", round=round - 1)) if round > 1 \
         else None
     card["warnings"] = (diversity_warnings(card["diversity"], previous, round)
-                        + share_warnings(card["training"]))
+                        + share_warnings(card["training"])
+                        + audit_warnings(card["audit"], round))
     if log is not None:
         for warning in card["warnings"]:
             log.warning("round %d card: WARNING %s", round, warning)
@@ -320,6 +323,12 @@ def card_markdown(card: dict) -> str:
     for title, rows in card_sections(card):
         lines += [f"## {title}", "", "| | |", "|---|---|"]
         lines += [f"| {_md(label)} | {_md(value)} |" for label, value in rows]
+        lines.append("")
+    # Cards written before the audit existed have none.
+    for title, header, rows in audit_tables(card["audit"]) if "audit" in card else []:
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
 

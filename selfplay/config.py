@@ -143,6 +143,21 @@ class TrackConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    max_distance: float = 0.5
+    """Total variation distance (0: the same distribution, 1: disjoint) between the human seeds
+    and a round's generated or selected puzzles, along one dimension of the data card's bias
+    audit (family, answer type, checker length, solution length), above which the card warns."""
+    min_puzzles: int = 10
+    """Warn only about populations of at least this many puzzles (or solutions): with fewer, a
+    large distance is mostly sampling noise. The card shows every distance regardless."""
+
+    def __post_init__(self):
+        if not 0 <= self.max_distance <= 1:
+            raise SelfplayError("audit.max_distance must be in [0, 1] (a total variation)")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
     """One seed for the whole run; every stage of every round derives its own from it."""
@@ -177,6 +192,8 @@ class RunConfig:
     """Held-out evaluation after every round (round 0 is the base model)."""
     track: TrackConfig = field(default_factory=TrackConfig)
     """Live metrics for experiment trackers (TensorBoard, wandb, ...)."""
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    """The data card's bias audit: how far each round's puzzles drift from the human seeds."""
 
     def __post_init__(self):
         # A run's rounds sample from base + round adapter, and vLLM applies one LoRA per
@@ -285,6 +302,8 @@ FREE_TO_CHANGE = {
     # run started (selfplay.stages.dedup.decontamination_sources), not the ones configured now.
     "eval": "every evaluation setting, sets included",
     "track": "which experiment trackers get live metrics, and where they write",
+    # Free because the audit only reads the store: its bounds change card warnings, no data.
+    "audit": "the bounds of the data card's bias audit (warnings only)",
 }
 
 
