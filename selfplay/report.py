@@ -16,6 +16,7 @@ from pathlib import Path
 from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from puzzles.store import Store
+from selfplay.audit import COMPARED, DIMENSIONS, POPULATIONS, audit_tables
 from selfplay.cards import build_card, card_sections, eval_sets, read_card
 from selfplay.rundir import RunDir
 from selfplay.summaries import Funnel
@@ -49,6 +50,8 @@ def write_report(run_dir: str | Path) -> Path:
         ("Stage funnel per round", plot_funnel(cards, out / "funnel.png")),
         ("Diversity and novelty of new puzzles", plot_diversity(cards, out / "diversity.png")),
         ("Training mix per round", plot_mix(cards, out / "mix.png")),
+        ("Bias audit: distance from the human seeds per round, and the answer types of the "
+         "last round", plot_audit(cards, out / "audit.png")),
     ]
     config_text = run.config_file.read_text(encoding="utf-8")
     headline = config.eval.sets[0] if config.eval.sets else "heldout"
@@ -219,6 +222,48 @@ def plot_mix(cards: dict[int, dict], path: Path) -> str:
     return path.name
 
 
+def plot_audit(cards: dict[int, dict], path: Path) -> str:
+    """Left: total variation from the human seeds per dimension over rounds (generated solid,
+    selected dashed) with the warning bound. Right: answer-type shares of the last audited
+    round, human beside generated and selected."""
+    fig, (left, right) = _figure(11, 3.6, 2)
+    # Cards written before the audit existed have none.
+    audits = {r: c["audit"] for r, c in cards.items() if c.get("audit")}
+    rounds = sorted(audits)
+    if not rounds:
+        _empty(left, "no audited rounds yet")
+        _empty(right, "no audited rounds yet")
+        fig.savefig(path)
+        return path.name
+    for i, (dim, label) in enumerate(DIMENSIONS.items()):
+        for who, style in zip(COMPARED, ("-", "--")):
+            left.plot(rounds, [_nan(audits[r]["dimensions"][dim]["distance"][who])
+                               for r in rounds], linestyle=style, marker="o", color=f"C{i}",
+                      label=f"{label}, {who}")
+    left.axhline(audits[rounds[-1]]["max_distance"], color="k", linestyle=":",
+                 label="warning bound")
+    left.set_ylim(0, 1.05)
+    left.set_ylabel("total variation from human")
+    _round_axis(left, rounds)
+    left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    last = rounds[-1]
+    types = audits[last]["dimensions"]["answer_type"]["shares"]
+    names = sorted({k for s in types.values() for k in s},
+                   key=lambda k: (-types["human"].get(k, 0.0), k))
+    width = 0.8 / len(POPULATIONS)
+    for i, who in enumerate(POPULATIONS):
+        xs = [j + (i - (len(POPULATIONS) - 1) / 2) * width for j in range(len(names))]
+        right.bar(xs, [types[who].get(k, 0.0) for k in names], width, label=who)
+    right.set_xticks(range(len(names)), names, rotation=30 if len(names) > 4 else 0,
+                     fontsize=8)
+    right.set_ylabel("share of puzzles")
+    right.set_title(f"answer types, round {last}", fontsize="medium")
+    right.grid(True, axis="y", alpha=0.3)
+    right.legend(fontsize="small")
+    fig.savefig(path)
+    return path.name
+
+
 def _k_order(k: str) -> tuple:
     return (0, int(k)) if str(k).isdigit() else (1, str(k))
 
@@ -330,6 +375,13 @@ def _card_html(card: dict) -> str:
         out += [f"<tr><td>{e(label)}</td><td>{e(value)}</td></tr>" for label, value in rows]
         out.append("</table></div>")
     out.append("</div>")
+    # The audit's tables have a column per population, too wide for the two-column grid.
+    for title, header, rows in audit_tables(card["audit"]) if card.get("audit") else []:
+        out.append(f'<table class="audit"><tr><th colspan="{len(header)}">{e(title)}</th></tr>'
+                   "<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        out += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>"
+                for row in rows]
+        out.append("</table>")
     return "\n".join(out)
 
 

@@ -70,6 +70,14 @@ def test_report_shows_cards_samples_pass_at_k_and_config(report):
     assert "[select]" in page and "human_share = 0.25" in page  # the run's config
 
 
+def test_report_plots_the_bias_audit_and_shows_its_tables(report):
+    run_dir, page = report
+    assert '<img src="audit.png"' in page
+    assert (run_dir / "report" / "audit.png").read_bytes().startswith(PNG_MAGIC)
+    assert page.count("Bias audit: answer type</th>") == 2  # one table per round's card
+    assert "<td>arith</td><td>50%</td>" in page  # the human seeds' family mix
+
+
 def test_report_prefers_the_card_file_and_builds_missing_ones(run_dir):
     card = card_of(run_dir, 1)
     card["warnings"] = ["written by the card stage"]
