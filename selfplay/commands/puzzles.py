@@ -1,4 +1,5 @@
-"""`selfplay puzzles add|list|export`: manage the puzzles in a store (or the shipped seeds)."""
+"""`selfplay puzzles add|generate|list|export`: manage the puzzles in a store (or the shipped
+seeds)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ def register(sub) -> None:
     add.add_argument("--timeout", type=float, help="seconds per check")
     add.add_argument("--workers", type=int, help="verifier worker processes")
     add.set_defaults(func=cmd_add)
+
+    gen = verbs.add_parser("generate", help="draw instances of the rule-based generators, "
+                                             "verify and store them (origin generator)")
+    gen.add_argument("--n", type=int, required=True, help="how many distinct instances to draw")
+    gen.add_argument("--seed", type=int, default=0, help="the seed the instances are drawn with")
+    gen.add_argument("--family", help="only this family's generators (default: every family)")
+    gen.add_argument("--store", required=True, help="the store file (created if missing)")
+    gen.add_argument("--timeout", type=float, help="seconds per check")
+    gen.add_argument("--workers", type=int, help="verifier worker processes")
+    gen.set_defaults(func=cmd_generate)
 
     ls = verbs.add_parser("list", help="list puzzles (the shipped seeds without --store)")
     ls.add_argument("--store", help="the store file; without it, the shipped seed corpus")
@@ -54,6 +65,23 @@ def cmd_add(args) -> int:
     with _open_store(args.store, must_exist=False) as store, Verifier(config) as verifier:
         report = add_file(store, args.file, verifier, split_file=args.split_file,
                           progress=sys.stderr.isatty())
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from puzzles.generators import generators
+    from sandbox import Verifier, VerifierConfig
+    from selfplay.generating import generate_into
+    from selfplay.tomlconfig import override
+    # Bad input fails here, before a store file is created or a sandbox started.
+    if args.n < 1:
+        raise SelfplayError(f"--n must be at least 1, not {args.n}")
+    generators(args.family)
+    config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers)
+    with _open_store(args.store, must_exist=False) as store, Verifier(config) as verifier:
+        report = generate_into(store, verifier, args.n, args.seed, args.family,
+                               progress=sys.stderr.isatty())
     print("\n".join(report.lines()))
     return 0
 
