@@ -22,10 +22,8 @@ import math
 from collections import Counter, defaultdict
 
 from puzzles.store import Store, StoredPuzzle
+from selfplay.attempts import HUMAN_ORIGINS
 from selfplay.config import AuditConfig
-
-HUMAN_ORIGINS = ("seed", "imported")
-"""Store origins of human-written puzzles and solutions."""
 POPULATIONS = ("human", "generated", "selected")
 COMPARED = ("generated", "selected")
 """The populations measured against the human one."""
