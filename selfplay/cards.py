@@ -91,6 +91,7 @@ def _training(store: Store, config: RunConfig, round: int, train) -> dict:
         "synthetic_share": kinds["synthetic"] / len(examples) if examples else None,
         "max_synthetic_share": 1 - config.select.human_share,
         "distinct_puzzles": len(puzzles),
+        "preference_pairs": len(store.preference_pairs(round)),
         "answer_types": _sorted_counts(types),
         "families": _sorted_counts(families),
     }
@@ -272,6 +273,7 @@ def card_sections(card: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         ("synthetic / human", f"{t['synthetic']} / {t['human']}"),
         ("synthetic share", f"{_num(t['synthetic_share'])} (bound {t['max_synthetic_share']:.2f})"),
         ("distinct puzzles", _num(t["distinct_puzzles"])),
+        ("preference pairs", _num(t.get("preference_pairs", 0))),
         ("answer types", _mix(t["answer_types"])),
         ("families", _mix(t["families"])),
     ] + [(k.replace("_", " "), _num(t[k])) for k in ("steps", "first_loss", "last_loss")

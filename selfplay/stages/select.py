@@ -1,6 +1,8 @@
 """Stage 6, select: store every verified solution, keep the learnable puzzles (solve rate
 strictly between the bounds), up to m shortest distinct solutions each, and mix in human seed
-pairs so they never fall below their share of the round's training set."""
+pairs so they never fall below their share of the round's training set. When the round trains
+with a preference objective (train.objective dpo or sft+dpo), also pair a passing with a failing
+attempt of each learnable puzzle: the chosen/rejected pairs of DPO."""
 
 from __future__ import annotations
 
@@ -26,6 +28,35 @@ def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: in
     return n_synthetic, n_human
 
 
+FAILED = ("fail", "error")
+"""Verdicts of a rejected side: it ran and returned a wrong answer, or raised. Not an attempt
+that did not parse (no solution to score) nor a timeout (no verdict on what it computes)."""
+
+
+def preference_pairs(attempts, per_puzzle: int, seed: str) -> list[tuple[object, object]]:
+    """(chosen, rejected) attempts of one puzzle: up to `per_puzzle` pairs of a distinct passing
+    and a distinct failing solution, each side used as evenly as the counts allow.
+
+    Seeded per puzzle (seed and puzzle hash), so a puzzle's pairs do not depend on which other
+    puzzles the round holds or in what order they are visited: a resumed select repeats them.
+    """
+    passes, fails = {}, {}
+    for a in sorted(attempts, key=lambda a: a.attempt):
+        if a.verdict == "pass":
+            passes.setdefault(a.solution_hash, a)
+        elif a.verdict in FAILED and a.solution:
+            fails.setdefault(a.solution_hash, a)
+    if not passes or not fails:
+        return []
+    rng = random.Random(seed)
+    chosen = sorted(passes.values(), key=lambda a: a.solution_hash)
+    rejected = sorted(fails.values(), key=lambda a: a.solution_hash)
+    rng.shuffle(chosen)
+    rng.shuffle(rejected)
+    n = min(per_puzzle, max(len(chosen), len(rejected)))
+    return [(chosen[i % len(chosen)], rejected[i % len(rejected)]) for i in range(n)]
+
+
 def run(ctx: RoundContext) -> SelectSummary:
     cfg = ctx.config.select
     store = ctx.store
@@ -35,6 +66,8 @@ def run(ctx: RoundContext) -> SelectSummary:
     verify = load_summary("verify", store.stage_summary(ctx.round, "verify"))
     verifier = verify.verifier if verify is not None else ""
     synthetic: list[tuple[int, str]] = []  # (puzzle id, solution hash)
+    preferences: list[tuple[int, int, int, dict]] = []
+    preferring = ctx.config.train.objective != "sft" and cfg.synthetic
     solved = kept = new_pairs = on_solved = 0
     with store.transaction():
         for puzzle_hash, attempts in by_puzzle.items():
@@ -59,6 +92,12 @@ def run(ctx: RoundContext) -> SelectSummary:
             new_pairs += len(distinct)
             on_solved += len(distinct) if target == "solved" else 0
             rate = len(passes) / len(attempts)
+            if preferring and sp.puzzle.split == "train":
+                for chosen, rejected in preference_pairs(
+                        attempts, cfg.per_puzzle, f"{ctx.seed('select-pairs')}-{puzzle_hash}"):
+                    preferences.append((sp.id, chosen.id, rejected.id, {
+                        "chosen": chosen.attempt, "rejected": rejected.attempt,
+                        "rejected_verdict": rejected.verdict, "solve_rate": rate}))
             if (not (cfg.min_solve_rate < rate < cfg.max_solve_rate)
                     or sp.puzzle.split != "train" or not distinct):
                 continue
@@ -84,7 +123,9 @@ def run(ctx: RoundContext) -> SelectSummary:
                     + [(pid, sid, "human") for pid, sid in chosen_hum])
         rng.shuffle(examples)
         store.set_train_examples(ctx.round, examples)
+        store.set_preference_pairs(ctx.round, preferences)
     ctx.log.info("round %d select: %d puzzles solved, %d new verified pairs (%d on puzzles "
                  "solved before), %d puzzles kept as learnable; training on %d synthetic + %d "
-                 "human examples", ctx.round, solved, new_pairs, on_solved, kept, n_syn, n_hum)
+                 "human examples%s", ctx.round, solved, new_pairs, on_solved, kept, n_syn, n_hum,
+                 f" and {len(preferences)} preference pairs" if preferring else "")
     return SelectSummary(solved, kept, n_syn, n_hum, new_pairs, on_solved)
