@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -209,30 +210,79 @@ def test_cli_names_the_bad_preference_line(tmp_path, capsys):
 
 
 def test_loss_equals_trls_dpo_loss(base, peft_model):
-    """Where TRL is installed: its sigmoid DPO loss on the same log-probs and batch."""
-    trl = pytest.importorskip("trl")
+    """Where TRL is installed: TRL's own DPO loss code (DPOTrainer._compute_loss, sigmoid, the
+    reference by disabling the PEFT adapter) on the same model and batch gives our loss."""
+    pytest.importorskip("trl")
+    from trl import DPOTrainer
+
     _, batch = _batch(base)
     peft_model.eval()
     with torch.no_grad():
         ours = PreferenceLossModel(peft_model, beta=0.1)(**batch)[0] / len(TRIPLES)
-        policy = sequence_logps(peft_model.get_base_model(), **batch)
-        with peft_model.disable_adapter():
-            ref = sequence_logps(peft_model.get_base_model(), **batch)
-    theirs = _trl_loss(trl, policy, ref, len(TRIPLES), beta=0.1)
+        completion_mask = (batch["labels"] != -100).long()
+        inputs = {"input_ids": batch["input_ids"], "completion_mask": completion_mask,
+                  "attention_mask": _attention_mask(batch)}
+        theirs = DPOTrainer._compute_loss(_TrlStandIn(peft_model, beta=0.1), peft_model,
+                                          inputs, return_outputs=False)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    # Not the trivial log 2 of a reference equal to the policy: the adapter moved the margins.
+    assert abs(theirs.item() - math.log(2)) > 1e-3
 
 
-def _trl_loss(trl, policy, ref, n, beta):
-    """TRL's DPOTrainer.dpo_loss (sigmoid), called unbound on a stand-in holding its settings."""
-    from types import SimpleNamespace
+def _attention_mask(batch):
+    """1 on every real token: the rows are right-padded, and each row's length is where its
+    last loss token is (the EOS ends every side)."""
+    labels = batch["labels"]
+    positions = torch.arange(labels.shape[1])
+    last = ((labels != -100) * positions).max(dim=1).values
+    return (positions[None, :] <= last[:, None]).long()
 
-    from trl import DPOTrainer
 
-    fake = SimpleNamespace(beta=beta, loss_type=["sigmoid"], label_smoothing=0.0,
-                           reference_free=False, f_divergence_type="reverse_kl",
-                           f_alpha_divergence_coef=1.0, use_weighting=False, aux_loss_enabled=False,
-                           loss_weights=None, accelerator=SimpleNamespace(device=policy.device),
-                           args=SimpleNamespace(loss_type=["sigmoid"], use_weighting=False,
-                                                rpo_alpha=None, ld_alpha=None))
-    losses, _, _ = DPOTrainer.dpo_loss(fake, policy[:n], policy[n:], ref[:n], ref[n:])
-    return losses.mean()
+class _TrlStandIn:
+    """What DPOTrainer._compute_loss reads of its trainer, for one sigmoid-loss call."""
+
+    def __init__(self, peft_model, beta):
+        from collections import defaultdict
+        from types import SimpleNamespace
+
+        _fuse_head(peft_model)
+        self.model = peft_model
+        self.ref_model = None
+        self.beta = beta
+        self.loss_types, self.loss_weights = ["sigmoid"], [1.0]
+        self.ld_alpha = None
+        self.f_divergence_type = "reverse_kl"
+        self.f_alpha_divergence_coef = 1.0
+        self.label_smoothing = 0.0
+        self.use_weighting = False
+        self.aux_loss_enabled = False
+        self.precompute_ref_logps = False
+        self.args = SimpleNamespace(gradient_checkpointing_kwargs=None)
+        self._metrics = defaultdict(lambda: defaultdict(list))
+        self._total_train_tokens = 0
+        self._tp_size = 1
+        self.accelerator = SimpleNamespace(device=torch.device("cpu"), unwrap_model=lambda m: m,
+                                           gather_for_metrics=lambda t: t, gather=lambda t: t)
+
+    def __getattr__(self, name):
+        raise AttributeError(f"the TRL stand-in lacks {name!r}: TRL changed what it reads")
+
+
+def _fuse_head(peft_model):
+    """Give the PeftModel instance the output TRL's fused LM head returns: per-token log-probs of
+    the (unshifted) labels, 0 where a label is -100, and its metric fields. The forward itself
+    is peft's own, so disabling the adapter (TRL's reference) works as in TRL."""
+    from types import MethodType, SimpleNamespace
+
+    plain = type(peft_model).forward
+
+    def forward(self, labels=None, fused_lm_head=False, **kwargs):
+        logits = plain(self, **kwargs).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        logp = torch.log_softmax(logits, -1)
+        token = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * (targets != -100)
+        return SimpleNamespace(log_probs=token, entropy=-(logp.exp() * logp).sum(-1),
+                               mean_logits=logits.mean(-1),
+                               is_top1=logits.argmax(-1) == targets)
+
+    peft_model.forward = MethodType(forward, peft_model)
