@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from puzzles.errors import SelfplayError  # noqa: E402
-from selfplay.learnbench import (ARMS, BenchSettings, pass_at_k_table, quick_settings,  # noqa: E402
-                                 rounds_table, run_bench)
+from selfplay.learnbench import (DEFAULT_ARMS, BenchSettings,  # noqa: E402
+                                 pass_at_k_table, quick_settings, rounds_table, run_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help=f"rounds per arm (default {defaults.rounds})")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--p3", default="", help="a P3 puzzles.json: its test split is an eval set")
-    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms")
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                        help="comma-separated arms: selfplay, control, dpo")
     parser.add_argument("--samples", type=int, help=f"n per problem (default {defaults.samples})")
     parser.add_argument("--eval-problems", type=int,
                         help=f"problems per eval set (default {defaults.eval_problems})")

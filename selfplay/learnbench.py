@@ -38,8 +38,13 @@ from selfplay.summaries import Funnel, round_records
 ARMS = {
     "selfplay": "the loop as configured",
     "control": "the same training steps and schedule on human seed pairs only",
+    "dpo": "the loop with train.objective sft+dpo: SFT on the chosen side of pairs of a "
+           "passing and a failing attempt of one puzzle, plus DPO on the pairs",
 }
+DEFAULT_ARMS = ("selfplay", "control")
+"""The arms a benchmark runs unless told otherwise (`dpo` is opt-in: one more loop's time)."""
 CONTROL = "control"
+PREFERENCE = "dpo"
 KS = (1, 10)
 """The k of pass@k the benchmark reports."""
 SETTINGS_FILE = "bench.json"
@@ -65,8 +70,8 @@ class BenchSettings:
     eval_problems: int = 100
     """Problems per eval set, drawn with the seed (the held-out seed families have 81, so all
     of them are measured at the default; P3 test and HumanEval are subsets)."""
-    arms: tuple[str, ...] = tuple(ARMS)
-    """Which arms to run (`selfplay`, `control`)."""
+    arms: tuple[str, ...] = DEFAULT_ARMS
+    """Which arms to run (`selfplay`, `control`, `dpo`)."""
     resamples: int = 2000
     """Bootstrap resamples per interval."""
     level: float = 0.9
@@ -119,8 +124,8 @@ def _humaneval_installed() -> bool:
 
 
 def arm_config(settings: BenchSettings, arm: str) -> RunConfig:
-    """An arm's run config: the preset with the benchmark's seed and eval, and for the control
-    arm no synthetic data."""
+    """An arm's run config: the preset with the benchmark's seed and eval, for the control
+    arm no synthetic data, for the dpo arm the sft+dpo objective."""
     config = preset(settings.preset, model=settings.model or None)
     config = dataclasses.replace(
         config, seed=settings.seed, rounds=settings.rounds,
@@ -130,6 +135,9 @@ def arm_config(settings: BenchSettings, arm: str) -> RunConfig:
     if arm == CONTROL:
         config = dataclasses.replace(
             config, select=dataclasses.replace(config.select, synthetic=False))
+    elif arm == PREFERENCE:
+        config = dataclasses.replace(
+            config, train=dataclasses.replace(config.train, objective="sft+dpo"))
     return config
 
 

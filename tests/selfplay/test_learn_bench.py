@@ -80,6 +80,14 @@ def test_arms_differ_only_in_the_synthetic_switch():
     assert selfplay.eval.sets == ("heldout",)
 
 
+def test_the_dpo_arm_differs_only_in_the_objective():
+    settings = BenchSettings(preset="tiny", humaneval=False, arms=("selfplay", "dpo"))
+    selfplay, dpo = arm_config(settings, "selfplay"), arm_config(settings, "dpo")
+    assert dpo.train.objective == "sft+dpo" and selfplay.train.objective == "sft"
+    assert dataclasses.replace(dpo, train=selfplay.train) == selfplay
+    assert BenchSettings().arms == ("selfplay", "control")
+
+
 @pytest.mark.skipif(not P3.is_file(), reason=f"no P3 file at {P3}")
 def test_the_p3_set_is_a_fixed_test_subset_of_at_least_100_problems():
     settings = BenchSettings(preset="tiny", humaneval=False, p3=str(P3))
