@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import parse_puzzle, parse_solution
@@ -189,6 +189,25 @@ def collate(blocks: Sequence[Block]):
     }
 
 
+def read_text_records(path: str | Path, keys: tuple[str, ...]) -> Iterator[tuple[str, dict]]:
+    """Each non-blank line of a JSONL file as (where, record), where names the line and record
+    is an object whose `keys` hold non-empty strings; a line that is not raises SelfplayError
+    naming it. The shared reading of pairs files (SFT pairs, preference pairs)."""
+    for line in read_json_lines(path):
+        where = f"{path} line {line.lineno}"
+        if line.error:
+            raise SelfplayError(f"{where}: {line.error}")
+        record = line.value
+        if not isinstance(record, dict):
+            raise SelfplayError(f"{where}: expected an object with keys {' and '.join(keys)}")
+        for key in keys:
+            if key not in record:
+                raise SelfplayError(f"{where}: missing key {key!r}")
+            if not isinstance(record[key], str) or not record[key].strip():
+                raise SelfplayError(f"{where}: {key!r} must be a non-empty string")
+        yield where, record
+
+
 def read_pairs(path: str | Path, *, validate: bool = True) -> list[tuple[str, str]]:
     """Read a JSONL file of verified pairs, one `{"puzzle": ..., "solution": ...}` per line.
 
@@ -196,18 +215,7 @@ def read_pairs(path: str | Path, *, validate: bool = True) -> list[tuple[str, st
     so a malformed one fails here, naming its line, rather than deep inside training.
     """
     pairs = []
-    for line in read_json_lines(path):
-        where = f"{path} line {line.lineno}"
-        if line.error:
-            raise SelfplayError(f"{where}: {line.error}")
-        record = line.value
-        if not isinstance(record, dict):
-            raise SelfplayError(f"{where}: expected an object with keys puzzle and solution")
-        for key in ("puzzle", "solution"):
-            if key not in record:
-                raise SelfplayError(f"{where}: missing key {key!r}")
-            if not isinstance(record[key], str) or not record[key].strip():
-                raise SelfplayError(f"{where}: {key!r} must be a non-empty string")
+    for where, record in read_text_records(path, ("puzzle", "solution")):
         if validate:
             try:
                 puzzle = parse_puzzle(record["puzzle"])

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import parse_puzzle, parse_solution
-from puzzles.records import read_json_lines
-from training.data import IGNORE_INDEX, Example, tokenize_pair
+from training.data import IGNORE_INDEX, Example, read_text_records, tokenize_pair
 
 PREFERENCE_KEYS = ("puzzle", "chosen", "rejected")
 
@@ -61,19 +60,7 @@ def read_preference_pairs(path: str | Path, *, validate: bool = True
     (puzzles.format), so a malformed line fails here, naming its line.
     """
     out = []
-    for line in read_json_lines(path):
-        where = f"{path} line {line.lineno}"
-        if line.error:
-            raise SelfplayError(f"{where}: {line.error}")
-        record = line.value
-        if not isinstance(record, dict):
-            raise SelfplayError(f"{where}: expected an object with keys "
-                                f"{', '.join(PREFERENCE_KEYS)}")
-        for key in PREFERENCE_KEYS:
-            if key not in record:
-                raise SelfplayError(f"{where}: missing key {key!r}")
-            if not isinstance(record[key], str) or not record[key].strip():
-                raise SelfplayError(f"{where}: {key!r} must be a non-empty string")
+    for where, record in read_text_records(path, PREFERENCE_KEYS):
         if validate:
             try:
                 puzzle = parse_puzzle(record["puzzle"])
