@@ -75,8 +75,10 @@ class TrainConfig:
     objective: str = "sft"
     """"sft": next-token loss on verified pairs. "dpo": DPO's sigmoid loss on preference pairs
     (a passing and a failing attempt of one puzzle), the reference being the same model with
-    the LoRA adapter disabled. "sft+dpo": the sum of the SFT loss (per token) on the chosen
-    solutions of those pairs and the DPO loss (per pair)."""
+    the LoRA adapter disabled (the base weights, also when a round continues the previous
+    adapter). "sft+dpo": the sum of the SFT loss (per token) on the chosen solutions of those
+    pairs and the DPO loss (per pair). Preference log-probs are over the solution tokens
+    whatever `loss_on` says."""
     beta: float = 0.1
     """DPO's beta: how strongly the policy is held to the reference (larger: closer)."""
 

@@ -9,6 +9,9 @@ Every rank rebuilds the same packed blocks, and which blocks a step reads is a p
 the adapter, optimizer, scheduler and RNG states and continues; on the CPU the result equals an
 uninterrupted run up to float rounding.
 
+With a preference objective (`objective` dpo or sft+dpo) a step reads preference pairs instead
+of blocks (training.preference): the same seeded order, checkpoints and resume.
+
 Memory: the loss is computed from the final hidden states in slices (`loss_chunk_tokens`), only
 at positions that take loss, and each slice's logits are recomputed in the backward pass instead
 of kept. Over a 49k vocabulary the full float32 logits of a 16 x 256 batch alone are 800 MB, and
