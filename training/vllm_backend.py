@@ -77,7 +77,7 @@ def sample_vllm(loaded: LoadedModel, prompts: list[str], n: int, config: Samplin
                 max_tokens=config.max_new_tokens, stop=STOP_STRINGS,
                 include_stop_str_in_output=True, skip_special_tokens=True,
                 seed=sample_seed(seed, prompt, j)))
-    with _threads(loaded):
+    with torch_threads(loaded.threads):  # vLLM set 1 thread for serving; 0 on a GPU
         outputs = llm.generate(requests, params, lora_request=lora, use_tqdm=False)
     flat = [completion(o.outputs[0].text, o.outputs[0].finish_reason,
                        o.outputs[0].stop_reason, len(o.outputs[0].token_ids)) for o in outputs]
@@ -184,20 +184,6 @@ def _cpu_environment(threads: int) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     cpus = sorted(os.sched_getaffinity(0))[:max(1, threads)]
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cpus)))
-
-
-class _threads:
-    """Run a generate call with the model's thread count (vLLM sets 1 for serving)."""
-
-    def __init__(self, loaded: LoadedModel):
-        self.threads = loaded.threads if loaded.device.type == "cpu" else 0
-
-    def __enter__(self):
-        self.context = torch_threads(self.threads)
-        self.context.__enter__()
-
-    def __exit__(self, *exc):
-        return self.context.__exit__(*exc)
 
 
 # LoRA ---------------------------------------------------------------------------------------
