@@ -69,7 +69,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, reference_run):
     assert result["rounds_done"] == 2
     assert [r["round"] for r in result["rounds"]] == [0, 1, 2]
     funnel = result["rounds"][1]["funnel"]
-    assert set(funnel) == {"proposed", "valid", "novel", "solved", "selected"}
+    assert set(funnel) == {"proposed", "valid", "novel", "solved", "new_pairs", "selected"}
     assert funnel["proposed"] > 0
     assert all(isinstance(r["funnel"]["novel"], int) for r in result["rounds"])
     assert all("pass_at_k" in r for r in result["rounds"])
