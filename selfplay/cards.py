@@ -88,6 +88,8 @@ def _training(store: Store, config: RunConfig, round: int, train) -> dict:
         "examples": len(examples),
         "synthetic": kinds["synthetic"],
         "human": kinds["human"],
+        "human_generated": sum(1 for ex in examples if ex.kind == "human"
+                               and puzzles[ex.puzzle_id].origin == "generator"),
         "synthetic_share": kinds["synthetic"] / len(examples) if examples else None,
         "max_synthetic_share": 1 - config.select.human_share,
         "distinct_puzzles": len(puzzles),
@@ -270,7 +272,8 @@ def card_sections(card: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         or [("none", "")]))
     sections.append(("Training data", [
         ("examples", _num(t["examples"])),
-        ("synthetic / human", f"{t['synthetic']} / {t['human']}"),
+        ("synthetic / human", f"{t['synthetic']} / {t['human']}"
+         + (f" (human (generated): {t['human_generated']})" if t.get("human_generated") else "")),
         ("synthetic share", f"{_num(t['synthetic_share'])} (bound {t['max_synthetic_share']:.2f})"),
         ("distinct puzzles", _num(t["distinct_puzzles"])),
         ("preference pairs", _num(t.get("preference_pairs", 0))),

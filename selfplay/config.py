@@ -33,6 +33,15 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class SeedsConfig:
+    generated: int = 0
+    """Instances of the rule-based generators (`puzzles.generators`, train families only) that
+    round 0 adds to the store beside the shipped seeds, each reference solution verified: extra
+    human-authored seeds (origin `generator`; the card counts them as "human (generated)").
+    Drawn with the run's seed. 0: none."""
+
+
+@dataclass(frozen=True)
 class ProposeConfig:
     prompts: int = 16
     """Propose prompts per round, each with a fresh random draw of few-shot puzzles."""
@@ -174,6 +183,8 @@ class RunConfig:
     """How sampling runs (batching, backend)."""
     prompts: PromptConfig = field(default_factory=PromptConfig)
     """Prompt templates and how many examples each shows."""
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    """Round 0: what the store starts with besides the shipped seed corpus."""
     propose: ProposeConfig = field(default_factory=ProposeConfig)
     """Stage 1: the model writes new puzzles."""
     filter: FilterConfig = field(default_factory=FilterConfig)

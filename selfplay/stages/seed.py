@@ -1,10 +1,12 @@
 """Round 0's first stage, seed: put the shipped seed corpus (train and held-out) into the run's
-store, each reference solution verified in the sandbox."""
+store, each reference solution verified in the sandbox, and as many rule-based generator
+instances as `seeds.generated` asks for."""
 
 from __future__ import annotations
 
 from puzzles.seeds import load_seeds
 from selfplay.context import RoundContext
+from selfplay.generating import generate_into
 from selfplay.importing import add_records
 from selfplay.summaries import SeedSummary
 
@@ -14,6 +16,13 @@ def run(ctx: RoundContext) -> SeedSummary:
     if report.rejected:
         ctx.log.info("seed: %d seed items rejected: %s", len(report.rejected),
                      "; ".join(map(str, report.rejected[:5])))
+    wanted = ctx.config.seeds.generated
+    if wanted:
+        # Drawn from the run's seed: a redone stage draws the same instances, and the store
+        # keeps one copy of each.
+        generated = generate_into(ctx.store, ctx.resources.verifier(), wanted,
+                                  ctx.seed("seed-generated"))
+        ctx.log.info("seed: generators: %s", generated.lines()[0])
     # What the store holds, not what this call added: a seed stage redone after its write (the
     # run died before marking it done) adds nothing, and its summary must still be the run's.
     puzzles = len(ctx.store.puzzles(origin="seed"))
