@@ -136,9 +136,10 @@ def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
         eval=dataclasses.replace(first.eval, sets=("heldout", str(eval_file)), k=(1, 2),
                                  samples=2, max_problems=4, temperature=0.5, top_p=0.9,
                                  max_new_tokens=48),
-        track=dataclasses.replace(first.track, dir=str(tmp_path / "trackers")))
+        track=dataclasses.replace(first.track, dir=str(tmp_path / "trackers")),
+        audit=dataclasses.replace(first.audit, max_distance=0.2, min_puzzles=1))
     # Every free key is changed above: a key added to the list must be added here.
-    changed_keys = {"rounds", "verifier.workers", "eval", "track"}
+    changed_keys = {"rounds", "verifier.workers", "eval", "track", "audit"}
     assert changed_keys == set(FREE_TO_CHANGE)
     (changed / "config.toml").write_text(config_toml(resumed))
     assert main(["resume", str(changed)]) == 0
