@@ -22,7 +22,7 @@ import math
 from collections import Counter, defaultdict
 
 from puzzles.store import Store, StoredPuzzle
-from selfplay.attempts import HUMAN_ORIGINS
+from selfplay.attempts import HUMAN_ORIGINS, train_puzzles_with_shortest_solution
 from selfplay.config import AuditConfig
 POPULATIONS = ("human", "generated", "selected")
 COMPARED = ("generated", "selected")
@@ -95,16 +95,14 @@ def solution_lengths(store: Store, round: int,
                      puzzles: dict[str, list[StoredPuzzle]]) -> dict[str, list[int]]:
     """Human and generated puzzles count their shortest verified solution (a human solution for
     a human seed: later rounds may add the model's); selected ones the solutions that train."""
-    shortest: dict[int, int] = {}
-    for origin in HUMAN_ORIGINS:
-        for s in store.solutions(origin=origin):
-            shortest[s.puzzle_id] = min(len(s.source), shortest.get(s.puzzle_id, math.inf))
+    shortest = {p.hash: len(s.source)
+                for p, s in train_puzzles_with_shortest_solution(store, human_only=True)}
     generated: dict[int, int] = {}
     for s in store.solutions(round=round, origin="generated"):
         generated[s.puzzle_id] = min(len(s.source), generated.get(s.puzzle_id, math.inf))
     trained = {ex.solution_id for ex in store.train_examples(round) if ex.kind == "synthetic"}
     return {
-        "human": [shortest[sp.id] for sp in puzzles["human"] if sp.id in shortest],
+        "human": [shortest[sp.hash] for sp in puzzles["human"] if sp.hash in shortest],
         "generated": [generated[sp.id] for sp in puzzles["generated"] if sp.id in generated],
         "selected": [len(store.solution(sid).source) for sid in sorted(trained)],
     }
