@@ -23,6 +23,7 @@ from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from sandbox import Pair
 from selfplay.stages.common import chunks
+from selfplay.similarity import ShingleIndex
 from training.prompts import parse_solution_completion, solve_prompt
 
 DETAIL_CHARS = 300
@@ -105,6 +106,30 @@ def train_puzzles_with_shortest_solution(store, *, human_only: bool = False
             if sp.id in shortest]
 
 
+def _example_chooser(examples: list[tuple[Puzzle, Solution]], prompt_config
+                     ) -> Callable[[Problem, random.Random], list[tuple[Puzzle, Solution]]]:
+    """How `prompt_config.example_choice` picks a problem's few-shot examples (never itself)."""
+    k = prompt_config.solve_examples
+    if prompt_config.example_choice == "random":
+        def choose(problem, rng):
+            others = [e for e in examples if e[0].hash != problem.hash]
+            return rng.sample(others, min(k, len(others)))
+        return choose
+    index = ShingleIndex(literals=False)
+    for n, (puzzle, _) in enumerate(examples):
+        index.add(str(n), puzzle.source)
+
+    def choose(problem, rng):
+        near = [examples[int(key)] for key, _ in index.nearest(problem.source, k + 1)]
+        near = [e for e in near if e[0].hash != problem.hash][:k]
+        if len(near) < k:  # too few share a shingle: fill at random
+            taken = {e[0].hash for e in near} | {problem.hash}
+            rest = [e for e in examples if e[0].hash not in taken]
+            near += rng.sample(rest, min(k - len(near), len(rest)))
+        return near[::-1]  # the most similar last, next to the puzzle it is like
+    return choose
+
+
 def sample_attempts(loaded, problems: Sequence[Problem],
                     examples: list[tuple[Puzzle, Solution]], *, k: int, sampling,
                     prompt_config, seed: Callable[..., int], stage: str, round: int,
@@ -123,12 +148,11 @@ def sample_attempts(loaded, problems: Sequence[Problem],
     prompts: list[str | None] = []
     parents: list[list[str]] = []
     overflow: dict[int, str] = {}
+    choose = _example_chooser(examples, prompt_config)
     for i, problem in enumerate(problems):
         chosen = []
         if problem.takes_examples:
-            rng = random.Random(seed(f"{stage}-shots", i))
-            others = [e for e in examples if e[0].hash != problem.hash]
-            chosen = rng.sample(others, min(prompt_config.solve_examples, len(others)))
+            chosen = choose(problem, random.Random(seed(f"{stage}-shots", i)))
         try:
             prompts.append(problem.solve_prompt(chosen, prompt_config, loaded.tokenizer))
         except SelfplayError as e:

@@ -86,6 +86,14 @@ class ShingleIndex:
                 best, best_score = self.keys[idx], score
         return best, best_score
 
+    def nearest(self, source: str, n: int) -> list[tuple[str, float]]:
+        """The `n` stored items most similar to `source` as (key, Jaccard), best first; ties
+        keep the order items were added in. Items sharing no shingle are not returned."""
+        s, overlap = self._overlaps(source)
+        scored = [(inter / (len(s) + len(self.sets[idx]) - inter), -idx)
+                  for idx, inter in overlap.items()]
+        return [(self.keys[-i], score) for score, i in sorted(scored, reverse=True)[:n]]
+
     def max_containment(self, source: str) -> tuple[str, float]:
         """(key, share of `source`'s shingles found in one stored item), the largest."""
         s, overlap = self._overlaps(source)

@@ -117,8 +117,8 @@ def sampling_dtype(device: torch.device | str = "cpu") -> str:
     `bfloat16`, whose matmuls there run several times faster than fp32 (bench/sample.py
     measures both bounds); elsewhere on a CPU `float32`. On a GPU, `auto`'s choice.
 
-    A helper for configs to use, not `auto`'s meaning: a run's `model.dtype` also loads the
-    base its LoRA trains on (selfplay.stages.train), which this does not decide."""
+    What `SamplingConfig.dtype = "auto"` samples in; not `model.dtype = "auto"`'s meaning,
+    which also decides the weights a LoRA trains on (selfplay.stages.train)."""
     device = torch.device(device)
     if device.type != "cpu":
         return str(resolve_dtype("auto", device)).removeprefix("torch.")

@@ -25,6 +25,9 @@ from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution
 _FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
 
 
+EXAMPLE_CHOICES = ("random", "similar")
+
+
 @dataclass(frozen=True)
 class PromptConfig:
     """How prompts are built. The templates are the only place prompt text is written."""
@@ -35,6 +38,11 @@ class PromptConfig:
     """Solved examples shown before the puzzle to solve (the caller chooses which)."""
     propose_preamble: str = ""
     """Text put before the propose examples, e.g. a comment saying what follows."""
+    example_choice: str = "random"
+    """How a solve (and eval) prompt's examples are chosen among the solved train puzzles:
+    `random`, or `similar`: the puzzles whose checkers share the most token 3-grams with the
+    target's (constants blanked), so a 135M model sees how puzzles like this one are solved.
+    Only train puzzles are ever shown, so held-out answers cannot leak either way."""
     solve_preamble: str = ""
     """Text put before the solved examples."""
     solved_example: str = "{puzzle}\n{solution}\nassert f(g())\n"
@@ -48,6 +56,11 @@ class PromptConfig:
     tokenizer's model_max_length minus `completion_tokens`."""
     completion_tokens: int = 256
     """Room kept for the completion when capping by the model's context length."""
+
+    def __post_init__(self):
+        if self.example_choice not in EXAMPLE_CHOICES:
+            raise SelfplayError(f"prompts.example_choice = {self.example_choice!r} is not one "
+                                f"of {', '.join(EXAMPLE_CHOICES)}")
 
 
 # The stop rule --------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from puzzles.errors import SelfplayError
 from training.decode import LlamaDecoder, Prefix, decoder_for, weights_version
-from training.models import LoadedModel, torch_threads
+from training.models import LoadedModel, resolve_dtype, sampling_dtype, torch_threads
 from training.prompts import cut_at_function_end
 from training.settings import BACKENDS, SamplingConfig
 
@@ -182,20 +182,31 @@ def _sample_transformers(loaded: LoadedModel, prompts: list[str], n: int,
             raise SelfplayError(f"prompt {i} is empty")
     tables = _stop_tables(loaded)
     with torch.inference_mode(), torch_threads(loaded.threads):
-        decoder = _decoder(loaded) if fast else None
+        decoder = _decoder(loaded, config.dtype) if fast else None
         if decoder is not None:
             return _sample_shared(loaded, decoder, prompts, encoded, n, config, seed, tables)
         return _sample_generic(loaded, prompts, encoded, n, config, seed, tables)
 
 
-def _decoder(loaded: LoadedModel) -> LlamaDecoder | None:
-    """The fast forward for this model, rebuilt when its weights changed (a LoRA trained in
-    place); None when the model is not one it reproduces."""
-    version = weights_version(loaded.model)
+def _decoder(loaded: LoadedModel, dtype: str = "model") -> LlamaDecoder | None:
+    """The fast forward for this model in the matmul dtype `dtype` (SamplingConfig.dtype),
+    rebuilt when its weights changed (a LoRA trained in place); None when the model is not one
+    it reproduces."""
+    compute = _compute_dtype(loaded, dtype)
+    version = (weights_version(loaded.model), compute)
     cached = getattr(loaded, "_decoder", None)
     if cached is None or cached[0] != version:
-        cached = loaded._decoder = (version, decoder_for(loaded.model, loaded.dtype))
+        cached = loaded._decoder = (version, decoder_for(loaded.model, compute))
     return cached[1]
+
+
+def _compute_dtype(loaded: LoadedModel, dtype: str) -> torch.dtype:
+    if dtype == "model":
+        return loaded.dtype
+    if dtype == "auto":
+        return resolve_dtype(sampling_dtype(loaded.device), loaded.device) \
+            if loaded.device.type == "cpu" else loaded.dtype
+    return resolve_dtype(dtype, loaded.device)
 
 
 # The shared-prefix path: our own forward, continuous batching -----------------------------

@@ -106,6 +106,9 @@ class TrainConfig:
                 raise SelfplayError(f"train config: {message}")
 
 
+SAMPLING_DTYPES = ("model", "auto", "float32", "bfloat16")
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """How completions are drawn."""
@@ -120,3 +123,12 @@ class SamplingConfig:
     """Samples decoded together (rows of one forward pass)."""
     backend: str = "auto"
     """`transformers`, `vllm`, or `auto` (vllm on CUDA when installed, else transformers)."""
+    dtype: str = "model"
+    """The fast path's matmul dtype: `model` (the loaded model's), `float32`, `bfloat16`, or
+    `auto` (bfloat16 on a CPU with bf16 matmul units, else the model's). The weights stay as
+    loaded, so training is unaffected; the generic path always runs in the model's dtype."""
+
+    def __post_init__(self):
+        if self.dtype not in SAMPLING_DTYPES:
+            raise SelfplayError(f"sampling dtype {self.dtype!r} is not one of "
+                                f"{', '.join(SAMPLING_DTYPES)}")

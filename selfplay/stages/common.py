@@ -18,7 +18,8 @@ def sampling_config(ctx: RoundContext, stage_config):
     return SamplingConfig(temperature=stage_config.temperature, top_p=stage_config.top_p,
                           max_new_tokens=stage_config.max_new_tokens,
                           batch_size=ctx.config.generation.batch_size,
-                          backend=ctx.config.generation.backend)
+                          backend=ctx.config.generation.backend,
+                          dtype=ctx.config.generation.dtype)
 
 
 def model_provenance(ctx: RoundContext, loaded, sampling) -> dict:

@@ -155,3 +155,25 @@ def test_evaluation_examples_are_human_solutions_whatever_the_rounds_solved(ctx)
     assert solve_examples[record.puzzle.hash] == mine
     assert eval_examples[record.puzzle.hash] == record.solutions[0]
     assert eval_examples.keys() == solve_examples.keys()
+
+
+def test_similar_examples_are_the_puzzles_most_like_the_target(ctx, sampler):
+    family = [parse_puzzle(f"def f(s: str, n={n}):\n    return s.count('a') == n and len(s) < {n + 9}\n")
+              for n in range(3, 7)]
+    examples = train_puzzles_with_shortest_solution(ctx.store)
+    examples += [(p, Solution(f"def g(n={3 + i}):\n    return 'a' * n\n"))
+                 for i, p in enumerate(family[:3])]
+    target = PuzzleProblem(family[3])
+    kwargs = dict(k=1, sampling=sampling_config(ctx, ctx.config.solve), seed=ctx.seed,
+                  stage="solve", round=1, provenance={})
+    similar = replace(ctx.config.prompts, solve_examples=2, example_choice="similar")
+    [rows] = sample_attempts(LOADED, [target], examples, prompt_config=similar, **kwargs)
+    assert set(rows[0].provenance["parents"]) <= {p.hash for p in family[:3]}
+    assert len(rows[0].provenance["parents"]) == 2
+    # Asked for more examples than share a shingle, the rest are drawn at random.
+    [rows] = sample_attempts(LOADED, [target], examples[:2] + examples[-1:],
+                             prompt_config=replace(similar, solve_examples=3), **kwargs)
+    assert rows[0].provenance["parents"][-1] == family[2].hash
+    assert len(set(rows[0].provenance["parents"])) == 3
+    with pytest.raises(Exception, match="example_choice"):
+        replace(similar, example_choice="nearest")

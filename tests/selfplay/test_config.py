@@ -37,6 +37,9 @@ def test_unknown_keys_and_bad_types_name_the_key_and_file(tmp_path):
     path.write_text("[train]\nloss_on = 'everything'\n")
     with pytest.raises(SelfplayError, match="loss_on"):
         load_config(path)
+    path.write_text("[generation]\ndtype = 'float8'\n")
+    with pytest.raises(SelfplayError, match="generation.dtype = 'float8'"):
+        load_config(path)
     path.write_text("seed = [")
     with pytest.raises(SelfplayError, match="c.toml"):
         load_config(path)

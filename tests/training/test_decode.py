@@ -133,3 +133,26 @@ def test_sampling_dtype_follows_the_cpu(monkeypatch):
     assert sampling_dtype("cpu") == "float32"
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert sampling_dtype("cpu") == "bfloat16"
+
+
+def test_sampling_dtype_sets_the_matmul_dtype_without_touching_the_weights(tiny_model,
+                                                                           monkeypatch):
+    loaded = copy.copy(tiny_model)
+    loaded.model = copy.deepcopy(tiny_model.model)
+    assert _decoder(loaded, "bfloat16").dtype == torch.bfloat16
+    assert _decoder(loaded, "model").dtype == loaded.dtype == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert _decoder(loaded, "auto").dtype == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert _decoder(loaded, "auto").dtype == torch.bfloat16
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    rows = sample_completions(loaded, [PROMPT_A], 3,
+                              SamplingConfig(max_new_tokens=16, dtype="bfloat16"), seed=2)
+    assert len(rows[0]) == 3
+
+
+def test_an_unknown_sampling_dtype_is_refused():
+    from puzzles.errors import SelfplayError
+    with pytest.raises(SelfplayError, match="float8"):
+        SamplingConfig(dtype="float8")
