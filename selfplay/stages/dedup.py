@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections import Counter
 
 from puzzles.format import parse_puzzle
+from selfplay.config import DedupConfig
 from selfplay.context import RoundContext
 from selfplay.evalsets import eval_set_puzzles
+from selfplay.lsh import LSHIndex
 from selfplay.similarity import ShingleIndex
 from selfplay.summaries import DedupSummary
 
@@ -48,6 +50,16 @@ def heldout_sources(ctx: RoundContext) -> list[tuple[str, str]]:
     return items
 
 
+def near_duplicate_index(cfg: DedupConfig, n_stored: int) -> ShingleIndex | LSHIndex:
+    """The index near-duplicates are searched in, for a store of `n_stored` puzzles: exact up
+    to `cfg.lsh_above`, where every query already touches the whole store, LSH candidates with
+    an exact check past it. Constants blanked: a puzzle that only changes numbers or strings is
+    not a new one."""
+    if n_stored > cfg.lsh_above:
+        return LSHIndex(cfg.near_duplicate, 3, literals=False)
+    return ShingleIndex(3, literals=False)
+
+
 def run(ctx: RoundContext) -> DedupSummary:
     cfg = ctx.config.dedup
     valid = ctx.store.proposals(ctx.round, status="valid")
@@ -56,10 +68,11 @@ def run(ctx: RoundContext) -> DedupSummary:
     for key, source in heldout_sources(ctx):
         heldout.add(key, source)
         heldout_hashes.add(key)
-    # Constants blanked: a puzzle that only changes numbers or strings is not a new one.
-    stored = ShingleIndex(3, literals=False)
+    stored = None
     if cfg.near_duplicate < 1:
-        for sp in ctx.store.puzzles():
+        puzzles = ctx.store.puzzles()
+        stored = near_duplicate_index(cfg, len(puzzles))
+        for sp in puzzles:
             stored.add(sp.hash, sp.puzzle.source)
 
     outcomes = []  # (proposal, status, reason)
@@ -76,7 +89,7 @@ def run(ctx: RoundContext) -> DedupSummary:
             outcomes.append((p, "contaminated", f"{overlap:.0%} of its {cfg.contamination_ngram}"
                                                 f"-grams are in held-out puzzle {key}"))
             continue
-        if cfg.near_duplicate < 1:
+        if stored is not None:
             key, score = stored.most_similar(p.puzzle)
             if score >= cfg.near_duplicate:
                 outcomes.append((p, "near_duplicate", f"similarity {score:.2f} to {key}"))
