@@ -159,6 +159,45 @@ class EvalConfig:
                 raise SelfplayError(message)
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    kind: str = "local"
+    """Where the verify stage runs its checks: `local` (one sandbox verifier in this process's
+    machine) or `ray` (chunks of attempts fanned out to Ray actors, each holding its own
+    sandbox verifier; needs `pip install -e ".[ray]"`). Verdicts, and so the store, are the
+    same either way; only the other stages' checks (seed, filter, eval) stay local."""
+    address: str = ""
+    """The Ray cluster to connect to (as `ray.init(address=...)` takes it, e.g. `auto` or
+    `ray://head:10001`); empty: the Ray runtime already started in this process, else a new
+    local one (shut down when the run stops)."""
+    chunk: int = 512
+    """Attempts per Ray task: the unit that is retried when a worker dies and written to the
+    store in one transaction when it comes back."""
+    actors: int = 0
+    """Ray actors, each holding one sandbox verifier; 0: as many as the cluster's CPUs hold
+    at `actor_cpus` each."""
+    actor_cpus: int = 2
+    """CPUs each actor reserves from Ray; with `verifier.workers = 0` also its sandbox
+    processes (0 there would mean every core of the actor's node, for every actor on it)."""
+    max_retries: int = 3
+    """Times a chunk is sent again after the actor running it died (the actor is restarted);
+    past that the stage stops with an error, and a resume picks up the chunks not written."""
+
+    def __post_init__(self):
+        if self.kind not in EXECUTORS:
+            raise SelfplayError(f"executor.kind = {self.kind!r} is not one of "
+                                f"{', '.join(EXECUTORS)}")
+        for name in ("chunk", "actor_cpus"):
+            if getattr(self, name) < 1:
+                raise SelfplayError(f"executor.{name} must be >= 1, not {getattr(self, name)!r}")
+        for name in ("actors", "max_retries"):
+            if getattr(self, name) < 0:
+                raise SelfplayError(f"executor.{name} must be >= 0, not {getattr(self, name)!r}")
+
+
 @dataclass(frozen=True)
 class TrackConfig:
     trackers: tuple[str, ...] = ()
@@ -213,6 +252,8 @@ class RunConfig:
     """Stage 4: k attempts per puzzle."""
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     """Stage 5: the sandbox."""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    """Stage 5: where the sandbox runs, here or fanned out to Ray actors."""
     select: SelectConfig = field(default_factory=SelectConfig)
     """Stage 6: which verified pairs train, mixed with the human seeds."""
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -329,6 +370,9 @@ def load_config(path: str | Path) -> RunConfig:
 FREE_TO_CHANGE = {
     "rounds": "how many rounds to go through",
     "verifier.workers": "sandbox processes",
+    # Free because each verdict depends on its attempt alone, not on where it ran nor with
+    # which neighbours (a pass is confirmed alone): tests/selfplay/test_ray_executor.py.
+    "executor": "where the verify stage runs (here or on Ray) and how it fans out",
     # Free because dedup decontaminates against the eval sets recorded in the store when the
     # run started (selfplay.stages.dedup.decontamination_sources), not the ones configured now.
     "eval": "every evaluation setting, sets included",

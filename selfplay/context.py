@@ -19,13 +19,18 @@ if TYPE_CHECKING:  # tracking -> evalsets -> attempts -> stages.common import th
 
 
 class Resources:
-    """The model (base + one adapter at a time) and the verifier pool, loaded lazily."""
+    """The model (base + one adapter at a time), the verifier pool and the verify stage's
+    executor, loaded lazily."""
 
     def __init__(self, config: RunConfig):
         self.config = config
         self._model = None
         self._model_adapter: Path | None = None
         self._verifier = None
+        self._executor = None
+        if config.executor.kind == "ray":
+            from selfplay.executors import require_ray
+            require_ray()  # at the start of a run, not at its verify stage hours later
 
     def model(self, adapter: Path | None):
         """The run's model with `adapter` applied (None: the base model)."""
@@ -46,8 +51,23 @@ class Resources:
             self._verifier = Verifier(self.config.verifier)
         return self._verifier
 
+    def verify_executor(self):
+        """Where the verify stage's checks run (`executor.kind`): the verifier above, or Ray
+        actors with verifiers of their own (Ray connected, or started, on first use)."""
+        if self._executor is None:
+            from selfplay import executors
+            if self.config.executor.kind == "ray":
+                self._executor = executors.RayExecutor(self.config.executor,
+                                                       self.config.verifier)
+            else:
+                self._executor = executors.LocalExecutor(self.verifier())
+        return self._executor
+
     def close(self) -> None:
         self.drop_model()
+        if self._executor is not None:  # stops its actors, and Ray if it started it
+            self._executor.close()
+            self._executor = None
         if self._verifier is not None:
             self._verifier.close()
             self._verifier = None

@@ -5,37 +5,62 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import NamedTuple
 
 from sandbox import Pair
 from selfplay.context import RoundContext
 from selfplay.summaries import VerifySummary
 
-CHUNK = 512
+
+class Item(NamedTuple):
+    """What judging one attempt needs (all an executor's worker is sent of it)."""
+    id: int
+    puzzle_hash: str
+    solution: str
 
 
 def run(ctx: RoundContext) -> VerifySummary:
-    verifier = ctx.resources.verifier()
+    executor = ctx.resources.verify_executor()
     pending = ctx.store.attempts(ctx.round, "solve", verdict="pending")
     sources = {}
     for a in pending:
         if a.puzzle_hash not in sources:
             sources[a.puzzle_hash] = ctx.store.puzzle(a.puzzle_hash).puzzle.source
-    for start in range(0, len(pending), CHUNK):
-        part = pending[start:start + CHUNK]
-        verdicts = verifier.verify_many(
-            [Pair(sources[a.puzzle_hash], a.solution, id=str(a.id)) for a in part],
-            progress=ctx.progress)
-        flaky = _recheck_passes(verifier, part, verdicts, sources)
+    # Each chunk is judged wherever the executor runs it (here, or in a Ray actor) and written
+    # here, by attempt id, in one transaction: the store is the same whichever ran it.
+    parts = [pending[start:start + executor.chunk]
+             for start in range(0, len(pending), executor.chunk)]
+    jobs = [([Item(a.id, a.puzzle_hash, a.solution) for a in part],
+             {a.puzzle_hash: sources[a.puzzle_hash] for a in part}) for part in parts]
+    for i, judged in executor.map(judge, jobs, progress=ctx.progress):
+        if len(judged) != len(parts[i]):  # a chunk is written whole or not at all
+            raise RuntimeError(f"verify chunk {i}: {len(judged)} verdicts for "
+                               f"{len(parts[i])} attempts")
         with ctx.store.transaction():
-            for i, (a, v) in enumerate(zip(part, verdicts)):
-                verdict, detail = v.verdict, v.detail
-                if i in flaky:
-                    verdict, detail = "fail", "nondeterministic: the checker did not accept " \
-                                              "the same answer a second time"
-                ctx.store.set_verdict(a.id, verdict, detail, v.seconds)
+            for a, (verdict, detail, seconds) in zip(parts[i], judged):
+                ctx.store.set_verdict(a.id, verdict, detail, seconds)
     counts = Counter(a.verdict for a in ctx.store.attempts(ctx.round, "solve"))
     ctx.log.info("round %d verify: %s", ctx.round, dict(counts))
-    return VerifySummary(dict(sorted(counts.items())), verifier.version)
+    return VerifySummary(dict(sorted(counts.items())), executor.version)
+
+
+def judge(verifier, job, progress: bool = False) -> list[tuple[str, str, float]]:
+    """(verdict, detail, seconds) for each of a chunk's items, in order: the sandbox's verdict,
+    with a pass that does not hold a second time turned into a fail. Runs wherever the
+    executor puts it (here, or in a Ray actor), so it takes plain data and touches no store."""
+    items, sources = job
+    verdicts = verifier.verify_many(
+        [Pair(sources[a.puzzle_hash], a.solution, id=str(a.id)) for a in items],
+        progress=progress)
+    flaky = _recheck_passes(verifier, items, verdicts, sources)
+    out = []
+    for i, v in enumerate(verdicts):
+        verdict, detail = v.verdict, v.detail
+        if i in flaky:
+            verdict, detail = "fail", "nondeterministic: the checker did not accept " \
+                                      "the same answer a second time"
+        out.append((verdict, detail, v.seconds))
+    return out
 
 
 def _recheck_passes(verifier, part, verdicts, sources) -> set[int]:

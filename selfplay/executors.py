@@ -1,0 +1,219 @@
+"""Where the verify stage's checks run: here, on the run's one sandbox verifier
+(`LocalExecutor`), or fanned out to Ray actors that each hold their own verifier
+(`RayExecutor`, `executor.kind = "ray"`).
+
+Both take a function `fn(verifier, chunk, progress)` and a list of chunks, and yield
+`(chunk index, fn's result)` as chunks finish. Only the caller (the driver) touches the store:
+it writes each chunk's result itself, by attempt id, in one transaction. A chunk whose actor
+died is sent again (to a restarted or another actor) and only a chunk that came back whole is
+ever yielded, so a retry can neither write twice nor write half a chunk.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib.util
+from typing import Callable, Iterator, Sequence
+
+from puzzles.errors import SelfplayError
+from sandbox import Verifier, VerifierConfig
+
+RAY_EXTRA = 'pip install -e ".[ray]"'
+IN_FLIGHT = 2
+"""Chunks queued on one actor at a time: enough that it never waits for the driver between
+two chunks, few enough that an actor that dies takes little work with it."""
+
+
+def require_ray() -> None:
+    """Refuse early, with the fix, when the config asks for Ray and it is not installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise SelfplayError(f'executor.kind = "ray" needs Ray, which is not installed: '
+                            f'{RAY_EXTRA} (or pip install "ray>=2.9")')
+
+
+class LocalExecutor:
+    """The chunks one after another on `verifier` (owned by the caller, not closed here)."""
+
+    chunk = 512
+    """Attempts verified (then written) at a time: a resume loses at most one chunk's work."""
+
+    def __init__(self, verifier: Verifier):
+        self.verifier = verifier
+
+    @property
+    def version(self) -> str:
+        return self.verifier.version
+
+    def map(self, fn: Callable, chunks: Sequence, progress: bool = False) -> Iterator:
+        for i, chunk in enumerate(chunks):
+            yield i, fn(self.verifier, chunk, progress)
+
+    def close(self) -> None:
+        pass
+
+
+class VerifyActor:
+    """What one Ray actor holds: a sandbox verifier of its own (its server, zygote and workers
+    live on the actor's node). Made a Ray actor class by `RayExecutor`, so that importing this
+    module does not need Ray."""
+
+    def __init__(self, config: VerifierConfig):
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.verifier = Verifier(config)
+        # Inactive layers are in `version` (stored with the round's solutions) and `layers()`;
+        # as warnings they would only reach a worker's log. Kept for whoever debugs an actor.
+        self.warnings = [str(w.message) for w in caught]
+
+    def version(self) -> str:
+        return self.verifier.version
+
+    def layers(self) -> dict:
+        return self.verifier.layers()
+
+    def run(self, fn: Callable, chunk):
+        return fn(self.verifier, chunk, False)
+
+    def close(self) -> None:
+        self.verifier.close()
+
+
+def connect(address: str) -> bool:
+    """Connect to Ray (or start a local one) unless this process already is; True if this
+    call did, so that whoever called it knows to shut it down."""
+    require_ray()
+    import ray
+    if ray.is_initialized():
+        return False
+    ray.init(address=address or None, logging_level="WARNING", include_dashboard=False)
+    return True
+
+
+class RayExecutor:
+    """Chunks fanned out to `config.actors` Ray actors, each with its own sandbox verifier."""
+
+    def __init__(self, config, verifier: VerifierConfig):
+        import ray
+        self.config = config
+        self.chunk = config.chunk
+        self._started = connect(config.address)
+        self._actors: list = []
+        try:
+            n = config.actors or max(1, int(ray.cluster_resources().get("CPU", 1)
+                                            // config.actor_cpus))
+            # verifier.workers = 0 means "every core of the machine": on an actor that reserved
+            # actor_cpus of them (maybe beside other actors on its node), it means those.
+            actor_config = dataclasses.replace(verifier,
+                                               workers=verifier.workers or config.actor_cpus)
+            # max_restarts=-1: a dead actor (its process killed, its node lost) comes back with
+            # a fresh verifier; how often a chunk may be retried is bounded by the driver
+            # (max_retries), not by the actor. An actor whose constructor raises (strict mode
+            # on a node lacking a layer) is not restarted: that is an error, not a crash.
+            actor_class = ray.remote(VerifyActor).options(num_cpus=config.actor_cpus,
+                                                          max_restarts=-1)
+            self._actors = [actor_class.remote(actor_config) for _ in range(n)]
+            # Each actor reports its version (limits and active layers); nodes with different
+            # kernels may differ, and the stored provenance should say so rather than pick one.
+            versions = ray.get([a.version.remote() for a in self._actors])
+        except BaseException:
+            self.close()
+            raise
+        self.version = "; ".join(sorted(set(versions)))
+
+    @property
+    def actors(self) -> list:
+        return list(self._actors)
+
+    def map(self, fn: Callable, chunks: Sequence, progress: bool = False) -> Iterator:
+        import ray
+        from tqdm import tqdm
+
+        queue = collections.deque(range(len(chunks)))
+        failures = [0] * len(chunks)
+        load = [0] * len(self._actors)
+        in_flight: dict = {}  # ObjectRef -> (chunk index, actor index)
+        bar = tqdm(total=len(chunks), disable=not progress, desc="verify (ray)", unit="chunk")
+        try:
+            while queue or in_flight:
+                while queue and min(load) < IN_FLIGHT:
+                    a = load.index(min(load))
+                    i = queue.popleft()
+                    in_flight[self._actors[a].run.remote(fn, chunks[i])] = (i, a)
+                    load[a] += 1
+                [ref], _ = ray.wait(list(in_flight), num_returns=1)
+                i, a = in_flight.pop(ref)
+                load[a] -= 1
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    # The actor died (or is unreachable) with this chunk in it: nothing of the
+                    # chunk was yielded, so sending it again cannot duplicate a verdict.
+                    failures[i] += 1
+                    if failures[i] > self.config.max_retries:
+                        raise SelfplayError(
+                            f"verify chunk {i}: its Ray actor died {failures[i]} times "
+                            f"(executor.max_retries = {self.config.max_retries}); the chunks "
+                            f"already written stay, `selfplay resume` retries the rest. Last "
+                            f"error: {e}") from None
+                    queue.appendleft(i)
+                    continue
+                bar.update(1)
+                yield i, result
+        finally:
+            bar.close()
+            # Stopped early (an error, the caller gave up): drop what is queued, best effort;
+            # nothing of it reaches the store, and close() stops the actors anyway.
+            for ref in in_flight:
+                try:
+                    ray.cancel(ref, force=False)
+                except Exception:
+                    pass
+
+    def close(self) -> None:
+        """Stop the actors (their verifiers first, so no sandbox server is left behind), then
+        Ray itself if this executor started it."""
+        import ray
+        actors, self._actors = self._actors, []
+        if actors and ray.is_initialized():
+            try:
+                ray.wait([a.close.remote() for a in actors], num_returns=len(actors),
+                         timeout=10)
+            except Exception:  # an actor that is dead already has no verifier to close
+                pass
+            for a in actors:
+                ray.kill(a, no_restart=True)
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+        self._started = False
+
+
+def diagnose_on_ray(executor_config, verifier: VerifierConfig):
+    """`sandbox.doctor.diagnose` run inside one Ray task, as a verify actor would see the
+    machine: (node name, layers, canaries). Strict mode refuses there as it does here."""
+    import ray
+    started = connect(executor_config.address)
+    try:
+        config = dataclasses.replace(verifier,
+                                     workers=verifier.workers or executor_config.actor_cpus)
+        task = ray.remote(_diagnose_here).options(num_cpus=executor_config.actor_cpus,
+                                                  max_retries=0)
+        node, layers, canaries, error = ray.get(task.remote(config))
+    finally:
+        if started:
+            ray.shutdown()
+    if error:
+        raise SelfplayError(f"on Ray node {node}: {error}")
+    return node, layers, canaries
+
+
+def _diagnose_here(config: VerifierConfig):
+    import socket
+
+    from sandbox.doctor import diagnose
+    try:
+        layers, canaries = diagnose(config)
+    except SelfplayError as e:  # e.g. strict mode: sent back as text, raised by the driver
+        return socket.gethostname(), [], [], str(e)
+    return socket.gethostname(), layers, canaries, ""
