@@ -1,0 +1,183 @@
+"""`executor.kind = "ray"`: the verify stage fanned out to Ray actors ends with the same store as
+the local verifier, a chunk whose actor dies is verified again and written once, and the
+setting is checked where it is read. The Ray tests share one local Ray (2 CPUs)."""
+
+import collections
+import logging
+import os
+import shutil
+
+import pytest
+
+from puzzles.errors import SelfplayError
+from puzzles.seeds import load_seeds
+from puzzles.store import Attempt, Store
+from sandbox import VerifierConfig
+from selfplay.cli import main
+from selfplay.config import ExecutorConfig, RunConfig, config_toml, is_free_to_change, \
+    load_config
+from selfplay.context import Resources, RoundContext
+from selfplay.rundir import RunDir
+from selfplay.stages import verify
+
+WRONG = ("    return None\n",  # wrong type
+         "    if True:\n        raise ValueError('no')\n    return None\n",  # g raises
+         "    return (\n",  # does not parse
+         None)  # empty: rejected without running
+LOOP = "    while True:\n        pass\n    return None\n"
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pending(tmp_path_factory):
+    """A store with round-1 solve attempts still pending: for each of 12 seed puzzles its human
+    solution and four wrong ones, and one loop that times out."""
+    path = tmp_path_factory.mktemp("pending") / "store.sqlite"
+    records = [r for r in load_seeds("train")
+               if r.solutions and r.solutions[0].splitlines()[0].endswith(":")][:12]
+    with Store(path) as store, store.transaction():
+        attempts = []
+        for r in records:
+            store.add_puzzle(r.puzzle, "seed")
+            header = r.solutions[0].splitlines()[0] + "\n"  # `def g(...):`, extra args and all
+            for k, body in enumerate(WRONG + (LOOP,) if r is records[0] else WRONG):
+                solution = "" if body is None else header + body
+                attempts.append(Attempt(1, "solve", r.puzzle.hash, k, solution,
+                                        verdict="pending", solution=solution))
+            attempts.append(Attempt(1, "solve", r.puzzle.hash, 9, r.solutions[0],
+                                    verdict="pending", solution=r.solutions[0]))
+        store.add_attempts(attempts)
+    return path
+
+
+def _verify(store_path, tmp_path, name, executor=ExecutorConfig()):
+    """Run the verify stage on a copy of the store: ({attempt id: (verdict, detail)}, summary,
+    the attempt ids written, in write order)."""
+    copy = tmp_path / f"{name}.sqlite"
+    shutil.copy(store_path, copy)
+    config = RunConfig(verifier=VerifierConfig(timeout=1.0), executor=executor)
+    resources = Resources(config)
+    written = []
+    try:
+        with Store(copy) as store:
+            set_verdict = store.set_verdict
+
+            def recording(attempt_id, *rest):
+                written.append(attempt_id)
+                set_verdict(attempt_id, *rest)
+            store.set_verdict = recording
+            ctx = RoundContext(1, config, store, RunDir(tmp_path), resources,
+                               logging.getLogger("test"))
+            summary = verify.run(ctx)
+            verdicts = {a.id: (a.verdict, a.detail) for a in store.attempts(1, "solve")}
+    finally:
+        resources.close()
+    return verdicts, summary, written
+
+
+@pytest.fixture(scope="module")
+def local(pending, tmp_path_factory):
+    return _verify(pending, tmp_path_factory.mktemp("local"), "local")
+
+
+def _ray(**changes):
+    # Chunks of 8 attempts on 2 actors: several chunks in flight on each at once.
+    return ExecutorConfig(**{"kind": "ray", "chunk": 8, "actor_cpus": 1, **changes})
+
+
+def test_ray_verifies_every_attempt_as_the_local_verifier_does(ray_runtime, pending, local,
+                                                               tmp_path):
+    verdicts, summary, written = _verify(pending, tmp_path, "ray", _ray())
+    local_verdicts, local_summary, _ = local
+    assert verdicts == local_verdicts
+    assert summary == local_summary  # counts and the sandbox's version string
+    assert {v for v, _ in verdicts.values()} == {"pass", "fail", "error", "rejected", "timeout"}
+    assert sorted(written) == sorted(verdicts)  # each attempt written once
+    # The executor stopped its actors but left alone the Ray it did not start.
+    assert ray_runtime.is_initialized()
+
+
+def test_a_chunk_whose_actor_dies_is_verified_again_and_written_once(
+        ray_runtime, pending, local, tmp_path, monkeypatch):
+    marker = tmp_path / "died"
+    real_judge = verify.judge
+
+    def dies_on_the_first_chunk(verifier, job, progress=False):
+        # Runs in an actor: the first chunk to get here kills its actor's process outright,
+        # as an OOM kill or a lost node would, with its sibling chunks queued behind it.
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return real_judge(verifier, job, progress)
+        os._exit(1)
+
+    monkeypatch.setattr(verify, "judge", dies_on_the_first_chunk)
+    verdicts, summary, written = _verify(pending, tmp_path, "ray", _ray())
+    assert marker.exists()  # an actor did die
+    assert verdicts == local[0]
+    counts = collections.Counter(written)
+    assert set(counts) == set(verdicts) and set(counts.values()) == {1}
+
+
+def test_a_chunk_that_keeps_killing_its_actor_stops_the_stage(ray_runtime, pending, tmp_path,
+                                                              monkeypatch):
+    def always_dies(verifier, job, progress=False):
+        os._exit(1)
+
+    monkeypatch.setattr(verify, "judge", always_dies)
+    with pytest.raises(SelfplayError, match="died 2 times.*max_retries = 1"):
+        _verify(pending, tmp_path, "ray", _ray(max_retries=1, chunk=1000))
+    with Store(tmp_path / "ray.sqlite") as store:  # nothing written, all left for a resume
+        assert {a.verdict for a in store.attempts(1, "solve")} == {"pending"}
+
+
+def test_doctor_probes_the_layers_inside_a_ray_worker(ray_runtime, tmp_path, capsys):
+    config = RunConfig(executor=_ray())
+    (tmp_path / "config.toml").write_text(config_toml(config))
+    assert main(["doctor", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(a Ray worker on node " in out and "seccomp" in out
+    assert "honest pair passes" in out
+
+    # Strict mode refuses there as it does here, naming the node.
+    strict = RunConfig(executor=_ray(), verifier=VerifierConfig(strict=True,
+                                                                disable_layers=("seccomp",)))
+    (tmp_path / "config.toml").write_text(config_toml(strict))
+    assert main(["doctor", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "on Ray node" in err and "strict mode" in err and "seccomp" in err
+
+
+def test_a_bad_executor_is_refused_by_name(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[executor]\nkind = "dask"\n')
+    with pytest.raises(SelfplayError, match="executor.kind = 'dask' is not one of local, ray"):
+        load_config(path)
+    path.write_text('[executor]\nkind = "ray"\nchunk = 0\n')
+    with pytest.raises(SelfplayError, match="executor.chunk must be >= 1, not 0"):
+        load_config(path)
+    path.write_text('[executor]\nkind = "ray"\naddress = "auto"\nmax_retries = 5\n')
+    assert load_config(path).executor == ExecutorConfig(kind="ray", address="auto",
+                                                        max_retries=5)
+
+
+def test_ray_missing_is_named_with_the_extra_to_install(monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    with pytest.raises(SelfplayError, match=r'pip install -e "\.\[ray\]"'):
+        Resources(RunConfig(executor=ExecutorConfig(kind="ray")))
+    Resources(RunConfig()).close()  # the local executor needs nothing
+
+
+def test_the_executor_may_change_on_resume():
+    # It decides where verdicts are computed, not what they are (the tests above).
+    assert is_free_to_change("executor.kind") and is_free_to_change("executor.address")
