@@ -171,8 +171,9 @@ class ExecutorConfig:
     same either way; only the other stages' checks (seed, filter, eval) stay local."""
     address: str = ""
     """The Ray cluster to connect to (as `ray.init(address=...)` takes it, e.g. `auto` or
-    `ray://head:10001`); empty: the Ray runtime already started in this process, else a new
-    local one (shut down when the run stops)."""
+    `ray://head:10001`); empty: the Ray this process already runs, else Ray's default
+    (RAY_ADDRESS, the last cluster `ray start`ed on this machine, else a new local one). A
+    Ray the run connected to or started is disconnected or shut down when it stops."""
     chunk: int = 512
     """Attempts per Ray task: the unit that is retried when a worker dies and written to the
     store in one transaction when it comes back."""

@@ -87,7 +87,10 @@ def connect(address: str) -> bool:
     import ray
     if ray.is_initialized():
         return False
-    ray.init(address=address or None, logging_level="WARNING", include_dashboard=False)
+    if address:  # a cluster's own settings (its dashboard) are its own business
+        ray.init(address=address, logging_level="WARNING")
+    else:  # maybe a new local Ray, which needs no dashboard
+        ray.init(logging_level="WARNING", include_dashboard=False)
     return True
 
 

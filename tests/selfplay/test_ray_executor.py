@@ -3,6 +3,7 @@ the local verifier, a chunk whose actor dies is verified again and written once,
 setting is checked where it is read. The Ray tests share one local Ray (2 CPUs)."""
 
 import collections
+import dataclasses
 import logging
 import os
 import shutil
@@ -13,12 +14,15 @@ from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
 from puzzles.store import Attempt, Store
 from sandbox import VerifierConfig
+from selfplay import executors
 from selfplay.cli import main
 from selfplay.config import ExecutorConfig, RunConfig, config_toml, is_free_to_change, \
     load_config
 from selfplay.context import Resources, RoundContext
 from selfplay.rundir import RunDir
+from selfplay.loop import run
 from selfplay.stages import verify
+from test_round_scripted import scripted, scripted_sample  # noqa: F401 (a fixture)
 
 WRONG = ("    return None\n",  # wrong type
          "    if True:\n        raise ValueError('no')\n    return None\n",  # g raises
@@ -102,6 +106,42 @@ def test_ray_verifies_every_attempt_as_the_local_verifier_does(ray_runtime, pend
     assert sorted(written) == sorted(verdicts)  # each attempt written once
     # The executor stopped its actors but left alone the Ray it did not start.
     assert ray_runtime.is_initialized()
+
+
+def test_a_round_on_ray_stores_what_a_local_round_does(ray_runtime, tmp_path, scripted,
+                                                       tiny_model, monkeypatch):
+    # A whole round with the scripted sampler (every kind of proposal and solution): the data
+    # it stores (verdicts, verified solutions and their provenance, what trains) is the same.
+    def round_data(name, executor):
+        scripted_sample.proposed = []
+        path = tmp_path / name
+        assert main(["init", str(path), "--preset", "tiny"]) == 0
+        config = load_config(path / "config.toml")
+        (path / "config.toml").write_text(config_toml(dataclasses.replace(config,
+                                                                          executor=executor)))
+        run(path, rounds=1)
+        with Store(path / "store.sqlite") as store:
+            return {"attempts": [(a.stage, a.puzzle_hash, a.attempt, a.solution, a.verdict,
+                                  a.detail) for a in store.attempts(1)],
+                    "solutions": [(s.puzzle_id, s.source, s.verifier, s.provenance)
+                                  for s in store.solutions(round=1)],
+                    "train": store.train_examples(1),
+                    "verify": {k: v for k, v in store.stage_summary(1, "verify").items()
+                               if k != "seconds"}}
+
+    chunks_on_ray = []
+    ray_map = executors.RayExecutor.map
+
+    def counting_map(self, fn, chunks, progress=False):
+        chunks_on_ray.extend(chunks)
+        return ray_map(self, fn, chunks, progress)
+    monkeypatch.setattr(executors.RayExecutor, "map", counting_map)
+
+    local_round = round_data("local", ExecutorConfig())
+    assert {a[4] for a in local_round["attempts"]} >= {"pass", "fail", "rejected"}
+    assert not chunks_on_ray
+    assert round_data("ray", _ray()) == local_round
+    assert len(chunks_on_ray) > 1  # the round's attempts went to Ray, several chunks
 
 
 def test_a_chunk_whose_actor_dies_is_verified_again_and_written_once(
