@@ -303,12 +303,17 @@ def _preset_cpu() -> RunConfig:
     # puzzle (none of 240 attempts at train seeds before training), so the rounds lean on
     # expert iteration: once round 1 has trained on human pairs, the model re-solves solved
     # train puzzles (`solved_train`) and its new verified solutions train the next round.
+    # Two levers measured on a round-1 adapter (bench/results/solve_levers_ab.txt): few-shot
+    # examples similar to the target lift pass@1 on generator instances from 0.025 to 0.68,
+    # and 400 generator instances give the solver puzzles of the families it can learn.
+    # `dtype = auto` samples in bf16 where the CPU has bf16 matmuls (AMX, avx512_bf16).
     return RunConfig(
         rounds=2,
         model=ModelConfig(name="smollm2-135m"),
-        generation=GenerationConfig(batch_size=64),
+        seeds=SeedsConfig(generated=400),
+        generation=GenerationConfig(batch_size=64, dtype="auto"),
         prompts=PromptConfig(propose_examples=3, solve_examples=2, max_prompt_tokens=768,
-                             completion_tokens=160),
+                             completion_tokens=160, example_choice="similar"),
         propose=ProposeConfig(prompts=12, per_prompt=4, max_new_tokens=160),
         solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=8, solved_train=96),
         select=SelectConfig(per_puzzle=4, min_examples=64),
