@@ -132,7 +132,10 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision))
+    # cpu=True for a base on the CPU: accelerate then joins the processes of a launch
+    # (torchrun, `accelerate launch --multi_gpu`) with gloo instead of training each alone.
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+                              cpu=base.device.type == "cpu")
     if resume:
         done = _finished_summary(out_dir, inputs)
         if done is not None:

@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--rank", type=int, help="LoRA rank")
     p.add_argument("--alpha", type=float, help="LoRA alpha")
+    p.add_argument("--dropout", type=float, help="LoRA dropout (0: the same result on any "
+                                                 "number of processes)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_train)
 
@@ -72,12 +74,14 @@ def cmd_train(args) -> int:
     if state and not args.resume:
         raise SelfplayError(f"{args.out} already holds a run ({state}): pass --resume to "
                             "continue it, or choose another --out")
-    lora = LoraSettings(**{k: v for k, v in (("rank", args.rank), ("alpha", args.alpha))
-                           if v is not None})
-    # Under `accelerate launch` every process must sit on its own GPU.
+    lora = LoraSettings(**{k: v for k, v in (("rank", args.rank), ("alpha", args.alpha),
+                                             ("dropout", args.dropout)) if v is not None})
+    # Under `accelerate launch` on GPUs every process must sit on its own GPU; on a machine
+    # without one the processes share the CPU (gloo).
+    import torch
     rank = os.environ.get("LOCAL_RANK")
-    device = f"cuda:{rank}" if rank is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1 \
-        else "auto"
+    several = rank is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1
+    device = f"cuda:{rank}" if several and torch.cuda.is_available() else "auto"
     base = load_model(ModelConfig(name=args.model, device=device))
     summary = train_adapter(base, pairs, args.out, config, lora, init_adapter=args.init_adapter,
                             resume=True, progress=sys.stderr.isatty(), preferences=preferences)
