@@ -3,6 +3,7 @@ must match an uninterrupted run with the same seed. Likewise a run resumed with 
 the config calls free to change on resume changed."""
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -137,12 +138,19 @@ def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
                                  samples=2, max_problems=4, temperature=0.5, top_p=0.9,
                                  max_new_tokens=48),
         track=dataclasses.replace(first.track, dir=str(tmp_path / "trackers")),
-        audit=dataclasses.replace(first.audit, max_distance=0.2, min_puzzles=1))
+        audit=dataclasses.replace(first.audit, max_distance=0.2, min_puzzles=1),
+        # Round 2 verifies on a local Ray that the run starts and shuts down (where Ray is
+        # installed, as in CI's test extra; else only the chunk size changes).
+        executor=dataclasses.replace(first.executor, kind="ray", actor_cpus=1, chunk=7)
+        if importlib.util.find_spec("ray") else dataclasses.replace(first.executor, chunk=7))
     # Every free key is changed above: a key added to the list must be added here.
-    changed_keys = {"rounds", "verifier.workers", "eval", "track", "audit"}
+    changed_keys = {"rounds", "verifier.workers", "eval", "track", "audit", "executor"}
     assert changed_keys == set(FREE_TO_CHANGE)
     (changed / "config.toml").write_text(config_toml(resumed))
     assert main(["resume", str(changed)]) == 0
+    if resumed.executor.kind == "ray":
+        import ray
+        assert not ray.is_initialized()  # the run shut down the Ray it started
 
     assert _data(changed) == _data(reference)
     assert _meta(changed) == _meta(reference)
