@@ -120,6 +120,12 @@ class RayExecutor:
             # Each actor reports its version (limits and active layers); nodes with different
             # kernels may differ, and the stored provenance should say so rather than pick one.
             versions = ray.get([a.version.remote() for a in self._actors])
+        except ray.exceptions.RayActorError as e:
+            self.close()
+            # Ray's message is the actor's whole traceback; its last line is the reason
+            # (e.g. "SelfplayError: sandbox: strict mode needs every kernel layer ...").
+            reason = str(e).strip().splitlines()[-1]
+            raise SelfplayError(f"a Ray verify actor did not start: {reason}") from None
         except BaseException:
             self.close()
             raise

@@ -178,6 +178,19 @@ def test_a_chunk_that_keeps_killing_its_actor_stops_the_stage(ray_runtime, pendi
         assert {a.verdict for a in store.attempts(1, "solve")} == {"pending"}
 
 
+def test_an_actor_that_cannot_start_its_sandbox_is_an_error_not_a_retry(ray_runtime):
+    # Strict mode on a worker lacking a layer: the actor's constructor refuses, and Ray does
+    # not restart an actor for an exception, so the stage stops at once, saying why.
+    config = RunConfig(verifier=VerifierConfig(strict=True, disable_layers=("seccomp",)),
+                       executor=_ray())
+    resources = Resources(config)
+    try:
+        with pytest.raises(SelfplayError, match="did not start: .*strict mode.*seccomp"):
+            resources.verify_executor()
+    finally:
+        resources.close()
+
+
 def test_doctor_probes_the_layers_inside_a_ray_worker(ray_runtime, tmp_path, capsys):
     config = RunConfig(executor=_ray())
     (tmp_path / "config.toml").write_text(config_toml(config))
