@@ -81,6 +81,11 @@ class TrainConfig:
     whatever `loss_on` says."""
     beta: float = 0.1
     """DPO's beta: how strongly the policy is held to the reference (larger: closer)."""
+    processes: int = 1
+    """Processes that train the loop's rounds together (data parallel: one per GPU, or sharing
+    the CPU over gloo); above 1 the train stage launches them with accelerate's launcher. Each
+    step then sees micro_batch x grad_accum x processes blocks. `selfplay train` takes the
+    processes of whatever launched it instead."""
 
     def __post_init__(self):
         checks = [
@@ -98,6 +103,7 @@ class TrainConfig:
             (self.objective in OBJECTIVES,
              f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}"),
             (self.beta > 0, "beta must be > 0"),
+            (self.processes >= 1, f"processes must be >= 1, not {self.processes}"),
             (self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}"),
         ]

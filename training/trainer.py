@@ -136,6 +136,8 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     # (torchrun, `accelerate launch --multi_gpu`) with gloo instead of training each alone.
     accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
                               cpu=base.device.type == "cpu")
+    # The world size sets the global batch, so a checkpoint resumes only on as many processes.
+    inputs["processes"] = accelerator.num_processes
     if resume:
         done = _finished_summary(out_dir, inputs)
         if done is not None:
@@ -480,6 +482,9 @@ def _run_inputs(base, pairs, config: TrainConfig, lora: LoraSettings, init_adapt
         digest.update(json.dumps(list(pair)).encode())
     cfg = dataclasses.asdict(config)
     cfg.pop("checkpoint_every")  # how often we save does not change what we compute
+    # `processes` says how many the loop launches; what counts is the world that trains,
+    # which train_adapter adds once accelerate knows it.
+    cfg.pop("processes")
     if config.objective == "sft":
         # An SFT run is the run it was before objectives existed: its checkpoints resume.
         cfg.pop("objective")
@@ -494,6 +499,7 @@ def _run_inputs(base, pairs, config: TrainConfig, lora: LoraSettings, init_adapt
 
 
 def _check_same_inputs(saved: dict, inputs: dict, where: str) -> None:
+    saved = {"processes": 1, **saved}  # runs saved before the world size was recorded
     for key in inputs:
         if isinstance(inputs[key], dict) and isinstance(saved.get(key), dict):
             for sub in inputs[key]:
@@ -505,6 +511,12 @@ def _check_same_inputs(saved: dict, inputs: dict, where: str) -> None:
             raise SelfplayError(
                 f"{where} is a run with a different {key} ({saved.get(key)!r}, not "
                 f"{inputs[key]!r}): use another out dir, or resume=False to start over")
+
+
+def read_train_log(out_dir: str | Path) -> list[dict]:
+    """A finished run's steps: {"step", "loss", "lr", "grad_norm"} each, in order."""
+    path = Path(out_dir) / LOG_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def existing_run(out_dir: str | Path) -> str | None:

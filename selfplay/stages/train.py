@@ -11,8 +11,9 @@ from training.lora import ADAPTER_CONFIG
 
 
 def run(ctx: RoundContext) -> TrainStageSummary:
+    from training.job import launch_job, write_job
     from training.models import load_model
-    from training.trainer import train_adapter
+    from training.trainer import StepInfo, read_train_log, train_adapter
 
     examples = ctx.store.train_examples(ctx.round)
     pairs = []
@@ -36,12 +37,21 @@ def run(ctx: RoundContext) -> TrainStageSummary:
                         and (previous / ADAPTER_CONFIG).is_file()) else None
     # Training wraps the model in peft and changes it: it gets its own fresh copy of the base.
     ctx.resources.drop_model()
-    base = load_model(ctx.config.model)
     out = ctx.run.round_dir(ctx.round) / "train"
     on_step = ctx.tracker.on_train_step(ctx.store, ctx.round) if ctx.tracker else None
-    summary = train_adapter(base, pairs, out, config, ctx.config.lora, init_adapter=init,
-                            resume=True, progress=ctx.progress, on_step=on_step,
-                            preferences=preferences)
+    if config.processes > 1:
+        job = write_job(out, ctx.config.model, config, ctx.config.lora, pairs, preferences, init)
+        ctx.log.info("round %d train: launching %d processes", ctx.round, config.processes)
+        summary = launch_job(job, config.processes)
+        if on_step is not None:  # the trackers get the steps once the launch is done
+            for row in read_train_log(out):
+                on_step(StepInfo(step=row["step"], total=summary.steps, loss=row["loss"],
+                                 learning_rate=row["lr"], grad_norm=row["grad_norm"],
+                                 model=None))
+    else:
+        summary = train_adapter(load_model(ctx.config.model), pairs, out, config,
+                                ctx.config.lora, init_adapter=init, resume=True,
+                                progress=ctx.progress, on_step=on_step, preferences=preferences)
     # Paths relative to the run dir: a summary must not depend on where the run lives.
     result = TrainStageSummary(**{
         **dataclasses.asdict(summary),

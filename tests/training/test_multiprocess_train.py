@@ -2,6 +2,7 @@
 with the same global batch: users who launch it on several devices get the run they asked for,
 not each process training alone on part of the data."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -13,6 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from selfplay.cli import main
+from selfplay.config import config_toml, load_config
+from selfplay.loop import run
+from tests.selfplay.test_round_scripted import scripted, scripted_sample  # noqa: F401
 from tests.training.test_trainer import PAIRS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +63,30 @@ def test_two_processes_train_the_single_process_adapter(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
     assert any(a[key].abs().max() > 1e-3 for key in a if "lora_B" in key)  # it did train
+
+
+def _round_with(path: Path, processes: int, grad_accum: int) -> Path:
+    scripted_sample.proposed = []  # both runs see the same scripted proposals
+    assert main(["init", str(path), "--preset", "tiny", "--seed", "5"]) == 0
+    config = load_config(path / "config.toml")
+    config = dataclasses.replace(
+        config, lora=dataclasses.replace(config.lora, dropout=0.0),
+        train=dataclasses.replace(config.train, processes=processes, grad_accum=grad_accum,
+                                  steps=3, checkpoint_every=0))
+    (path / "config.toml").write_text(config_toml(config))
+    assert run(path, rounds=1)["rounds"][1]["complete"]
+    return path / "rounds" / "r1" / "train"
+
+
+def test_the_loop_trains_a_round_on_two_processes(tmp_path, scripted, tiny_model):
+    """`train.processes = 2`: the train stage launches two processes, and the round's adapter is
+    the one a single process trains with the same global batch."""
+    one = _round_with(tmp_path / "one", processes=1, grad_accum=2)
+    two = _round_with(tmp_path / "two", processes=2, grad_accum=1)
+    assert (two / "job.json").is_file() and not (one / "job.json").exists()
+    a = load_file(str(one / "adapter_model.safetensors"))
+    b = load_file(str(two / "adapter_model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["inputs"]["processes"] == 2 and summary["summary"]["steps"] == 3
