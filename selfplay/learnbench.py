@@ -176,11 +176,63 @@ def run_bench(path: str | Path, settings: BenchSettings, *, echo: bool = False,
     report = None
     for r in range(settings.rounds + 1):
         for arm, arm_dir in arms.items():
+            if r == 0 and (donor := share_round0(arm_dir, list(arms.values()))) and echo:
+                print(f"== {arm}: round 0 is {donor.name}'s (same base model, seeds and eval)",
+                      flush=True)
             if echo:
                 print(f"== {arm}: round {r}", flush=True)
             run(arm_dir, rounds=r, echo=echo, progress=progress)
         report = write_report(path, settings)
     return report
+
+
+def share_round0(arm_dir: Path, arm_dirs: list[Path]) -> Path | None:
+    """Give an arm that has not started another arm's finished round 0, when the two differ
+    only in what later rounds do (`select`, `train`): round 0 seeds the store and evaluates the
+    base model, so it would compute the same store again (at 2 CPU cores, one eval costs as much
+    as a round). Returns the arm it came from, or None when nothing was shared."""
+    from selfplay.loop import ROUND0_STAGES
+
+    target = RunDir(arm_dir)
+    if target.store_file.exists():
+        with Store(target.store_file) as store:
+            if store.stages():
+                return None  # it has started: its own round 0 stands
+    config = _round0_part(target.load_config())
+    for donor_dir in arm_dirs:
+        donor = RunDir(donor_dir)
+        if donor.path == target.path or not donor.store_file.exists():
+            continue
+        if _round0_part(donor.load_config()) != config:
+            continue
+        with Store(donor.store_file) as store:
+            if any(store.stage_summary(0, stage) is None for stage in ROUND0_STAGES):
+                continue
+            if any(r > 0 for r, _, _ in store.stages()):
+                continue  # a later round is in it: not the round-0 store alone
+            _copy_store(store, target.store_file)
+        return donor.path
+    return None
+
+
+def _round0_part(config: RunConfig) -> RunConfig:
+    """A config with what only later rounds read set aside."""
+    return dataclasses.replace(config, select=preset("tiny").select, train=preset("tiny").train)
+
+
+def _copy_store(store: Store, to: Path) -> None:
+    import sqlite3
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{to}{suffix}").unlink(missing_ok=True)
+    partial = to.with_name(to.name + ".partial")
+    partial.unlink(missing_ok=True)
+    copy = sqlite3.connect(partial)
+    try:
+        store.db.backup(copy)  # a consistent copy, the WAL's pages included
+    finally:
+        copy.close()
+    partial.replace(to)
 
 
 # -- reading the arms ---------------------------------------------------------------------

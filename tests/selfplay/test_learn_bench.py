@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from puzzles.errors import SelfplayError
+from puzzles.store import Store
 from selfplay.config import load_config
 from selfplay.evalsets import load_eval_set
 from selfplay.learnbench import (ArmData, BenchSettings, arm_config, compare, eval_sets,
@@ -108,6 +109,14 @@ def test_quick_benchmark_writes_the_table_and_plot_and_continues(tmp_path, tiny_
     assert learn([str(bench), "--quick"]) == 0
     printed = capsys.readouterr().out
     assert "| heldout | selfplay | 1 | 8 |" in printed and "| heldout | control | 1 | 8 |" in printed
+    # Round 0 (seed the store, evaluate the base model) ran once: the control arm took the
+    # self-play arm's, the same samples, not a second eval.
+    assert "== control: round 0 is selfplay's" in printed
+    evals = {}
+    for arm in ("selfplay", "control"):
+        with Store(bench / arm / "store.sqlite") as store:
+            evals[arm] = [(a.puzzle_hash, a.completion) for a in store.attempts(0)]
+    assert evals["selfplay"] and evals["selfplay"] == evals["control"]
 
     report_dir = bench / "report"
     report = json.loads((report_dir / "learning.json").read_text())
