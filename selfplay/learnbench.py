@@ -29,7 +29,7 @@ from puzzles.records import atomic_write
 from puzzles.store import Store
 from selfplay.bootstrap import paired_pass_at_k
 from selfplay.cards import diversity
-from selfplay.config import RunConfig, preset
+from selfplay.config import RunConfig, SelectConfig, TrainConfig, preset
 from selfplay.evalsets import set_label
 from selfplay.passk import mean_pass_at_k
 from selfplay.rundir import RunDir, init_run
@@ -217,7 +217,7 @@ def share_round0(arm_dir: Path, arm_dirs: list[Path]) -> Path | None:
 
 def _round0_part(config: RunConfig) -> RunConfig:
     """A config with what only later rounds read set aside."""
-    return dataclasses.replace(config, select=preset("tiny").select, train=preset("tiny").train)
+    return dataclasses.replace(config, select=SelectConfig(), train=TrainConfig())
 
 
 def _copy_store(store: Store, to: Path) -> None:

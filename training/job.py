@@ -52,7 +52,7 @@ def launch_job(job_file: str | Path, processes: int, *, timeout: float | None = 
                ) -> TrainSummary:
     """Run the job on `processes` processes of this machine and return its summary."""
     job_file = Path(job_file)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                "--num_processes", str(processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -69,16 +69,31 @@ def launch_job(job_file: str | Path, processes: int, *, timeout: float | None = 
     return TrainSummary.from_dict(json.loads(summary.read_text())["summary"])
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for the launcher's rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def run_job(job_file: str | Path) -> TrainSummary:
-    """One process's part of the job (under a launcher: torchrun's RANK, WORLD_SIZE, ...)."""
+def process_model(model: ModelConfig) -> ModelConfig:
+    """This process's share of the machine under a launcher (torchrun's WORLD_SIZE and
+    LOCAL_RANK): its own GPU, or on a CPU machine its share of the cores; as is when alone."""
     import torch
 
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return model
+    if model.device in ("auto", "cuda") and torch.cuda.is_available():
+        return dataclasses.replace(model, device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+    if model.threads == 0:
+        # The processes share this machine's cores: one thread pool each would oversubscribe.
+        return dataclasses.replace(model, threads=max(1, (os.cpu_count() or 1) // world))
+    return model
+
+
+def run_job(job_file: str | Path) -> TrainSummary:
+    """One process's part of the job (under a launcher: torchrun's RANK, WORLD_SIZE, ...)."""
     from training.models import load_model
     from training.trainer import train_adapter
 
@@ -86,14 +101,7 @@ def run_job(job_file: str | Path) -> TrainSummary:
     job = json.loads(job_file.read_text())
     config = TrainConfig(**job["train"])
     lora = LoraSettings(**{**job["lora"], "target_modules": tuple(job["lora"]["target_modules"])})
-    model = ModelConfig(**job["model"])
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = os.environ.get("LOCAL_RANK", "0")
-    if model.device in ("auto", "cuda") and torch.cuda.is_available() and world > 1:
-        model = dataclasses.replace(model, device=f"cuda:{rank}")
-    elif model.threads == 0 and world > 1:
-        # The processes share this machine's cores: one thread pool each would oversubscribe.
-        model = dataclasses.replace(model, threads=max(1, (os.cpu_count() or 1) // world))
+    model = process_model(ModelConfig(**job["model"]))
     rows = [tuple(json.loads(line)) for line in
             (job_file.parent / PAIRS_FILE).read_text().splitlines() if line.strip()]
     sft = config.objective == "sft"

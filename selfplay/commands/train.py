@@ -59,6 +59,7 @@ def cmd_train(args) -> int:
 
     from puzzles.errors import SelfplayError
     from training.data import read_pairs
+    from training.job import process_model
     from training.lora import LoraSettings
     from training.models import ModelConfig, load_model
     from training.preference import read_preference_pairs
@@ -76,13 +77,8 @@ def cmd_train(args) -> int:
                             "continue it, or choose another --out")
     lora = LoraSettings(**{k: v for k, v in (("rank", args.rank), ("alpha", args.alpha),
                                              ("dropout", args.dropout)) if v is not None})
-    # Under `accelerate launch` on GPUs every process must sit on its own GPU; on a machine
-    # without one the processes share the CPU (gloo).
-    import torch
-    rank = os.environ.get("LOCAL_RANK")
-    several = rank is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1
-    device = f"cuda:{rank}" if several and torch.cuda.is_available() else "auto"
-    base = load_model(ModelConfig(name=args.model, device=device))
+    # Under `accelerate launch` every process takes its own GPU, or its share of the CPU.
+    base = load_model(process_model(ModelConfig(name=args.model)))
     summary = train_adapter(base, pairs, args.out, config, lora, init_adapter=args.init_adapter,
                             resume=True, progress=sys.stderr.isatty(), preferences=preferences)
     if os.environ.get("RANK", "0") != "0":

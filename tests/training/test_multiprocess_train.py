@@ -5,7 +5,6 @@ not each process training alone on part of the data."""
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from selfplay.config import config_toml, load_config
 from selfplay.loop import run
 from tests.selfplay.test_round_scripted import scripted, scripted_sample  # noqa: F401
 from tests.training.test_trainer import PAIRS
+from training.job import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.slow
 ARGS = ["--model", "tiny", "--steps", "4", "--micro-batch", "2", "--block-size", "128",
         "--lr", "5e-3", "--rank", "4", "--alpha", "8", "--dropout", "0", "--seed", "3",
         "--checkpoint-every", "0", "--json"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train(command: list[str], out: Path) -> dict:
@@ -51,7 +45,7 @@ def test_two_processes_train_the_single_process_adapter(tmp_path):
     # launcher starts two, and the trainer joins them with gloo because the base is on the CPU.
     two = _train([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                   "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                  "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                  "--dynamo_backend", "no", "--main_process_port", str(free_port()),
                   "-m", "selfplay", "train", str(pairs), *ARGS, "--grad-accum", "1"],
                  tmp_path / "two")
     # Same global batch (2 blocks x 2 micro batches, or 2 blocks x 2 processes): same data seen.
