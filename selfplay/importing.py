@@ -6,6 +6,7 @@ a failure before or during it leaves the store exactly as it was.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,8 @@ class AddReport:
     added: int = 0
     """New puzzles written."""
     unsolved: int = 0
-    """Of those, puzzles stored without any verified solution (none was given)."""
+    """Of those, puzzles stored without any verified solution (none was given, or it was
+    withheld)."""
     solutions: int = 0
     """Verified solutions written."""
     duplicates: list[str] = field(default_factory=list)
@@ -53,11 +55,13 @@ def read_puzzle_file(path: str | Path, split_file: str | Path | None = None,
 
 def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *,
                 origin: str = "imported", rejected: list[Rejected] | None = None,
-                progress: bool = False) -> AddReport:
+                withhold: Collection[str] = (), progress: bool = False) -> AddReport:
     """Verify every record's solutions and store the puzzles that hold up, in one transaction.
 
     A puzzle given with solutions is stored only if at least one verifies; a puzzle given with
-    none is stored unsolved. Puzzles already in the store are skipped as duplicates.
+    none is stored unsolved. Puzzles already in the store are skipped as duplicates. A puzzle
+    named in `withhold` is stored unsolved although its solutions verified (so it is known to be
+    solvable), with `reference_withheld` in its provenance: a target the model must solve itself.
     """
     report = AddReport(rejected=list(rejected or []))
     seen: set[str] = set()
@@ -104,6 +108,9 @@ def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *
     with store.transaction():
         for record, good in keep:
             provenance = {k: v for k, v in record.provenance.items() if k != "origin"}
+            if record.puzzle.name in withhold:
+                provenance["reference_withheld"] = True
+                good = []
             pid, created = store.add_puzzle(record.puzzle, origin, provenance=provenance)
             report.added += created
             report.unsolved += created and not good

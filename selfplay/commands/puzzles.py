@@ -28,6 +28,9 @@ def register(sub) -> None:
     gen.add_argument("--n", type=int, required=True, help="how many distinct instances to draw")
     gen.add_argument("--seed", type=int, default=0, help="the seed the instances are drawn with")
     gen.add_argument("--family", help="only this family's generators (default: every family)")
+    gen.add_argument("--withhold", type=int, default=0,
+                     help="store this many of the instances without their (verified) reference "
+                          "solution: train puzzles the model must solve itself")
     gen.add_argument("--store", required=True, help="the store file (created if missing)")
     gen.add_argument("--timeout", type=float, help="seconds per check")
     gen.add_argument("--workers", type=int, help="verifier worker processes")
@@ -77,11 +80,14 @@ def cmd_generate(args) -> int:
     # Bad input fails here, before a store file is created or a sandbox started.
     if args.n < 1:
         raise SelfplayError(f"--n must be at least 1, not {args.n}")
+    if not 0 <= args.withhold <= args.n:
+        raise SelfplayError(f"--withhold must be between 0 and --n = {args.n}, "
+                            f"not {args.withhold}")
     generators(args.family)
     config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers)
     with _open_store(args.store, must_exist=False) as store, Verifier(config) as verifier:
         report = generate_into(store, verifier, args.n, args.seed, args.family,
-                               progress=sys.stderr.isatty())
+                               withhold=args.withhold, progress=sys.stderr.isatty())
     print("\n".join(report.lines()))
     return 0
 

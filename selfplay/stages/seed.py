@@ -21,7 +21,8 @@ def run(ctx: RoundContext) -> SeedSummary:
         # Drawn from the run's seed: a redone stage draws the same instances, and the store
         # keeps one copy of each.
         generated = generate_into(ctx.store, ctx.resources.verifier(), wanted,
-                                  ctx.seed("seed-generated"))
+                                  ctx.seed("seed-generated"),
+                                  withhold=ctx.config.seeds.withheld)
         ctx.log.info("seed: generators: %s", generated.lines()[0])
     # What the store holds, not what this call added: a seed stage redone after its write (the
     # run died before marking it done) adds nothing, and its summary must still be the run's.

@@ -74,3 +74,34 @@ def test_wrong_reference_and_trivial_instances_are_counted_not_stored(tmp_path, 
 
 def test_families_cover_at_least_15():
     assert len(families()) >= 15
+
+
+def test_withheld_instances_are_stored_unsolved_spread_over_families(tmp_path, capsys):
+    # A withheld instance is a train puzzle the model must solve itself: its reference solution
+    # verified (it is solvable) but is not stored, and every family keeps solved instances.
+    path = tmp_path / "g.sqlite"
+    assert main(["puzzles", "generate", "--n", "60", "--seed", "2", "--withhold", "30",
+                 "--store", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ", 30 of them without their reference solution;" in out.splitlines()[0]
+    with Store(path) as store:
+        unsolved = store.puzzles(origin="generator", solved=False)
+        solved = store.puzzles(origin="generator", solved=True)
+        assert len(unsolved) == 30 and len(solved) == 30
+        assert all(sp.provenance.get("reference_withheld") is True for sp in unsolved)
+        assert not any("reference_withheld" in sp.provenance for sp in solved)
+        families = {sp.puzzle.family for sp in unsolved + solved}
+        assert {sp.puzzle.family for sp in solved} == families
+        per_family = [sum(sp.puzzle.family == f for sp in unsolved) for f in families]
+        assert max(per_family) - min(per_family) <= 1
+        # Withheld, not lost: the solve stage's unsolved targets are exactly these.
+        assert {sp.id for sp in store.puzzles(split="train", solved=False)} == {
+            sp.id for sp in unsolved}
+
+
+def test_withhold_out_of_range_is_refused_before_anything_is_written(tmp_path, capsys):
+    path = tmp_path / "g.sqlite"
+    assert main(["puzzles", "generate", "--n", "3", "--withhold", "4", "--store",
+                 str(path)]) != 0
+    assert "--withhold must be between 0 and --n = 3, not 4" in capsys.readouterr().err
+    assert not path.exists()
