@@ -22,6 +22,7 @@ from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from sandbox import Pair
+from selfplay.samplers import SampleJob, as_sampler
 from selfplay.stages.common import chunks
 from selfplay.similarity import ShingleIndex
 from training.prompts import parse_solution_completion, solve_prompt
@@ -130,7 +131,7 @@ def _example_chooser(examples: list[tuple[Puzzle, Solution]], prompt_config
     return choose
 
 
-def sample_attempts(loaded, problems: Sequence[Problem],
+def sample_attempts(sampler, problems: Sequence[Problem],
                     examples: list[tuple[Puzzle, Solution]], *, k: int, sampling,
                     prompt_config, seed: Callable[..., int], stage: str, round: int,
                     provenance: dict, done: set[str] = frozenset(),
@@ -138,13 +139,13 @@ def sample_attempts(loaded, problems: Sequence[Problem],
     """k attempts at each problem, as batches of rows ready to store, in a fixed order: first
     the rejected attempts of problems whose prompt is too long, then one batch per chunk.
 
-    Problems whose hash is in `done` (a resumed stage) are not yielded again; a chunk whose
-    problems are all done is not sampled. Parsed attempts are `pending` (the sandbox has yet
-    to judge them), unparsable ones `rejected`. `progress` (a tqdm-like bar) is advanced by
-    the problems of each chunk.
+    `sampler` samples the chunks (`selfplay.samplers`: here, or on Ray actors); a loaded model
+    is sampled here. Problems whose hash is in `done` (a resumed stage) are not yielded again;
+    a chunk whose problems are all done is not sampled. Parsed attempts are `pending` (the
+    sandbox has yet to judge them), unparsable ones `rejected`. `progress` (a tqdm-like bar)
+    is advanced by the problems of each chunk.
     """
-    from training.sampling import sample
-
+    sampler = as_sampler(sampler)
     prompts: list[str | None] = []
     parents: list[list[str]] = []
     overflow: dict[int, str] = {}
@@ -154,7 +155,7 @@ def sample_attempts(loaded, problems: Sequence[Problem],
         if problem.takes_examples:
             chosen = choose(problem, random.Random(seed(f"{stage}-shots", i)))
         try:
-            prompts.append(problem.solve_prompt(chosen, prompt_config, loaded.tokenizer))
+            prompts.append(problem.solve_prompt(chosen, prompt_config, sampler.tokenizer))
         except SelfplayError as e:
             prompts.append(None)  # the problem alone overflows the prompt budget
             overflow[i] = str(e)
@@ -167,13 +168,20 @@ def sample_attempts(loaded, problems: Sequence[Problem],
     if too_long:
         yield too_long
     done = set(done) | {problems[i].hash for i in overflow}
+    parts, jobs = [], []
     for c, part in enumerate(chunks(len(problems), sampling.batch_size // max(1, k))):
-        if not all(problems[i].hash in done for i in part):
-            fit = [i for i in part if i not in overflow]
-            outs = sample(loaded, [prompts[i] for i in fit], k, sampling, seed=seed(stage, c))
-            yield [_attempt(problems[i], text, a, stage=stage, round=round,
-                            provenance={**provenance, "parents": parents[i]})
-                   for i, completions in zip(fit, outs) for a, text in enumerate(completions)]
+        if all(problems[i].hash in done for i in part):
+            if progress is not None:
+                progress.update(len(part))
+            continue
+        fit = [i for i in part if i not in overflow]
+        parts.append((part, fit))
+        jobs.append(SampleJob([prompts[i] for i in fit], k, sampling, seed(stage, c)))
+    for j, outs in sampler.map(jobs):
+        part, fit = parts[j]
+        yield [_attempt(problems[i], text, a, stage=stage, round=round,
+                        provenance={**provenance, "parents": parents[i]})
+               for i, completions in zip(fit, outs) for a, text in enumerate(completions)]
         if progress is not None:
             progress.update(len(part))
 

@@ -178,10 +178,12 @@ EXECUTORS = ("local", "ray")
 @dataclass(frozen=True)
 class ExecutorConfig:
     kind: str = "local"
-    """Where the verify stage runs its checks: `local` (one sandbox verifier in this process's
-    machine) or `ray` (chunks of attempts fanned out to Ray actors, each holding its own
-    sandbox verifier; needs `pip install -e ".[ray]"`). Verdicts, and so the store, are the
-    same either way; only the other stages' checks (seed, filter, eval) stay local."""
+    """Where the verify stage runs its checks and the sampling stages (propose, solve, eval)
+    sample: `local` (one sandbox verifier and the model in this process) or `ray` (chunks of
+    attempts fanned out to Ray actors each holding its own sandbox verifier, and chunks of
+    prompts to sampler actors each holding the model; needs `pip install -e ".[ray]"`). The
+    store is the same either way (see `sampler_cpus` for sampling); only the other stages'
+    checks (seed, filter, eval) and training stay local."""
     address: str = ""
     """The Ray cluster to connect to (as `ray.init(address=...)` takes it, e.g. `auto` or
     `ray://head:10001`); empty: the Ray this process already runs, else Ray's default
@@ -197,17 +199,39 @@ class ExecutorConfig:
     """CPUs each actor reserves from Ray; with `verifier.workers = 0` also its sandbox
     processes (0 there would mean every core of the actor's node, for every actor on it)."""
     max_retries: int = 3
-    """Times a chunk is sent again after the actor running it died (the actor is restarted);
-    past that the stage stops with an error, and a resume picks up the chunks not written."""
+    """Times a chunk (of attempts to verify or prompts to sample) is sent again after the actor
+    running it died (the actor is restarted); past that the stage stops with an error, and a
+    resume picks up the chunks not written."""
+    sampling: bool = True
+    """With kind = "ray": whether propose, solve and eval sample on Ray sampler actors (each
+    gets the stage's chunks of `generation.batch_size` samples; the driver writes them in chunk
+    order); false keeps sampling in this process (e.g. on its own GPU) and sends only the
+    verify stage to Ray."""
+    sampler_actors: int = 0
+    """Ray sampler actors, each holding one copy of the model with the round's adapter; 0: as
+    many as the cluster holds at `sampler_cpus` CPUs (and `sampler_gpus` GPUs) each. They and
+    the verify actors take turns (each set is stopped before the other starts), so either may
+    fill the cluster."""
+    sampler_cpus: int = 2
+    """CPUs each sampler actor reserves from Ray. With `model.threads = 0` they are the torch
+    threads of a model of 30M parameters or more (a smaller one takes 1, as here). An actor's
+    completions equal this process's with equal thread counts (the same model and chunks);
+    with other counts a float sum in another order may draw another token, so a run that must
+    be reproduced elsewhere should set `model.threads`."""
+    sampler_gpus: float = 0.0
+    """GPUs each sampler actor reserves: 1 puts one model (and one vLLM engine, when
+    `generation.backend` picks vLLM) on each GPU, 0.5 two per GPU; 0 samples on the actors'
+    CPUs (`model.device = "auto"` then means cpu there). GPU and CPU numerics differ: changed
+    on a resume, it changes what the rest of the run samples, as `model.device` would."""
 
     def __post_init__(self):
         if self.kind not in EXECUTORS:
             raise SelfplayError(f"executor.kind = {self.kind!r} is not one of "
                                 f"{', '.join(EXECUTORS)}")
-        for name in ("chunk", "actor_cpus"):
+        for name in ("chunk", "actor_cpus", "sampler_cpus"):
             if getattr(self, name) < 1:
                 raise SelfplayError(f"executor.{name} must be >= 1, not {getattr(self, name)!r}")
-        for name in ("actors", "max_retries"):
+        for name in ("actors", "max_retries", "sampler_actors", "sampler_gpus"):
             if getattr(self, name) < 0:
                 raise SelfplayError(f"executor.{name} must be >= 0, not {getattr(self, name)!r}")
 
@@ -319,20 +343,21 @@ def _preset_cpu() -> RunConfig:
     # Two levers measured on a round-1 adapter (bench/results/solve_levers_ab.txt): few-shot
     # examples similar to the target lift pass@1 on generator instances from 0.025 to 0.68,
     # and 400 generator instances give the solver puzzles of the families it can learn.
-    # Half of them are stored without their reference solution (`seeds.withheld`): re-solving a
+    # 300 of 500 are stored without their reference solution (`seeds.withheld`): re-solving a
     # solved instance mostly writes its stored solution again (the learning benchmark's rounds
-    # verified 237 passes but 4 new pairs), while each solution to a withheld one is new data;
-    # `unsolved_train` aims the solver at them, 96 a round, so two rounds find fresh ones.
+    # verified 237 passes but 4 new pairs), while each solution to a withheld one is new data.
+    # `unsolved_train` aims the solver at them, 128 a round: with 96 (and 8 solved ones) a
+    # 2-round run solved 74 then 76 puzzles for 78 then 81 new pairs, short of 100.
     # `dtype = auto` samples in bf16 where the CPU has bf16 matmuls (AMX, avx512_bf16).
     return RunConfig(
         rounds=2,
         model=ModelConfig(name="smollm2-135m"),
-        seeds=SeedsConfig(generated=400, withheld=200),
+        seeds=SeedsConfig(generated=500, withheld=300),
         generation=GenerationConfig(batch_size=64, dtype="auto"),
         prompts=PromptConfig(propose_examples=3, solve_examples=2, max_prompt_tokens=768,
                              completion_tokens=160, example_choice="similar"),
         propose=ProposeConfig(prompts=12, per_prompt=4, max_new_tokens=160),
-        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=96, solved_train=8),
+        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=128, solved_train=0),
         select=SelectConfig(per_puzzle=4, min_examples=64),
         train=TrainConfig(steps=16, micro_batch=4, grad_accum=2, block_size=384,
                           checkpoint_every=4),

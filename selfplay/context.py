@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # tracking -> evalsets -> attempts -> stages.common import th
 
 
 class Resources:
-    """The model (base + one adapter at a time), the verifier pool and the verify stage's
-    executor, loaded lazily."""
+    """The model (base + one adapter at a time), the verifier pool, the verify stage's
+    executor and the sampling stages' sampler, loaded lazily."""
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -28,6 +28,8 @@ class Resources:
         self._model_adapter: Path | None = None
         self._verifier = None
         self._executor = None
+        self._samplers = None
+        self._ray_started = False
         if config.executor.kind == "ray":
             from selfplay.executors import require_ray
             require_ray()  # at the start of a run, not at its verify stage hours later
@@ -43,13 +45,30 @@ class Resources:
         return self._model
 
     def drop_model(self) -> None:
+        """Free the model's memory (for training), here and on any sampler actors."""
         self._model = None
         self._model_adapter = None
+        self._close_samplers()
 
     def verifier(self):
         if self._verifier is None:
             self._verifier = Verifier(self.config.verifier)
         return self._verifier
+
+    def sampler(self, adapter: Path | None):
+        """What the sampling stages sample with, from the run's model with `adapter`: the model
+        above, here, or Ray sampler actors (`executor.kind = "ray"` with `executor.sampling`)."""
+        from selfplay import samplers
+        executor = self.config.executor
+        if executor.kind != "ray" or not executor.sampling:
+            return samplers.LocalSampler(self.model(adapter))
+        if self._samplers is None:
+            # The verify actors and the sampler actors take turns, so that either may fill
+            # the cluster: the ones not stopped would hold CPUs the others wait for forever.
+            self._close_executor()
+            self._connect_ray()
+            self._samplers = samplers.RaySamplers(executor, self.config.model)
+        return self._samplers.sampler(adapter)
 
     def verify_executor(self):
         """Where the verify stage's checks run (`executor.kind`): the verifier above, or Ray
@@ -57,20 +76,40 @@ class Resources:
         if self._executor is None:
             from selfplay import executors
             if self.config.executor.kind == "ray":
+                self._close_samplers()  # their turn is over (see `sampler`)
+                self._connect_ray()
                 self._executor = executors.RayExecutor(self.config.executor,
                                                        self.config.verifier)
             else:
                 self._executor = executors.LocalExecutor(self.verifier())
         return self._executor
 
-    def close(self) -> None:
-        self.drop_model()
-        if self._executor is not None:  # stops its actors, and Ray if it started it
+    def _connect_ray(self) -> None:
+        # Connected once for the whole run: the actor sets come and go, Ray stays.
+        if not self._ray_started:
+            from selfplay.executors import connect
+            self._ray_started = connect(self.config.executor.address)
+
+    def _close_executor(self) -> None:
+        if self._executor is not None:  # stops its actors (and their sandboxes)
             self._executor.close()
             self._executor = None
+
+    def _close_samplers(self) -> None:
+        if self._samplers is not None:
+            self._samplers.close()
+            self._samplers = None
+
+    def close(self) -> None:
+        self.drop_model()
+        self._close_executor()
         if self._verifier is not None:
             self._verifier.close()
             self._verifier = None
+        if self._ray_started:  # a Ray this run connected to or started
+            import ray
+            ray.shutdown()
+            self._ray_started = False
 
 
 @dataclass

@@ -40,17 +40,18 @@ class EvalResult:
                 "too_long": self.too_long}
 
 
-def evaluate(loaded, problems: list[Problem], examples: list[tuple[Puzzle, Solution]], verifier,
-             *, set_name: str, n: int, ks: list[int], sampling, prompt_config,
+def evaluate(sampler, problems: list[Problem], examples: list[tuple[Puzzle, Solution]],
+             verifier, *, set_name: str, n: int, ks: list[int], sampling, prompt_config,
              seed: Callable[..., int], round: int = 0, progress: bool = False) -> EvalResult:
-    """pass@k of `loaded` on `problems`, with few-shot `examples` in each prompt. Sampled as
-    the solve stage samples (`selfplay.attempts.sample_attempts`), under stage `eval:<set>`."""
+    """pass@k of the model `sampler` samples (`selfplay.samplers`, or a loaded model) on
+    `problems`, with few-shot `examples` in each prompt. Sampled as the solve stage samples
+    (`selfplay.attempts.sample_attempts`), under stage `eval:<set>`."""
     if not problems:
         return EvalResult(set_name, 0, n, {}, 0)
     attempts = [a for rows in sample_attempts(
-        loaded, problems, examples, k=n, sampling=sampling, prompt_config=prompt_config,
+        sampler, problems, examples, k=n, sampling=sampling, prompt_config=prompt_config,
         seed=seed, stage=f"eval:{set_name}", round=round,
-        provenance={"model": loaded.name, "model_fingerprint": loaded.fingerprint,
+        provenance={"model": sampler.name, "model_fingerprint": sampler.fingerprint,
                     "adapter_round": round, "sampling": dataclasses.asdict(sampling)})
         for a in rows]
     by_hash = {p.hash: p for p in problems}
@@ -76,7 +77,7 @@ def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) ->
     # changing how the solve stage samples must not move the measuring stick, and the other
     # way round.
     sampling = sampling_config(ctx, ctx.config.eval)
-    result = evaluate(ctx.resources.model(ctx.run.adapter(ctx.round)), eval_set.problems,
+    result = evaluate(ctx.resources.sampler(ctx.run.adapter(ctx.round)), eval_set.problems,
                       train_puzzles_with_shortest_solution(ctx.store, human_only=True),
                       ctx.resources.verifier(),
                       set_name=name, n=n, ks=ks, sampling=sampling,

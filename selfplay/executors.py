@@ -6,7 +6,8 @@ Both take a function `fn(verifier, chunk, progress)` and a list of chunks, and y
 `(chunk index, fn's result)` as chunks finish. Only the caller (the driver) touches the store:
 it writes each chunk's result itself, by attempt id, in one transaction. A chunk whose actor
 died is sent again (to a restarted or another actor) and only a chunk that came back whole is
-ever yielded, so a retry can neither write twice nor write half a chunk.
+ever yielded, so a retry can neither write twice nor write half a chunk. That fan-out
+(`fan_out`) also sends the sampling stages' chunks to sampler actors (`selfplay.samplers`).
 """
 
 from __future__ import annotations
@@ -136,49 +137,9 @@ class RayExecutor:
         return list(self._actors)
 
     def map(self, fn: Callable, chunks: Sequence, progress: bool = False) -> Iterator:
-        import ray
-        from tqdm import tqdm
-
-        queue = collections.deque(range(len(chunks)))
-        failures = [0] * len(chunks)
-        load = [0] * len(self._actors)
-        in_flight: dict = {}  # ObjectRef -> (chunk index, actor index)
-        bar = tqdm(total=len(chunks), disable=not progress, desc="verify (ray)", unit="chunk")
-        try:
-            while queue or in_flight:
-                while queue and min(load) < IN_FLIGHT:
-                    a = load.index(min(load))
-                    i = queue.popleft()
-                    in_flight[self._actors[a].run.remote(fn, chunks[i])] = (i, a)
-                    load[a] += 1
-                [ref], _ = ray.wait(list(in_flight), num_returns=1)
-                i, a = in_flight.pop(ref)
-                load[a] -= 1
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayActorError as e:
-                    # The actor died (or is unreachable) with this chunk in it: nothing of the
-                    # chunk was yielded, so sending it again cannot duplicate a verdict.
-                    failures[i] += 1
-                    if failures[i] > self.config.max_retries:
-                        raise SelfplayError(
-                            f"verify chunk {i}: its Ray actor died {failures[i]} times "
-                            f"(executor.max_retries = {self.config.max_retries}); the chunks "
-                            f"already written stay, `selfplay resume` retries the rest. Last "
-                            f"error: {e}") from None
-                    queue.appendleft(i)
-                    continue
-                bar.update(1)
-                yield i, result
-        finally:
-            bar.close()
-            # Stopped early (an error, the caller gave up): drop what is queued, best effort;
-            # nothing of it reaches the store, and close() stops the actors anyway.
-            for ref in in_flight:
-                try:
-                    ray.cancel(ref, force=False)
-                except Exception:
-                    pass
+        return fan_out(self._actors, lambda actor, i: actor.run.remote(fn, chunks[i]),
+                       len(chunks), max_retries=self.config.max_retries, what="verify",
+                       progress=progress)
 
     def close(self) -> None:
         """Stop the actors (their verifiers first, so no sandbox server is left behind), then
@@ -196,6 +157,82 @@ class RayExecutor:
         if self._started and ray.is_initialized():
             ray.shutdown()
         self._started = False
+
+
+def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: str,
+            progress: bool = False, window: int = 0) -> Iterator:
+    """Chunks 0..n-1 run on `actors`, IN_FLIGHT at a time on each (`submit(actor, i)` starts
+    chunk i on one and returns its ObjectRef); yields `(i, result)` as chunks come back. A
+    chunk whose actor died is sent again, up to `max_retries` times. `window` > 0 starts no
+    chunk that many or more past the lowest one not back yet: what `in_order` holds back
+    (and a crash loses) stays bounded while one chunk is retried or slow."""
+    import ray
+    from tqdm import tqdm
+
+    queue = collections.deque(range(n))  # ascending, a retried chunk back at the front
+    failures = [0] * n
+    load = [0] * len(actors)
+    in_flight: dict = {}  # ObjectRef -> (chunk index, actor index)
+    bar = tqdm(total=n, disable=not progress, desc=f"{what} (ray)", unit="chunk")
+
+    def may_start(i: int) -> bool:
+        lowest = min([i, *(j for j, _ in in_flight.values())])
+        return not window or i < lowest + window
+
+    try:
+        while queue or in_flight:
+            while queue and min(load) < IN_FLIGHT and may_start(queue[0]):
+                a = load.index(min(load))
+                i = queue.popleft()
+                in_flight[submit(actors[a], i)] = (i, a)
+                load[a] += 1
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            i, a = in_flight.pop(ref)
+            load[a] -= 1
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                # The actor died (or is unreachable) with this chunk in it: nothing of the
+                # chunk was yielded, so sending it again cannot duplicate a row.
+                failures[i] += 1
+                if failures[i] > max_retries:
+                    raise SelfplayError(
+                        f"{what} chunk {i}: its Ray actor died {failures[i]} times "
+                        f"(executor.max_retries = {max_retries}); the chunks "
+                        f"already written stay, `selfplay resume` retries the rest. Last "
+                        f"error: {e}") from None
+                queue.appendleft(i)
+                continue
+            except ray.exceptions.RayTaskError as e:
+                # The actor lives and refused the chunk (e.g. its node lacks the model): the
+                # same everywhere, so no retry; the reason without Ray's whole traceback.
+                if isinstance(e.cause, SelfplayError):
+                    raise SelfplayError(f"{what} chunk {i} on Ray: {e.cause}") from None
+                raise
+            bar.update(1)
+            yield i, result
+    finally:
+        bar.close()
+        # Stopped early (an error, the caller gave up): drop what is queued, best effort;
+        # nothing of it reaches the store, and the caller's close() stops the actors anyway.
+        for ref in in_flight:
+            try:
+                ray.cancel(ref, force=False)
+            except Exception:
+                pass
+
+
+def in_order(results: Iterator) -> Iterator:
+    """`(i, result)` pairs that come in any order, yielded by i (0, 1, 2, ...): each held
+    back until every lower chunk came, so the rows written are those of a local run, in
+    the same order."""
+    held: dict = {}
+    next_i = 0
+    for i, result in results:
+        held[i] = result
+        while next_i in held:
+            yield next_i, held.pop(next_i)
+            next_i += 1
 
 
 def diagnose_on_ray(executor_config, verifier: VerifierConfig):

@@ -61,9 +61,22 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a process that has the model sampled elsewhere (on Ray actors) needs of it: the
+    tokenizer that sizes its prompts and the names stored as provenance, without the weights."""
+
+    name: str
+    fingerprint: str
+    """As `LoadedModel.fingerprint` names the same weights and adapter."""
+    tokenizer: object
+
+
 def load_model(config: ModelConfig | str = SMOLLM2, *,
-               adapter: str | Path | None = None) -> LoadedModel:
+               adapter: str | Path | None = None, cpus: int = 0) -> LoadedModel:
     """Load a model by config or name; `adapter` (a peft directory) overrides `config.adapter`.
+    `cpus`: the CPUs this process may use when fewer than its affinity allows (a Ray actor
+    that reserved some of its node's), which `threads = 0` resolves against.
 
     Raises SelfplayError naming the model (and what to do) when it cannot be found.
     """
@@ -74,11 +87,11 @@ def load_model(config: ModelConfig | str = SMOLLM2, *,
     dtype = resolve_dtype(config.dtype, device)
     path = _model_dir(config.name)
     model, tokenizer = _load_dir(path, config.name, dtype)
-    threads = _set_threads(config.threads, device, sum(p.numel() for p in model.parameters()))
-    fingerprint = _read_fingerprint(path)
+    threads = _set_threads(config.threads, device, sum(p.numel() for p in model.parameters()),
+                           cpus)
     if adapter:
         model = _apply_adapter(model, Path(adapter))
-        fingerprint = _hash_text(fingerprint + _adapter_fingerprint(Path(adapter)))
+    fingerprint = _fingerprint(path, adapter)
     model.to(device)
     model.eval()
     model.requires_grad_(False)
@@ -86,6 +99,17 @@ def load_model(config: ModelConfig | str = SMOLLM2, *,
                        dtype=dtype, fingerprint=fingerprint,
                        context_length=_context_length(model, tokenizer), path=path,
                        adapter=adapter, threads=threads)
+
+
+def model_identity(config: ModelConfig, *, adapter: str | Path | None = None) -> ModelIdentity:
+    """The name, fingerprint and tokenizer `load_model(config, adapter=adapter)` would have,
+    read without loading the weights."""
+    adapter = str(adapter) if adapter else config.adapter
+    path = _model_dir(config.name)
+    tokenizer = _load_tokenizer(path, config.name)
+    if adapter:
+        _check_adapter(Path(adapter))
+    return ModelIdentity(config.name, _fingerprint(path, adapter), tokenizer)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -127,12 +151,12 @@ def sampling_dtype(device: torch.device | str = "cpu") -> str:
     return "bfloat16" if fast else "float32"
 
 
-def _set_threads(threads: int, device: torch.device, n_params: int) -> int:
+def _set_threads(threads: int, device: torch.device, n_params: int, cpus: int = 0) -> int:
     # Torch's thread pool is process-wide; setting it is the only way to honour the config.
     # The sampler sets it again around its own work, so a later load cannot slow this model.
     if device.type != "cpu":
         return 0
-    wanted = threads if threads > 0 else auto_threads(n_params)
+    wanted = threads if threads > 0 else auto_threads(n_params, cpus)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
     return wanted
@@ -151,8 +175,9 @@ def torch_threads(threads: int):
             torch.set_num_threads(before)
 
 
-def auto_threads(n_params: int) -> int:
-    """One thread for small models, else one per CPU this process may use.
+def auto_threads(n_params: int, cpus: int = 0) -> int:
+    """One thread for small models, else one per CPU this process may use (`cpus` of them
+    when given, else its affinity's).
 
     Below ~30M parameters the matrices are too small to split: a second thread adds only
     synchronisation, and on a busy machine the threads spin against each other (measured on
@@ -160,7 +185,7 @@ def auto_threads(n_params: int) -> int:
     """
     if n_params < 30_000_000:
         return 1
-    return len(os.sched_getaffinity(0))
+    return cpus or len(os.sched_getaffinity(0))
 
 
 def _model_dir(name: str) -> Path:
@@ -193,17 +218,30 @@ def _hub_snapshot(name: str) -> Path:
 
 
 def _load_dir(path: Path, name: str, dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+    from transformers import AutoModelForCausalLM
+    tokenizer = _load_tokenizer(path, name)
+    with _loading(path, name):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as e:
-        raise SelfplayError(f"model {name!r} at {path} cannot be loaded: "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    prepare_tokenizer(tokenizer)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _load_tokenizer(path: Path, name: str):
+    from transformers import AutoTokenizer
+    with _loading(path, name):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    prepare_tokenizer(tokenizer)
+    return tokenizer
+
+
+@contextmanager
+def _loading(path: Path, name: str):
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise SelfplayError(f"model {name!r} at {path} cannot be loaded: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def prepare_tokenizer(tokenizer) -> None:
@@ -223,10 +261,14 @@ def _context_length(model, tokenizer) -> int:
     return int(min(n, 1 << 20))
 
 
-def _apply_adapter(model, adapter: Path):
+def _check_adapter(adapter: Path) -> None:
     if not (adapter / "adapter_config.json").is_file():
         raise SelfplayError(f"adapter {str(adapter)!r} is not a peft adapter directory "
                             "(no adapter_config.json)")
+
+
+def _apply_adapter(model, adapter: Path):
+    _check_adapter(adapter)
     from peft import PeftModel
 
     from training.lora import quiet_peft
@@ -256,6 +298,14 @@ def _file_digest(path: Path, whole: bool = True) -> str:
             f.seek(max(0, size - (1 << 20)))
             h.update(f.read(1 << 20))
     return h.hexdigest()
+
+
+def _fingerprint(path: Path, adapter: str) -> str:
+    """The weights at `path` with `adapter` (empty: none) applied, named in 16 hex digits."""
+    fingerprint = _read_fingerprint(path)
+    if adapter:
+        fingerprint = _hash_text(fingerprint + _adapter_fingerprint(Path(adapter)))
+    return fingerprint
 
 
 def _read_fingerprint(path: Path) -> str:
@@ -381,6 +431,6 @@ def model_summary(loaded: LoadedModel) -> dict:
             "context_length": loaded.context_length}
 
 
-__all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "auto_threads", "cache_dir",
-           "convert_smollm2", "load_model", "model_summary", "prepare_tokenizer", "sampling_dtype",
-           "smollm2_gguf", "torch_threads"]
+__all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "ModelIdentity", "auto_threads",
+           "cache_dir", "convert_smollm2", "load_model", "model_identity", "model_summary",
+           "prepare_tokenizer", "sampling_dtype", "smollm2_gguf", "torch_threads"]

@@ -6,6 +6,7 @@ import random
 
 from puzzles.store import Proposal
 from selfplay.context import RoundContext
+from selfplay.samplers import SampleJob
 from selfplay.summaries import ProposeSummary
 from training.prompts import propose_prompt
 from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
@@ -19,41 +20,41 @@ def solved_train_puzzles(store) -> list:
 
 
 def run(ctx: RoundContext) -> ProposeSummary:
-    from training.sampling import sample
-
     cfg = ctx.config.propose
     if not ctx.config.select.synthetic:
         return ProposeSummary(0, 0)  # nothing proposed could train: the control arm
     pool = solved_train_puzzles(ctx.store)
     if not pool:
         return ProposeSummary(0, 0)
-    loaded = ctx.resources.model(ctx.sampling_adapter)
+    sampler = ctx.resources.sampler(ctx.sampling_adapter)
     sampling = sampling_config(ctx, cfg)
     # All prompts are drawn up front from one seeded generator, so chunk i is the same
     # whether or not an earlier run was cut off after chunk i-1.
     rng = random.Random(ctx.seed("propose"))
-    prompts = [propose_prompt(pool, rng, ctx.config.prompts, loaded.tokenizer)
+    prompts = [propose_prompt(pool, rng, ctx.config.prompts, sampler.tokenizer)
                for _ in range(cfg.prompts)]
     done = {p.prompt for p in ctx.store.proposals(ctx.round)}
-    base_provenance = model_provenance(ctx, loaded, sampling)
+    base_provenance = model_provenance(ctx, sampler, sampling)
     per_chunk = max(1, ctx.config.generation.batch_size // max(1, cfg.per_prompt))
     with progress_bar(ctx, cfg.prompts, "propose") as bar:
+        parts, jobs = [], []
         for i, part in enumerate(chunks(cfg.prompts, per_chunk)):
             if all(j in done for j in part):
                 bar.update(len(part))
                 continue
-            texts = [prompts[j][0] for j in part]
-            completions = sample(loaded, texts, cfg.per_prompt, sampling,
-                                 seed=ctx.seed("propose", i))
+            parts.append(part)
+            jobs.append(SampleJob([prompts[j][0] for j in part], cfg.per_prompt, sampling,
+                                  ctx.seed("propose", i)))
+        for t, completions in sampler.map(jobs):
             rows = []
-            for j, outs in zip(part, completions):
+            for j, outs in zip(parts[t], completions):
                 _, parents = prompts[j]
                 for s, text in enumerate(outs):
                     rows.append(Proposal(ctx.round, j, s, text, provenance={
                         **base_provenance, "parents": parents, "prompt_k": len(parents)}))
             with ctx.store.transaction():
                 ctx.store.add_proposals(rows)
-            bar.update(len(part))
+            bar.update(len(parts[t]))
     n = len(ctx.store.proposals(ctx.round))
     ctx.log.info("round %d propose: %d completions from %d prompts", ctx.round, n, cfg.prompts)
     return ProposeSummary(n, cfg.prompts)

@@ -36,16 +36,16 @@ def run(ctx: RoundContext) -> SolveSummary:
     todo = targets(ctx)
     if not todo or cfg.attempts <= 0:
         return SolveSummary(0, 0, 0)
-    loaded = ctx.resources.model(ctx.sampling_adapter)
+    sampler = ctx.resources.sampler(ctx.sampling_adapter)
     sampling = sampling_config(ctx, cfg)
     done = {a.puzzle_hash for a in ctx.store.attempts(ctx.round, "solve")}
     with progress_bar(ctx, len(todo), "solve") as bar:
         for rows in sample_attempts(
-                loaded, [PuzzleProblem(sp.puzzle) for sp in todo],
+                sampler, [PuzzleProblem(sp.puzzle) for sp in todo],
                 train_puzzles_with_shortest_solution(ctx.store), k=cfg.attempts,
                 sampling=sampling, prompt_config=ctx.config.prompts, seed=ctx.seed,
                 stage="solve", round=ctx.round,
-                provenance=model_provenance(ctx, loaded, sampling), done=done, progress=bar):
+                provenance=model_provenance(ctx, sampler, sampling), done=done, progress=bar):
             with ctx.store.transaction():
                 ctx.store.add_attempts(rows)
     attempts = ctx.store.attempts(ctx.round, "solve")

@@ -139,8 +139,8 @@ def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
                                  max_new_tokens=48),
         track=dataclasses.replace(first.track, dir=str(tmp_path / "trackers")),
         audit=dataclasses.replace(first.audit, max_distance=0.2, min_puzzles=1),
-        # Round 2 verifies on a local Ray that the run starts and shuts down (where Ray is
-        # installed, as in CI's test extra; else only the chunk size changes).
+        # Round 2 samples and verifies on a local Ray that the run starts and shuts down
+        # (where Ray is installed, as in CI's test extra; else only the chunk size changes).
         executor=dataclasses.replace(first.executor, kind="ray", actor_cpus=1, chunk=7)
         if importlib.util.find_spec("ray") else dataclasses.replace(first.executor, chunk=7))
     # Every free key is changed above: a key added to the list must be added here.
