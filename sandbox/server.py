@@ -17,9 +17,9 @@ Three kinds of process, each holding only what it must:
 Checks that the sharing gate (`sandbox.sharing`) accepts run in batches, one stage per worker,
 for speed. A `pass` from any process shared with other checks is never reported as such: the
 pair is run again end to end alone (g in a fresh worker, then f in another), and that run's
-verdict is final. Control messages from workers are accepted only where they could be honest
-(a lone check cannot ask to be run alone), so every check ends with exactly one verdict after a
-bounded number of runs.
+verdict is final. Which checks share is decided on the host (the gate reads the source there),
+never asked for by a worker, so every check ends with exactly one verdict after a bounded number
+of runs.
 """
 
 from __future__ import annotations
@@ -58,14 +58,13 @@ TASK_ENTRY = struct.Struct("!QQ")
 
 @dataclass
 class Check:
-    """One check as the server tracks it: the solution's source and its puzzle (`g_source`
-    None means: only run f on `answer`), the marshalled code of `f`, and whether each stage
-    must run alone in its own process. The g worker parses and lints the solution itself, so
-    that this work (and any parser crash) happens in parallel, inside the sandbox."""
+    """One check as the server tracks it: the marshalled code of the solution (`g_code` None
+    means: only run f on `answer`) and of `f`, and whether each stage must run alone in its own
+    process. The host parses, lints and compiles both (sandbox.verifier), so a worker only
+    unmarshals: parsing in a freshly forked worker costs page faults on top of the parse."""
 
     idx: int
-    g_source: str | None
-    puzzle: object
+    g_code: bytes | None
     f_code: bytes
     answer_type: str
     answer: str | None
@@ -167,7 +166,7 @@ class Server:
             self._enqueue(check)
 
     def _enqueue(self, check: Check, front: bool = False) -> None:
-        stage = "g" if check.g_source is not None and check.answer is None else "f"
+        stage = "g" if check.g_code is not None and check.answer is None else "f"
         alone = check.g_alone if stage == "g" else check.f_alone
         if check.runs >= _MAX_RUNS:
             return self._finish(check, "error", f"no verdict after {check.runs} runs "
@@ -205,8 +204,7 @@ class Server:
             c.runs += 1
             c.shared = c.shared or not alone
         if stage == "g":
-            skip_gate = alone or self.settings["sharing"] == "always"
-            items = [(c.g_source, c.puzzle, skip_gate, c.f_code) for c in checks]
+            items = [(c.g_code, c.answer_type, c.f_code) for c in checks]
         else:
             items = [(c.f_code, c.answer_type, c.answer) for c in checks]
         lane = self.free_lanes.pop()
@@ -294,16 +292,7 @@ class Server:
                               "tampered")
         check = run.checks[k]
         check.seconds += now - run.item_started
-        if run.stage == "g" and v == "alone":
-            # Only a shared worker's gate may ask; from a lone check (or with no gate) it is forged.
-            if run.alone or self.settings["sharing"] == "always":
-                return self._stop(run, "error", "result channel tampered with (control message "
-                                                "from a check running alone)", "tampered")
-            check.g_alone = True
-            self._enqueue(check)
-        elif run.stage == "g" and v == "rejected":
-            self._finish(check, v, message["d"], "invalid_solution")
-        elif run.stage == "g" and v == "answer":
+        if run.stage == "g" and v == "answer":
             if len(message["a"]) > self.settings["max_answer_bytes"]:
                 self._finish(check, "fail", "g's answer is over the size cap", "too_large")
             else:
@@ -333,7 +322,7 @@ class Server:
             return self._finish(check, "pass", "", "passed", ran_f=True)
         check.confirming, check.runs = True, 0
         check.g_alone = check.f_alone = True
-        if check.g_source is not None:
+        if check.g_code is not None:
             check.answer = None  # g runs again, alone, and f judges what it returns
         self._enqueue(check)
 
@@ -341,7 +330,7 @@ class Server:
                 exception: str | None = None, returned: str | None = None,
                 ran_f: bool = False) -> None:
         # g's answer, once the f worker has accepted its type and run f on it
-        answer = check.answer if check.g_source is not None else None
+        answer = check.answer if check.g_code is not None else None
         ran_f = ran_f and reason in ("passed", "wrong_answer", "f_raised")
         if answer is not None and (not ran_f or
                                    len(answer) > self.settings["report_answer_bytes"]):
@@ -459,9 +448,7 @@ def _parse_line(line: bytes, nonce: str) -> dict | None:
     v = message.get("v")
     if v == "answer":
         return message if type(message.get("a")) is str else None
-    if v in ("ready", "alone"):
-        return message
-    if v == "rejected" and type(message.get("d")) is str:
+    if v == "ready":
         return message
     if v == "setup" and type(message.get("d")) is str:
         return message
@@ -494,7 +481,7 @@ def _ensure_big_stack() -> None:
     want = _STACK_BYTES if hard == resource.RLIM_INFINITY else min(_STACK_BYTES, hard)
     if soft != resource.RLIM_INFINITY and soft < want:
         resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
-        os.execv(sys.executable, [sys.executable, "-s", "-c", ENTRY, *sys.argv[1:]])
+        os.execv(sys.executable, [sys.executable, "-s", "-P", "-c", ENTRY, *sys.argv[1:]])
 
 
 def free_uid_base(base: int, count: int) -> int:

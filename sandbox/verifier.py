@@ -3,8 +3,8 @@
     with Verifier(VerifierConfig(timeout=5)) as v:
         verdicts = v.verify_many([Pair(puzzle_src, solution_src, id="p1"), ...])
 
-The verifier parses each pair with the project's puzzle format (a pair that does not parse is
-`rejected` without running anything), then hands the checks to a server process (see
+The verifier parses and compiles each pair with the project's puzzle format (a pair that does
+not parse is `rejected` without running anything), then hands the checks to a server process (see
 `sandbox.server`) started once per Verifier from a fresh interpreter, so that forking workers
 never copies this process's memory (torch, a model), nor its environment. The server, its
 imports, namespaces and clean zygote are reused across calls; each batch gets a fresh, hardened
@@ -25,7 +25,7 @@ import warnings
 from typing import Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import parse_puzzle
+from puzzles.format import parse_puzzle, solution_tree
 from puzzles.types import conforms
 from sandbox import wire
 from sandbox.config import Pair, Verdict, VerifierConfig
@@ -41,15 +41,32 @@ _PUZZLE_CACHE = 4096
 _CHUNK = 128  # checks per message: small enough that workers start while the host parses
 
 
-def _compile(source: str, name: str) -> tuple[bytes, bool]:
+def _compile(tree: ast.Module, name: str) -> tuple[bytes, bool]:
     """Marshalled code for the worker, and whether the sharing gate wants it run alone."""
-    try:
-        tree = ast.parse(source)
-        code = compile_check(tree, name)
-        alone = isolation_reason(tree) is not None  # spends the tree: compiled above
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        raise PuzzleError(f"{name} does not compile: {type(e).__name__}: {e}") from None
+    code = compile_check(tree, name)
+    alone = isolation_reason(tree) is not None  # spends the tree: compiled above
     return marshal.dumps(code), alone
+
+
+def _compile_checker(source: str) -> tuple[bytes, bool]:
+    try:
+        return _compile(ast.parse(source), "f")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        raise PuzzleError(f"f does not compile: {type(e).__name__}: {e}") from None
+
+
+def _compile_solution(source: str, puzzle) -> tuple[bytes, bool] | Verdict:
+    """g parsed, checked against its puzzle and compiled here, on the host, like f: a worker
+    then only unmarshals (a parse inside a freshly forked worker costs it page faults too).
+    The parser and compiler bound their own depth (RecursionError, SyntaxError) and sources
+    are capped at puzzles.format.MAX_SOURCE_CHARS, so untrusted source cannot stall them."""
+    try:
+        return _compile(solution_tree(source, puzzle), "g")
+    except PuzzleError as e:
+        return Verdict("rejected", f"solution: {e}", 0.0, reason="invalid_solution")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        return Verdict("rejected", f"solution does not compile: {type(e).__name__}: {e}"[:300],
+                       0.0, reason="invalid_solution")
 
 
 def _server_environment() -> dict[str, str]:
@@ -88,7 +105,7 @@ class Verifier:
                     "disable_layers": list(cfg.disable_layers), "host_pid": os.getpid(),
                     "sharing": cfg.sharing}
         self._proc = subprocess.Popen(
-            [sys.executable, "-s", "-c", SERVER_ENTRY, json.dumps(settings)],
+            [sys.executable, "-s", "-P", "-c", SERVER_ENTRY, json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_server_environment(),
             close_fds=True, start_new_session=True)
         reply = self._request(("layers",))
@@ -205,7 +222,7 @@ class Verifier:
                 results[i] = Verdict("fail", f"answer cannot be carried as JSON: {e}", 0.0,
                                      reason="wrong_type", returned=type(value).__name__)
                 continue
-            checks.append(Check(i, None, None, f_code, puzzle.answer_type, text, False,
+            checks.append(Check(i, None, f_code, puzzle.answer_type, text, False,
                                 f_alone or self.config.sharing == "never"))
         return self._run(checks, results, progress)
 
@@ -217,7 +234,7 @@ class Verifier:
         if hit is None:
             try:
                 puzzle = parse_puzzle(source)
-                hit = (puzzle, *_compile(puzzle.source, "f"))
+                hit = (puzzle, *_compile_checker(puzzle.source))
             except PuzzleError as e:
                 hit = e
             except (RecursionError, MemoryError, ValueError) as e:
@@ -235,10 +252,16 @@ class Verifier:
         if not isinstance(pair.solution, str) or not pair.solution.strip():
             return Verdict("rejected", "solution: source is empty", 0.0,
                            reason="invalid_solution")
-        # The solution is parsed, compiled and linted by the g worker (see Check).
+        compiled = _compile_solution(pair.solution, puzzle)
+        if isinstance(compiled, Verdict):
+            return compiled
+        g_code, g_alone = compiled
         # A checker that must run alone makes its g run alone too: g's process runs f's code.
-        alone = f_alone or self.config.sharing == "never"
-        return Check(i, pair.solution, puzzle, f_code, puzzle.answer_type, None, alone, alone)
+        # (sharing = "always" skips the gate for g only: a checker the gate refuses is the
+        # puzzle's, and the puzzle is trusted no more than the solution.)
+        f_alone = f_alone or self.config.sharing == "never"
+        g_alone = f_alone or (g_alone and self.config.sharing == "gate")
+        return Check(i, g_code, f_code, puzzle.answer_type, None, g_alone, f_alone)
 
     def _run(self, checks, results: list, progress: bool) -> list[Verdict]:
         """Stream `checks` (an iterable, prepared lazily) to the server and collect verdicts;

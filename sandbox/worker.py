@@ -22,7 +22,8 @@ its own item, a line from a g worker is only a claimed answer that a fresh f jud
 from an f worker is the puzzle's own word on its answer (a checker that accepts; the loop's
 trivial-answer filter is for those). For other items, the server re-runs every pass from a
 shared worker end to end alone, so a forged line can at worst turn a neighbour's pass into a
-fail; and a lone worker's control messages ("run me alone") are refused.
+fail. Which checks may share a worker is decided on the host, from the source (sandbox.sharing),
+so no line from a worker can ask for it.
 """
 
 from __future__ import annotations
@@ -37,12 +38,9 @@ import random
 import sys
 import types
 
-from puzzles.errors import PuzzleError
-from puzzles.format import solution_tree
 from puzzles.types import coerce, conforms, parse_type
 from sandbox.policy import compile_check
 from sandbox.server import TASK_ENTRY, TASK_HEADER
-from sandbox.sharing import isolation_reason
 
 _RESULT_FD = 3
 _TASK_FD = 4
@@ -201,24 +199,11 @@ def _call(code, name: str, args: tuple, policy, prelude=None):
 
 
 def _run_g(item, policy, settings) -> dict:
-    source, puzzle, skip_gate, f_code = item
-    try:
-        tree = solution_tree(source, puzzle)
-        code = compile_check(tree, "g")
-    except PuzzleError as e:
-        return {"v": "rejected", "c": "invalid_solution", "d": f"solution: {e}"}
-    except (SyntaxError, ValueError, RecursionError) as e:
-        return {"v": "rejected", "c": "invalid_solution",
-                "d": f"solution does not compile: {type(e).__name__}: {e}"}
+    g_code, answer_type, f_code = item  # both compiled, and g linted, on the host
     # g may call f, as in the ICLR 2023 setup (a brute-force search is honest code): it gets
     # its own copy of the checker. Whatever g does to that copy, its answer is judged by a
     # fresh f in a process g never touched.
-    checker = marshal.loads(f_code)  # compiled once on the host
-    if not skip_gate:  # (a checker that must run alone makes the host send its g alone too)
-        reason = isolation_reason(tree)  # spends the tree: `code` is compiled already
-        if reason:
-            return {"v": "alone", "d": reason}
-    answer_type = puzzle.answer_type
+    code, checker = marshal.loads(g_code), marshal.loads(f_code)
     try:
         answer = _call(code, "g", (), policy, prelude=checker)
     except MemoryError:
@@ -326,8 +311,8 @@ def warm_up(policy) -> None:
 
     puzzle = parse_puzzle("def f(x: int, a=3):\n    return x == a\n")
     f_code = marshal.dumps(compile_check(puzzle.source, "f"))
-    answer = _run_g(("def g(a=3):\n    return a\n", puzzle, False, f_code), policy,
-                    {"max_answer_bytes": 1 << 10})
+    g_code = marshal.dumps(compile_check("def g(a=3):\n    return a\n", "g"))
+    answer = _run_g((g_code, puzzle.answer_type, f_code), policy, {"max_answer_bytes": 1 << 10})
     _run_f((f_code, puzzle.answer_type, answer["a"]), policy, {})
     _reset_interpreter_state(policy)
     policy.prepare_fork()

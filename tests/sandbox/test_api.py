@@ -162,3 +162,14 @@ def test_every_verdict_carries_its_reason_as_a_code(quick):
         for name, value in fields.items():
             assert getattr(v, name) == value, (reason, v)
     assert {v.reason for v in verdicts} <= set(REASONS)
+
+
+def test_the_server_ignores_a_sandbox_package_in_the_working_directory(tmp_path, monkeypatch):
+    # A user's own `sandbox/` package where they run selfplay must not stand in for ours: the
+    # server would run a different protocol (or a user's code) outside the sandbox's checks.
+    fake = tmp_path / "sandbox"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('the wrong sandbox package')\n")
+    monkeypatch.chdir(tmp_path)
+    with Verifier() as verifier:
+        assert verifier.verify(Pair(PUZZLE, "def g(a=5):\n    return a * 2\n")).verdict == "pass"
