@@ -419,8 +419,18 @@ FREE_TO_CHANGE = {
     "rounds": "how many rounds to go through",
     "verifier.workers": "sandbox processes",
     # Free because each verdict depends on its attempt alone, not on where it ran nor with
-    # which neighbours (a pass is confirmed alone): tests/selfplay/test_ray_executor.py.
-    "executor": "where the verify stage runs (here or on Ray) and how it fans out",
+    # which neighbours (a pass is confirmed alone), and each sampled chunk on its prompts and
+    # seed alone, on a sampler that uses the driver's thread count for the same cores
+    # (tests/selfplay/test_ray_executor.py, test_ray_sampling.py). Not free: sampler_cpus and
+    # sampler_gpus, which change the threads or the device a chunk is sampled with, as
+    # model.threads and model.device would.
+    **{f"executor.{key}": why for key, why in (
+        ("kind", "where the verify and sampling stages run (here or on Ray)"),
+        ("address", "the Ray cluster"), ("chunk", "attempts per verify task"),
+        ("actors", "how many verify actors"), ("actor_cpus", "CPUs per verify actor"),
+        ("max_retries", "retries of a chunk whose actor died"),
+        ("sampling", "whether sampling fans out too"),
+        ("sampler_actors", "how many sampler actors"))},
     # Free because dedup decontaminates against the eval sets recorded in the store when the
     # run started (selfplay.stages.dedup.decontamination_sources), not the ones configured now.
     "eval": "every evaluation setting, sets included",

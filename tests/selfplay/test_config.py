@@ -65,6 +65,21 @@ def test_fingerprint_ignores_free_settings_and_refuses_the_rest(tmp_path):
         check_fingerprint(run, changed)
 
 
+def test_a_resume_may_move_to_ray_but_not_sample_on_another_device(tmp_path):
+    # Where verdicts and chunks are computed does not change them; the device and the threads
+    # a chunk is sampled with do, as model.device and model.threads would.
+    config = preset("tiny")
+    run = init_run(tmp_path / "run", config)
+    check_fingerprint(run, dataclasses.replace(config, executor=dataclasses.replace(
+        config.executor, kind="ray", actors=3, sampler_actors=2)))
+    for change, key in ((dict(sampler_gpus=1.0), "sampler_gpus"), (dict(sampler_cpus=8),
+                                                                    "sampler_cpus")):
+        moved = dataclasses.replace(config, executor=dataclasses.replace(config.executor,
+                                                                         **change))
+        with pytest.raises(SelfplayError, match=f"executor.{key}"):
+            check_fingerprint(run, moved)
+
+
 def test_init_refuses_to_overwrite_a_run(tmp_path):
     init_run(tmp_path / "run", preset("tiny"))
     with pytest.raises(SelfplayError, match="already exists"):
