@@ -460,9 +460,10 @@ def is_free_to_change(key: str) -> bool:
     return any(key == free or key.startswith(free + ".") for free in FREE_TO_CHANGE)
 
 
-def fingerprint_fields(config: RunConfig) -> dict:
+def fingerprint_fields(config: RunConfig, *, free: bool = False) -> dict:
+    """The settings that shape the data, flattened (`solve.attempts`); with `free`, all."""
     flat = _flatten(to_dict(config))
-    return {k: v for k, v in flat.items() if not is_free_to_change(k)}
+    return {k: v for k, v in flat.items() if free or not is_free_to_change(k)}
 
 
 def fingerprint(config: RunConfig) -> str:
