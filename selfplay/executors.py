@@ -15,12 +15,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib.util
+import time
 from typing import Callable, Iterator, Sequence
 
 from puzzles.errors import SelfplayError
 from sandbox import Verifier, VerifierConfig
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
+RESTART_WAIT_SECONDS = 600
+"""How long a chunk waits for an actor that Ray reports as restarting before the stage stops."""
+RESTART_POLL_SECONDS = 0.5
 IN_FLIGHT = 2
 """Chunks queued on one actor at a time: enough that it never waits for the driver between
 two chunks, few enough that an actor that dies takes little work with it."""
@@ -171,6 +175,7 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
 
     queue = collections.deque(range(n))  # ascending, a retried chunk back at the front
     failures = [0] * n
+    unavailable_since: dict = {}  # chunk index -> when its actor was first found restarting
     load = [0] * len(actors)
     in_flight: dict = {}  # ObjectRef -> (chunk index, actor index)
     bar = tqdm(total=n, disable=not progress, desc=f"{what} (ray)", unit="chunk")
@@ -191,6 +196,19 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
             load[a] -= 1
             try:
                 result = ray.get(ref)
+            except ray.exceptions.ActorUnavailableError as e:
+                # The actor is restarting after a death (counted against the chunk that was in
+                # it when it died): not this chunk's failure. Sent again after a pause, since a
+                # restart reloads a model and can take long on a loaded node; bounded in time.
+                first = unavailable_since.setdefault(i, time.monotonic())
+                if time.monotonic() - first > RESTART_WAIT_SECONDS:
+                    raise SelfplayError(
+                        f"{what} chunk {i}: its Ray actor stayed unavailable for over "
+                        f"{RESTART_WAIT_SECONDS} s; the chunks already written stay, "
+                        f"`selfplay resume` retries the rest. Last error: {e}") from None
+                time.sleep(RESTART_POLL_SECONDS)
+                queue.appendleft(i)
+                continue
             except ray.exceptions.RayActorError as e:
                 # The actor died (or is unreachable) with this chunk in it: nothing of the
                 # chunk was yielded, so sending it again cannot duplicate a row.

@@ -228,3 +228,38 @@ def test_ray_missing_is_named_with_the_extra_to_install(monkeypatch):
 def test_the_executor_may_change_on_resume():
     # It decides where verdicts are computed, not what they are (the tests above).
     assert is_free_to_change("executor.kind") and is_free_to_change("executor.address")
+
+
+def test_a_chunk_on_a_restarting_actor_waits_for_it_without_counting_a_death(
+        ray_runtime, monkeypatch):
+    # Ray answers "unavailable" while a dead actor restarts (reloading a model can take long on
+    # a loaded node); chunks sent to it then are not deaths of their own, so max_retries = 0
+    # still gets every chunk back, once each.
+    from selfplay import executors
+    monkeypatch.setattr(executors, "RESTART_POLL_SECONDS", 0.01)
+    real_get, refused = ray_runtime.get, []
+
+    def restarting_get(ref, *args, **kwargs):
+        value = real_get(ref, *args, **kwargs)
+        if value == 10 and len(refused) < 5:
+            refused.append(value)
+            raise ray_runtime.exceptions.ActorUnavailableError("The actor is restarting.", None)
+        return value
+
+    monkeypatch.setattr(ray_runtime, "get", restarting_get)
+    chunks = executors.fan_out([object()], lambda actor, i: ray_runtime.put(i * 10), 4,
+                               max_retries=0, what="test")
+    assert sorted(chunks) == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    assert len(refused) == 5
+
+    # An actor that never comes back stops the stage, naming how long it waited.
+    def never_back(ref, *args, **kwargs):
+        if real_get(ref, *args, **kwargs) == 10:
+            raise ray_runtime.exceptions.ActorUnavailableError("The actor is restarting.", None)
+        return real_get(ref, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "RESTART_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(ray_runtime, "get", never_back)
+    with pytest.raises(SelfplayError, match="chunk 1: its Ray actor stayed unavailable"):
+        list(executors.fan_out([object()], lambda actor, i: ray_runtime.put(i * 10), 4,
+                               max_retries=0, what="test"))
