@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib.util
-import time
 from typing import Callable, Iterator, Sequence
 
 from puzzles.errors import SelfplayError
@@ -23,8 +22,7 @@ from sandbox import Verifier, VerifierConfig
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
 RESTART_WAIT_SECONDS = 600
-"""How long a chunk waits for an actor that Ray reports as restarting before the stage stops."""
-RESTART_POLL_SECONDS = 0.5
+"""How long a chunk whose actor died waits for the actor's restart before the stage stops."""
 IN_FLIGHT = 2
 """Chunks queued on one actor at a time: enough that it never waits for the driver between
 two chunks, few enough that an actor that dies takes little work with it."""
@@ -163,6 +161,21 @@ class RayExecutor:
         self._started = False
 
 
+def wait_until_ready(actor, what: str) -> None:
+    """Return once `actor` answers (it restarted), or at once if it is gone for good (the next
+    send then fails and counts); SelfplayError if it stays away past RESTART_WAIT_SECONDS."""
+    import ray
+
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=RESTART_WAIT_SECONDS)
+    except ray.exceptions.GetTimeoutError:
+        raise SelfplayError(f"{what}: its Ray actor did not come back within "
+                            f"{RESTART_WAIT_SECONDS} s of dying; the chunks already written "
+                            f"stay, `selfplay resume` retries the rest") from None
+    except ray.exceptions.RayActorError:
+        pass
+
+
 def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: str,
             progress: bool = False, window: int = 0) -> Iterator:
     """Chunks 0..n-1 run on `actors`, IN_FLIGHT at a time on each (`submit(actor, i)` starts
@@ -175,7 +188,6 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
 
     queue = collections.deque(range(n))  # ascending, a retried chunk back at the front
     failures = [0] * n
-    unavailable_since: dict = {}  # chunk index -> when its actor was first found restarting
     load = [0] * len(actors)
     in_flight: dict = {}  # ObjectRef -> (chunk index, actor index)
     bar = tqdm(total=n, disable=not progress, desc=f"{what} (ray)", unit="chunk")
@@ -196,19 +208,6 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
             load[a] -= 1
             try:
                 result = ray.get(ref)
-            except ray.exceptions.ActorUnavailableError as e:
-                # The actor is restarting after a death (counted against the chunk that was in
-                # it when it died): not this chunk's failure. Sent again after a pause, since a
-                # restart reloads a model and can take long on a loaded node; bounded in time.
-                first = unavailable_since.setdefault(i, time.monotonic())
-                if time.monotonic() - first > RESTART_WAIT_SECONDS:
-                    raise SelfplayError(
-                        f"{what} chunk {i}: its Ray actor stayed unavailable for over "
-                        f"{RESTART_WAIT_SECONDS} s; the chunks already written stay, "
-                        f"`selfplay resume` retries the rest. Last error: {e}") from None
-                time.sleep(RESTART_POLL_SECONDS)
-                queue.appendleft(i)
-                continue
             except ray.exceptions.RayActorError as e:
                 # The actor died (or is unreachable) with this chunk in it: nothing of the
                 # chunk was yielded, so sending it again cannot duplicate a row.
@@ -219,6 +218,10 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
                         f"(executor.max_retries = {max_retries}); the chunks "
                         f"already written stay, `selfplay resume` retries the rest. Last "
                         f"error: {e}") from None
+                # A restarted actor reloads a model, which can take long on a loaded node; a
+                # chunk sent before it answers fails at once ("unavailable"), and a few such
+                # sends would use up max_retries without the actor ever dying again.
+                wait_until_ready(actors[a], f"{what} chunk {i}")
                 queue.appendleft(i)
                 continue
             except ray.exceptions.RayTaskError as e:

@@ -230,36 +230,38 @@ def test_the_executor_may_change_on_resume():
     assert is_free_to_change("executor.kind") and is_free_to_change("executor.address")
 
 
-def test_a_chunk_on_a_restarting_actor_waits_for_it_without_counting_a_death(
+def test_a_chunk_whose_actor_died_waits_for_its_restart_before_it_is_sent_again(
         ray_runtime, monkeypatch):
-    # Ray answers "unavailable" while a dead actor restarts (reloading a model can take long on
-    # a loaded node); chunks sent to it then are not deaths of their own, so max_retries = 0
-    # still gets every chunk back, once each.
+    # A restarted actor reloads a model, slowly on a loaded node; sent at once, the chunk would
+    # meet it restarting ("unavailable") and use up max_retries without another death.
     from selfplay import executors
-    monkeypatch.setattr(executors, "RESTART_POLL_SECONDS", 0.01)
-    real_get, refused = ray_runtime.get, []
+    real_get, events = ray_runtime.get, []
 
-    def restarting_get(ref, *args, **kwargs):
+    class Actor:
+        class __ray_ready__:  # every Ray actor has this method; it answers once restarted
+            @staticmethod
+            def remote():
+                events.append("ready?")
+                return ray_runtime.put(True)
+
+    def dies_once(ref, *args, **kwargs):
         value = real_get(ref, *args, **kwargs)
-        if value == 10 and len(refused) < 5:
-            refused.append(value)
+        if value == 10 and "died" not in events:
+            events.append("died")
             raise ray_runtime.exceptions.ActorUnavailableError("The actor is restarting.", None)
         return value
 
-    monkeypatch.setattr(ray_runtime, "get", restarting_get)
-    chunks = executors.fan_out([object()], lambda actor, i: ray_runtime.put(i * 10), 4,
-                               max_retries=0, what="test")
+    def submit(actor, i):
+        events.append(f"send {i}")
+        return ray_runtime.put(i * 10)
+
+    monkeypatch.setattr(ray_runtime, "get", dies_once)
+    chunks = executors.fan_out([Actor()], submit, 4, max_retries=1, what="test")
     assert sorted(chunks) == [(0, 0), (1, 10), (2, 20), (3, 30)]
-    assert len(refused) == 5
+    assert events[events.index("died") + 1] == "ready?"  # waited, then sent chunk 1 again
+    assert events.count("send 1") == 2
 
-    # An actor that never comes back stops the stage, naming how long it waited.
-    def never_back(ref, *args, **kwargs):
-        if real_get(ref, *args, **kwargs) == 10:
-            raise ray_runtime.exceptions.ActorUnavailableError("The actor is restarting.", None)
-        return real_get(ref, *args, **kwargs)
-
-    monkeypatch.setattr(executors, "RESTART_WAIT_SECONDS", 0.05)
-    monkeypatch.setattr(ray_runtime, "get", never_back)
-    with pytest.raises(SelfplayError, match="chunk 1: its Ray actor stayed unavailable"):
-        list(executors.fan_out([object()], lambda actor, i: ray_runtime.put(i * 10), 4,
-                               max_retries=0, what="test"))
+    # Every death counts: with no retries allowed the stage stops, naming the chunk.
+    events.clear()
+    with pytest.raises(SelfplayError, match="test chunk 1: its Ray actor died 1 times"):
+        list(executors.fan_out([Actor()], submit, 4, max_retries=0, what="test"))
