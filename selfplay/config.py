@@ -461,10 +461,14 @@ def is_free_to_change(key: str) -> bool:
     return any(key == free or key.startswith(free + ".") for free in FREE_TO_CHANGE)
 
 
-def fingerprint_fields(config: RunConfig, *, free: bool = False) -> dict:
-    """The settings that shape the data, flattened (`solve.attempts`); with `free`, all."""
-    flat = _flatten(to_dict(config))
-    return {k: v for k, v in flat.items() if free or not is_free_to_change(k)}
+def flat_settings(config: RunConfig) -> dict:
+    """Every setting by its dotted key (`solve.attempts`)."""
+    return _flatten(to_dict(config))
+
+
+def fingerprint_fields(config: RunConfig) -> dict:
+    """The settings that shape the data: all but those free to change."""
+    return {k: v for k, v in flat_settings(config).items() if not is_free_to_change(k)}
 
 
 def fingerprint(config: RunConfig) -> str:
