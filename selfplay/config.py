@@ -138,11 +138,24 @@ class SelectConfig:
     """Human seed pairs make up at least this share of every round's training examples."""
     min_examples: int = 32
     """Every round trains on at least this many examples, topping up with human pairs."""
+    min_human: int = 0
+    """Every round trains on at least this many human seed pairs, however many synthetic ones
+    it has (0: `human_share` and `min_examples` alone decide). At `min_examples` the model's
+    own pairs train on top of the human pairs the control arm trains on, not in their place."""
     synthetic: bool = True
     """Whether the model's own verified pairs train. False makes the control arm of the
     learning benchmark (`bench/learn.py`): every round trains on human seed pairs only, the
     same steps on `min_examples` of them, and propose and solve sample nothing (their stages
     finish empty, so the rounds cost only training and evaluation)."""
+
+    def __post_init__(self):
+        checks = [(0 <= self.human_share <= 1, "select.human_share must be in [0, 1]"),
+                  (self.per_puzzle >= 1, "select.per_puzzle must be >= 1"),
+                  (self.min_examples >= 0, "select.min_examples must be >= 0"),
+                  (self.min_human >= 0, "select.min_human must be >= 0")]
+        for ok, message in checks:
+            if not ok:
+                raise SelfplayError(message)
 
 
 @dataclass(frozen=True)
@@ -389,6 +402,32 @@ def preset(name: str, *, model: str | None = None) -> RunConfig:
     if model:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=model))
     return config
+
+
+def with_settings(config: RunConfig, assignments: tuple[str, ...] | list[str]) -> RunConfig:
+    """`config` with dotted `KEY=VALUE` settings applied, VALUE in TOML syntax (a bare word
+    is read as a string): `select.min_human=64`, `generation.dtype=bfloat16`."""
+    data = tomllib.loads(config_toml(config))
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key or not text:
+            raise SelfplayError(f"setting {assignment!r}: expected KEY=VALUE, e.g. "
+                                "select.min_human=64")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        *tables, name = key.split(".")
+        table = data
+        for part in tables:
+            table = table.get(part)
+            if not isinstance(table, dict):
+                raise SelfplayError(f"setting {key!r}: no table {part!r} in the run config")
+        if name not in table:
+            raise SelfplayError(f"setting {key!r}: no such key in the run config")
+        table[name] = value
+    return from_dict(RunConfig, data, "")
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -29,7 +29,7 @@ from puzzles.records import atomic_write
 from puzzles.store import Store
 from selfplay.bootstrap import paired_pass_at_k
 from selfplay.cards import diversity
-from selfplay.config import RunConfig, SelectConfig, TrainConfig, preset
+from selfplay.config import RunConfig, SelectConfig, TrainConfig, preset, with_settings
 from selfplay.evalsets import set_label
 from selfplay.passk import mean_pass_at_k
 from selfplay.rundir import RunDir, init_run
@@ -72,6 +72,9 @@ class BenchSettings:
     of them are measured at the default; P3 test and HumanEval are subsets)."""
     arms: tuple[str, ...] = DEFAULT_ARMS
     """Which arms to run (`selfplay`, `control`, `dpo`)."""
+    settings: tuple[str, ...] = ()
+    """Run settings on top of the preset for every arm, as dotted `KEY=VALUE`
+    (`select.min_human=64`); the control arm's `select.synthetic = false` comes after them."""
     resamples: int = 2000
     """Bootstrap resamples per interval."""
     level: float = 0.9
@@ -91,9 +94,12 @@ class BenchSettings:
     def identity(self) -> dict:
         """The settings that decide what the arms compute; a rerun may change only the others
         (rounds, arms, and how the intervals are computed)."""
-        return {"preset": self.preset, "model": self.model, "seed": self.seed,
-                "eval_sets": list(eval_sets(self)), "samples": self.samples,
-                "eval_problems": self.eval_problems}
+        identity = {"preset": self.preset, "model": self.model, "seed": self.seed,
+                    "eval_sets": list(eval_sets(self)), "samples": self.samples,
+                    "eval_problems": self.eval_problems}
+        if self.settings:  # only when given, so benchmarks made before the field still match
+            identity["settings"] = list(self.settings)
+        return identity
 
 
 def quick_settings(**overrides) -> BenchSettings:
@@ -126,7 +132,8 @@ def _humaneval_installed() -> bool:
 def arm_config(settings: BenchSettings, arm: str) -> RunConfig:
     """An arm's run config: the preset with the benchmark's seed and eval, for the control
     arm no synthetic data, for the dpo arm the sft+dpo objective."""
-    config = preset(settings.preset, model=settings.model or None)
+    config = with_settings(preset(settings.preset, model=settings.model or None),
+                           settings.settings)
     config = dataclasses.replace(
         config, seed=settings.seed, rounds=settings.rounds,
         eval=dataclasses.replace(config.eval, sets=eval_sets(settings), k=KS,
@@ -150,8 +157,8 @@ def prepare(path: str | Path, settings: BenchSettings) -> dict[str, Path]:
     identity = settings.identity()
     if settings_file.exists():
         saved = json.loads(settings_file.read_text())["identity"]
-        changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in identity.items()
-                   if saved.get(k) != v]
+        changed = [f"{k}: {saved.get(k)!r} -> {identity.get(k)!r}"
+                   for k in dict.fromkeys([*saved, *identity]) if saved.get(k) != identity.get(k)]
         if changed:
             raise SelfplayError(f"{root} is a benchmark made with other settings "
                                 f"({'; '.join(changed)}): use those, or a new directory")

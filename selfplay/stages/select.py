@@ -15,14 +15,15 @@ from selfplay.context import RoundContext
 from selfplay.summaries import SelectSummary, load_summary
 
 
-def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: int
-             ) -> tuple[int, int]:
+def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: int,
+             min_human: int = 0) -> tuple[int, int]:
     """(synthetic, human) example counts: human >= share of the total, total >= min_examples
-    where the human pool allows; synthetic is cut when the pool cannot keep the share."""
+    and human >= min_human where the human pool allows; synthetic is cut when the pool cannot
+    keep the share."""
     if share >= 1:
-        return 0, min(n_human_pool, max(min_examples, 1))
+        return 0, min(n_human_pool, max(min_examples, min_human, 1))
     need = math.ceil(share / (1 - share) * n_synthetic) if share > 0 else 0
-    n_human = min(n_human_pool, max(need, min_examples - n_synthetic))
+    n_human = min(n_human_pool, max(need, min_examples - n_synthetic, min_human))
     if share > 0 and n_human < need:
         n_synthetic = math.floor(n_human * (1 - share) / share)
     return n_synthetic, n_human
@@ -115,7 +116,7 @@ def run(ctx: RoundContext) -> SelectSummary:
         human_pool = [h for h in human_pool if h[0] in train_ids]
         rng = random.Random(ctx.seed("select"))
         n_syn, n_hum = plan_mix(len(synthetic), len(human_pool), cfg.human_share,
-                                cfg.min_examples)
+                                cfg.min_examples, cfg.min_human)
         chosen_syn = rng.sample(synthetic, n_syn) if n_syn < len(synthetic) else synthetic
         chosen_hum = rng.sample(human_pool, n_hum)
         solution_ids = {(s.puzzle_id, s.hash): s.id for s in store.solutions(round=ctx.round)}

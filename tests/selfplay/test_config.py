@@ -40,6 +40,9 @@ def test_unknown_keys_and_bad_types_name_the_key_and_file(tmp_path):
     path.write_text("[generation]\ndtype = 'float8'\n")
     with pytest.raises(SelfplayError, match="generation.dtype = 'float8'"):
         load_config(path)
+    path.write_text("[select]\nmin_human = -1\n")
+    with pytest.raises(SelfplayError, match="select.min_human must be >= 0"):
+        load_config(path)
     path.write_text("seed = [")
     with pytest.raises(SelfplayError, match="c.toml"):
         load_config(path)

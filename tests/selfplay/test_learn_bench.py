@@ -13,7 +13,7 @@ from puzzles.store import Store
 from selfplay.config import load_config
 from selfplay.evalsets import load_eval_set
 from selfplay.learnbench import (ArmData, BenchSettings, arm_config, compare, eval_sets,
-                                 markdown, plot, quick_settings)
+                                 markdown, plot, prepare, quick_settings)
 
 ROOT = Path(__file__).resolve().parents[2]
 P3 = ROOT.parent / "shared" / "data" / "p3" / "puzzles.json"
@@ -79,6 +79,24 @@ def test_arms_differ_only_in_the_synthetic_switch():
     assert dataclasses.replace(control, select=selfplay.select) == selfplay
     assert selfplay.eval.k == (1, 10) and selfplay.eval.samples == 20
     assert selfplay.eval.sets == ("heldout",)
+
+
+def test_settings_apply_to_every_arm_and_bad_ones_are_named(tmp_path):
+    settings = BenchSettings(preset="tiny", humaneval=False,
+                             settings=("select.min_human=64", "generation.dtype=bfloat16"))
+    selfplay, control = arm_config(settings, "selfplay"), arm_config(settings, "control")
+    for config in (selfplay, control):
+        assert config.select.min_human == 64 and config.generation.dtype == "bfloat16"
+    assert not control.select.synthetic
+    # A benchmark made with other settings is not continued with these.
+    prepare(tmp_path / "b", settings)
+    with pytest.raises(SelfplayError, match="settings"):
+        prepare(tmp_path / "b", dataclasses.replace(settings, settings=()))
+    for bad, why in (("select.min_humans=3", "no such key"), ("selects.x=1", "no table"),
+                     ("select.min_human", "KEY=VALUE"), ("select.min_human='x'", "expected int"),
+                     ("select.min_human=-1", "must be >= 0")):
+        with pytest.raises(SelfplayError, match=why):
+            arm_config(dataclasses.replace(settings, settings=(bad,)), "selfplay")
 
 
 def test_the_dpo_arm_differs_only_in_the_objective():

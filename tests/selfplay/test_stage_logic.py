@@ -97,3 +97,12 @@ def test_mix_keeps_human_share_and_minimum_size():
     assert plan_mix(0, 100, 0.25, 32) == (0, 32)
     n_syn, n_hum = plan_mix(7, 1000, 0.5, 0)
     assert n_hum >= n_syn
+
+
+def test_mix_min_human_adds_synthetic_on_top_of_the_human_pairs():
+    # Without it, 73 synthetic pairs push the human ones down to the 25% share.
+    assert plan_mix(73, 400, 0.25, 64) == (73, 25)
+    # With it at the control's 64, the synthetic pairs come on top of 64 human ones.
+    assert plan_mix(73, 400, 0.25, 64, min_human=64) == (73, 64)
+    # A pool smaller than min_human gives what it has, and the share still cuts synthetic.
+    assert plan_mix(73, 10, 0.25, 64, min_human=64) == (30, 10)
