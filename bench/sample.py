@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-n", type=int, default=64)
     parser.add_argument("--many-prompts", type=int, default=16)
     parser.add_argument("--many-k", type=int, default=8)
-    parser.add_argument("--many-batch", type=int, default=32,
-                        help="slots (generation.batch_size; the cpu preset's is 32)")
+    parser.add_argument("--many-batch", type=int, default=64,
+                        help="slots (generation.batch_size; the cpu preset's is 64)")
     parser.add_argument("--reps", type=int, default=2, help="runs per row; the best is shown")
     parser.add_argument("--baseline-samples", type=int, default=2)
     parser.add_argument("--agreement", action="store_true")

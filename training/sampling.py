@@ -474,14 +474,20 @@ def _copy_rows(cache: Cache, indices: torch.Tensor) -> Cache:
 
 
 def _draw(logits: torch.Tensor, uniform: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """One token per row by inverse-CDF sampling with the given uniforms (top-p, temperature)."""
+    """One token per row by inverse-CDF sampling with the given uniforms (top-p, temperature).
+
+    `logits` [rows, vocab] is consumed: a float32 one is overwritten in place. A full-vocabulary
+    pass costs about as much as a decode step's smaller matmuls, and a new 49k-wide buffer each
+    step costs its page faults on top, so the temperature, the max and the exponent are all
+    applied in the logits' own memory."""
     if config.temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / config.temperature, dim=-1)
+    probs = logits.float()
+    probs.sub_(probs.amax(-1, keepdim=True)).div_(config.temperature).exp_()  # unnormalised
+    total = probs.sum(-1, keepdim=True)
+    order = None
     if config.top_p < 1:
-        probs, order = _nucleus(probs, config.top_p)
-    else:
-        order = None
+        probs, order = _nucleus(probs, total, config.top_p)
     cdf = probs.double().cumsum(-1)
     target = (uniform * cdf[:, -1]).unsqueeze(1)
     pick = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[1] - 1)
@@ -490,18 +496,26 @@ def _draw(logits: torch.Tensor, uniform: torch.Tensor, config: SamplingConfig) -
     return (order.gather(1, pick) if order is not None else pick).squeeze(1)
 
 
-def _nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities sorted high to low with everything past the top-p nucleus zeroed, and
-    the token id of each column.
+NUCLEUS_WIDTHS = (64, 512)
+"""Top tokens taken first when looking for the top-p nucleus, narrowest first."""
 
-    Sorting a 49k vocabulary for every row and step is slow on a CPU; the nucleus almost always
-    sits in the top few hundred tokens, so sort those and fall back to a full sort only for rows
-    whose nucleus is wider. The result is exactly the full sort's.
+
+def _nucleus(weights: torch.Tensor, total: torch.Tensor, top_p: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's top probabilities (`weights` / `total`), high to low, with everything past
+    the top-p nucleus zeroed, and the token id of each column.
+
+    Sorting a 49k vocabulary for every row and step is slow on a CPU, and the nucleus almost
+    always lies in the top few dozen tokens: take the top 64, and only when some row's nucleus
+    is wider the top 512, then the full sort. The nucleus is exactly the full sort's.
     """
-    k = min(probs.shape[-1], 512)
-    top, order = probs.topk(k, dim=-1)
-    if k < probs.shape[-1] and bool((top.sum(-1) < top_p).any()):
-        top, order = probs.sort(dim=-1, descending=True)
+    vocab = weights.shape[-1]
+    for k in (*(w for w in NUCLEUS_WIDTHS if w < vocab), vocab):
+        top, order = weights.topk(k, dim=-1) if k < vocab else \
+            weights.sort(dim=-1, descending=True)
+        top = top / total
+        if k == vocab or not bool((top.sum(-1) < top_p).any()):
+            break
     cdf = top.cumsum(-1)
     # Keep the smallest prefix reaching top_p: a token stays if the mass before it is short.
     return top.masked_fill(cdf - top >= top_p, 0), order

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+import torch
 
 from puzzles.errors import SelfplayError
 from training.models import torch_threads
 from training.prompts import cut_at_function_end
-from training.sampling import SamplingConfig, StopTables, sample, sample_completions
+from training.sampling import SamplingConfig, StopTables, _draw, sample, sample_completions
 
 PROMPT_F = "def f1(x: int, a=3):\n    return x * a == 12\n\ndef f2("
 PROMPT_G = "def f(s: str, n=4):\n    return len(s) == n\n\ndef g(n=4):"
@@ -103,3 +104,26 @@ def test_cli_prints_n_json_lines(tiny_model, tmp_path, capsys):
     config = SamplingConfig(max_new_tokens=24)
     assert [line["completion"] for line in lines] == sample(tiny_model, [PROMPT_F], 3, config, 4)[0]
     assert main(["sample", "--model", "tiny", "--prompt-file", str(tmp_path / "none")]) == 1
+
+
+def _reference_draw(logits: torch.Tensor, u: float, temperature: float, top_p: float) -> int:
+    """Inverse-CDF sampling over a full sort of the softmax, the nucleus cut by definition."""
+    probs = torch.softmax(logits.double() / temperature, -1)
+    top, order = probs.sort(descending=True)
+    keep = (top.cumsum(-1) - top) < top_p  # the smallest prefix whose mass reaches top_p
+    top = top[keep]
+    cdf = top.cumsum(-1)
+    return int(order[int(torch.searchsorted(cdf, u * cdf[-1], right=True))])
+
+
+@pytest.mark.parametrize("spread", [0.5, 3.0, 12.0])
+def test_top_p_draws_match_a_full_sort(spread):
+    # Peaked rows (nucleus inside the first 64 tokens), flatter ones (past 512: the full sort).
+    gen = torch.Generator().manual_seed(0)
+    vocab, rows = 3000, 8
+    logits = torch.randn(rows, vocab, generator=gen) * spread
+    config = SamplingConfig(temperature=0.8, top_p=0.95)
+    for u in torch.rand(40, generator=gen, dtype=torch.float64).tolist():
+        uniform = torch.full((rows,), u, dtype=torch.float64)
+        got = _draw(logits.clone(), uniform, config).tolist()
+        assert got == [_reference_draw(row, u, 0.8, 0.95) for row in logits]
