@@ -149,6 +149,10 @@ def _start(loaded: LoadedModel, device: str, lora_rank: int):
             kwargs["kv_cache_memory_bytes"] = int(CPU_KV_CACHE_GIB * (1 << 30))
         # Eager: inductor compilation costs a minute or more at every start on 2 cores.
         kwargs["enforce_eager"] = os.environ.get("SELFPLAY_VLLM_COMPILE", "0") != "1"
+        # A prompt whose prefill is split across steps has its seeded generator rewound, which
+        # vLLM does by a generator offset that CPU generators lack ("CPU Generator does not use
+        # offset": the engine dies as soon as a step's prompts exceed its token budget).
+        kwargs["enable_chunked_prefill"] = False
     else:
         kwargs["gpu_memory_utilization"] = GPU_MEMORY_UTILIZATION
     import random

