@@ -21,7 +21,8 @@ compare the ratios, which are against bounds measured minutes apart in the same 
 
 Agreement (`--agreement`): for each dtype, the fast path against the fp32 reference path on
 the same prompts: greedy (T=0) completions token by token, the log-likelihood of fixed
-completions (teacher-forced through the decode step), and solve pass@k on a fixed puzzle set.
+completions (teacher-forced through the decode step), and solve pass@k on a fixed puzzle set
+(`--pass-set`: generator instances with sibling examples, or held-out seeds).
 """
 
 from __future__ import annotations
@@ -58,6 +59,34 @@ def seed_split():
     names = {r.puzzle.source for r in train}
     problems = [r.puzzle for r in load_seeds() if r.puzzle.source not in names]
     return examples, problems
+
+
+def pass_set(kind: str, count: int):
+    """(puzzles, solve prompts) of the fixed pass@k set. `seeds`: the seed puzzles outside the
+    train split, two train seeds as examples (the base model solves about none of them).
+    `generated`: generator instances, each shown two other instances of its family with their
+    reference solutions (the cpu preset's `example_choice = "similar"` in spirit), which the
+    base model solves often enough for pass@k to tell two paths apart."""
+    if kind == "seeds":
+        problems = seed_split()[1][:count]
+        return problems, solve_prompts(count)
+    from puzzles.format import parse_solution
+    from puzzles.generators import generate
+    records = [r for r in generate(3 * count, seed=7).records if r.solutions]
+    by_family: dict[str, list] = {}
+    for r in records:
+        by_family.setdefault(r.puzzle.family, []).append(r)
+    rng = random.Random(1)
+    problems, prompts = [], []
+    for r in records:
+        siblings = [o for o in by_family[r.puzzle.family] if o is not r]
+        if len(siblings) < 2 or len(problems) == count:
+            continue
+        shown = rng.sample(siblings, 2)
+        examples = [(o.puzzle, parse_solution(o.solutions[0], o.puzzle)) for o in shown]
+        problems.append(r.puzzle)
+        prompts.append(solve_prompt(examples, r.puzzle, PromptConfig()))
+    return problems, prompts
 
 
 def bench_prompt() -> str:
@@ -283,9 +312,7 @@ def pass_at_k(loaded, args, reference_path: bool) -> tuple[float, float, int]:
     from sandbox import Pair, Verifier, VerifierConfig
     from selfplay.passk import mean_pass_at_k
     from training.prompts import parse_solution_completion
-    examples, problems = seed_split()
-    problems = problems[:args.problems]
-    prompts = solve_prompts(args.problems)
+    problems, prompts = pass_set(args.pass_set, args.problems)
     config = SamplingConfig(temperature=args.temperature, max_new_tokens=args.pass_tokens,
                             batch_size=args.many_batch)
     rows = sample_completions(loaded, prompts, args.k, config, seed=0,
@@ -330,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", type=int, default=24, help="agreement: pass@k puzzles")
     parser.add_argument("--k", type=int, default=8, help="agreement: samples per puzzle")
     parser.add_argument("--pass-tokens", type=int, default=128)
+    parser.add_argument("--pass-set", choices=("generated", "seeds"), default="generated",
+                        help="agreement: the fixed pass@k puzzle set")
     args = parser.parse_args(argv)
     if args.agreement:
         agreement(args)
