@@ -321,7 +321,7 @@ def pass_at_k(loaded, args, reference_path: bool) -> tuple[float, float, int]:
     for i, (puzzle, row) in enumerate(zip(problems, rows)):
         for c in row:
             try:
-                pairs.append(Pair(puzzle.source, parse_solution_completion(c.text, puzzle)))
+                pairs.append(Pair(puzzle.source, parse_solution_completion(c.text, puzzle).source))
                 owners.append(i)
             except PuzzleError:
                 pass

@@ -249,7 +249,10 @@ class Verifier:
         if isinstance(parsed, PuzzleError):
             return Verdict("rejected", f"puzzle: {parsed}", 0.0, reason="invalid_puzzle")
         puzzle, f_code, f_alone = parsed
-        if not isinstance(pair.solution, str) or not pair.solution.strip():
+        if not isinstance(pair.solution, str):
+            return Verdict("rejected", f"solution: source is a {type(pair.solution).__name__}, "
+                           "not a string", 0.0, reason="invalid_solution")
+        if not pair.solution.strip():
             return Verdict("rejected", "solution: source is empty", 0.0,
                            reason="invalid_solution")
         compiled = _compile_solution(pair.solution, puzzle)

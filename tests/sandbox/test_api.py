@@ -35,6 +35,7 @@ def test_results_come_back_in_input_order(verifier):
     (PUZZLE, "def g(a=5):\n    return " + "-" * 100_000 + "1\n", "solution"),  # parser bomb
     (PUZZLE, "def g(a=5):\n    return " + "[" * 5000 + "]" * 5000 + "\n", "solution"),
     (["not", "a", "string"], "def g():\n    return 1\n", "puzzle"),
+    (PUZZLE, {"source": "def g(a=5):\n    return 10\n"}, "solution: source is a dict"),
 ])
 def test_unparseable_pairs_are_rejected_with_the_reason(verifier, puzzle, solution, where):
     v = verifier.verify(Pair(puzzle, solution))
