@@ -484,10 +484,9 @@ def _draw(logits: torch.Tensor, uniform: torch.Tensor, config: SamplingConfig) -
         return logits.argmax(-1)
     probs = logits.float()
     probs.sub_(probs.amax(-1, keepdim=True)).div_(config.temperature).exp_()  # unnormalised
-    total = probs.sum(-1, keepdim=True)
     order = None
     if config.top_p < 1:
-        probs, order = _nucleus(probs, total, config.top_p)
+        probs, order = _nucleus(probs, config.top_p)
     cdf = probs.double().cumsum(-1)
     target = (uniform * cdf[:, -1]).unsqueeze(1)
     pick = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[1] - 1)
@@ -500,9 +499,8 @@ NUCLEUS_WIDTHS = (64, 512)
 """Top tokens taken first when looking for the top-p nucleus, narrowest first."""
 
 
-def _nucleus(weights: torch.Tensor, total: torch.Tensor, top_p: float
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's top probabilities (`weights` / `total`), high to low, with everything past
+def _nucleus(weights: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's top probabilities (`weights` normalised), high to low, with everything past
     the top-p nucleus zeroed, and the token id of each column.
 
     Sorting a 49k vocabulary for every row and step is slow on a CPU, and the nucleus almost
@@ -510,6 +508,7 @@ def _nucleus(weights: torch.Tensor, total: torch.Tensor, top_p: float
     is wider the top 512, then the full sort. The nucleus is exactly the full sort's.
     """
     vocab = weights.shape[-1]
+    total = weights.sum(-1, keepdim=True)
     for k in (*(w for w in NUCLEUS_WIDTHS if w < vocab), vocab):
         top, order = weights.topk(k, dim=-1) if k < vocab else \
             weights.sort(dim=-1, descending=True)
