@@ -215,8 +215,12 @@ def speed(args) -> None:
                         f"{rate / b[short]:>10.3f}")
                 print(line, flush=True)
                 lines.append(line)
+        # The many shape's prompts hold more tokens than its rows generate: its tok/s (which
+        # counts generated tokens) is mostly set by the prompts' prefill.
+        many_tokens = sum(len(loaded.tokenizer(p)["input_ids"]) for p in many)
         print(f"# {args.model} {short}: {params / 1e6:.1f}M parameters, single prompt "
-              f"{n_prompt} tokens, many: {len(many)} prompts", flush=True)
+              f"{n_prompt} tokens, many: {len(many)} prompts, {many_tokens} prompt tokens",
+              flush=True)
         del loaded
     lines += [f"{'bound':10} {b:5} {'':6} {'':>5} {'':>6} {'':>7} {rate:>7.0f} "
               f"{rate / bounds['fp32']:>11.2f} {1:>10.3f}" for b, rate in bounds.items()]

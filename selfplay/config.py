@@ -54,6 +54,12 @@ class SeedsConfig:
     which `solve.unsolved_train` then targets. Each verified solution the model writes to one
     is a new pair of its own, where on a solved instance it mostly writes the stored solution
     again. Spread over the families, each keeping solved instances for the few-shot examples."""
+    files: tuple[str, ...] = ()
+    """Puzzle files (a P3 `puzzles.json` with its `split.json` beside it, or a JSONL file) whose
+    train-split puzzles round 0 adds to the store as human seeds (origin `imported`), each
+    reference solution verified; a puzzle without one is stored unsolved, a target for
+    `solve.unsolved_train`. Their other splits are never added: they may be eval sets (P3's
+    test split). Give absolute paths: a relative one is read from the working directory."""
 
     def __post_init__(self):
         if self.generated < 0:

@@ -4,10 +4,11 @@ instances as `seeds.generated` asks for."""
 
 from __future__ import annotations
 
+from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
 from selfplay.context import RoundContext
 from selfplay.generating import generate_into
-from selfplay.importing import add_records
+from selfplay.importing import add_records, read_puzzle_file
 from selfplay.summaries import SeedSummary
 
 
@@ -24,6 +25,17 @@ def run(ctx: RoundContext) -> SeedSummary:
                                   ctx.seed("seed-generated"),
                                   withhold=ctx.config.seeds.withheld)
         ctx.log.info("seed: generators: %s", generated.lines()[0])
+    for path in ctx.config.seeds.files:
+        try:
+            records, rejected = read_puzzle_file(path)
+        except SelfplayError as e:
+            raise SelfplayError(f"seeds.files: {e}") from None
+        train = [r for r in records if r.puzzle.split == "train"]
+        # A redone stage finds them stored already and skips them as duplicates.
+        added = add_records(ctx.store, train, ctx.resources.verifier(), origin="imported",
+                            rejected=rejected)
+        ctx.log.info("seed: %s (train split, %d of %d puzzles): %s", path, len(train),
+                     len(records), added.lines()[0])
     # What the store holds, not what this call added: a seed stage redone after its write (the
     # run died before marking it done) adds nothing, and its summary must still be the run's.
     puzzles = len(ctx.store.puzzles(origin="seed"))
