@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class SeedSummary:
     puzzles: int = 0
+    """Shipped seed puzzles in the store."""
     solutions: int = 0
     rejected: int = 0
+    imported: int = 0
+    """Puzzles from `seeds.files` in the store."""
 
 
 @dataclass(frozen=True)

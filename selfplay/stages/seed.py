@@ -40,5 +40,7 @@ def run(ctx: RoundContext) -> SeedSummary:
     # run died before marking it done) adds nothing, and its summary must still be the run's.
     puzzles = len(ctx.store.puzzles(origin="seed"))
     solutions = len(ctx.store.solutions(origin="seed"))
-    ctx.log.info("seed: %d puzzles, %d solutions", puzzles, solutions)
-    return SeedSummary(puzzles, solutions, len(report.rejected))
+    imported = len(ctx.store.puzzles(origin="imported"))
+    ctx.log.info("seed: %d puzzles, %d solutions; %d imported puzzles", puzzles, solutions,
+                 imported)
+    return SeedSummary(puzzles, solutions, len(report.rejected), imported)

@@ -43,6 +43,7 @@ def test_the_train_split_of_a_seed_file_is_stored_as_verified_human_seeds(tmp_pa
     run(path, rounds=0)
     with Store(path / "store.sqlite") as store:
         imported = {sp.puzzle.name: sp for sp in store.puzzles(origin="imported")}
+        assert store.stage_summary(0, "seed")["imported"] == 4
         assert set(imported) == {r.puzzle.name for r in train} | {unsolved.puzzle.name}
         assert all(imported[r.puzzle.name].n_solutions for r in train)
         assert imported[unsolved.puzzle.name].n_solutions == 0  # a target for the solver
