@@ -121,7 +121,11 @@ def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *
 
 
 def add_file(store: Store, path: str | Path, verifier: Verifier, *,
-             split_file: str | Path | None = None, progress: bool = False) -> AddReport:
+             split_file: str | Path | None = None, splits: Collection[str] | None = None,
+             progress: bool = False) -> AddReport:
+    """`add_records` for a puzzle file; with `splits`, only its puzzles in those splits."""
     records, rejected = read_puzzle_file(path, split_file)
+    if splits is not None:
+        records = [r for r in records if r.puzzle.split in splits]
     return add_records(store, records, verifier, rejected=rejected, progress=progress)
 

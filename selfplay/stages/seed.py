@@ -8,7 +8,7 @@ from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
 from selfplay.context import RoundContext
 from selfplay.generating import generate_into
-from selfplay.importing import add_records, read_puzzle_file
+from selfplay.importing import add_file, add_records
 from selfplay.summaries import SeedSummary
 
 
@@ -26,16 +26,12 @@ def run(ctx: RoundContext) -> SeedSummary:
                                   withhold=ctx.config.seeds.withheld)
         ctx.log.info("seed: generators: %s", generated.lines()[0])
     for path in ctx.config.seeds.files:
+        # A redone stage finds them stored already and skips them as duplicates.
         try:
-            records, rejected = read_puzzle_file(path)
+            added = add_file(ctx.store, path, ctx.resources.verifier(), splits=("train",))
         except SelfplayError as e:
             raise SelfplayError(f"seeds.files: {e}") from None
-        train = [r for r in records if r.puzzle.split == "train"]
-        # A redone stage finds them stored already and skips them as duplicates.
-        added = add_records(ctx.store, train, ctx.resources.verifier(), origin="imported",
-                            rejected=rejected)
-        ctx.log.info("seed: %s (train split, %d of %d puzzles): %s", path, len(train),
-                     len(records), added.lines()[0])
+        ctx.log.info("seed: %s (train split): %s", path, added.lines()[0])
     # What the store holds, not what this call added: a seed stage redone after its write (the
     # run died before marking it done) adds nothing, and its summary must still be the run's.
     puzzles = len(ctx.store.puzzles(origin="seed"))
