@@ -10,12 +10,13 @@ class SelfplayError(Exception):
 
 
 PUZZLE_REASONS = ("empty", "too_long", "syntax", "extra_code", "signature", "answer_type",
-                  "no_return", "truncated", "invalid")
+                  "no_return", "truncated", "invalid", "no_solution")
 """Why source was refused, as a code to count and branch on (the message is for people):
 empty; too_long (over the size or literal-length limits); syntax; extra_code (more than one
 function, other top-level code, async or decorated); signature (arguments, defaults,
 annotations); answer_type (not one of the allowed types); no_return; truncated (a model's
-completion ended mid-function); invalid (anything else: metadata, record shape)."""
+completion ended mid-function); invalid (anything else: metadata, record shape); no_solution
+(a proposed pair whose second function is not its solution `g`)."""
 
 
 class PuzzleError(SelfplayError):

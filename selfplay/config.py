@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from puzzles.errors import SelfplayError
+from puzzles.store import ORIGINS
 from sandbox import VerifierConfig
 from selfplay.tomlconfig import from_dict, to_dict, to_toml
 from training.lora import LoraSettings
@@ -69,6 +70,9 @@ class SeedsConfig:
                                 f"seeds.generated = {self.generated}")
 
 
+PROPOSAL_FORMATS = ("checker", "pair")
+
+
 @dataclass(frozen=True)
 class ProposeConfig:
     prompts: int = 16
@@ -80,7 +84,26 @@ class ProposeConfig:
     top_p: float = 0.95
     """Nucleus sampling threshold for proposing."""
     max_new_tokens: int = 160
-    """Longest proposed puzzle, in tokens."""
+    """Longest proposed puzzle (with `format = "pair"`: puzzle and solution), in tokens."""
+    format: str = "checker"
+    """What the model writes: `checker`, a puzzle `f` alone after k example puzzles (the solve
+    stage then looks for its solution); or `pair`, a puzzle and its solution `g` together after
+    k solved example pairs (each with its `assert f(g())`), so a valid proposal whose `g`
+    verifies is a verified pair at once. A pair's puzzle still goes through the filter (trivial
+    answers, determinism), dedup and the solver, which tries it without its `g`: its solve rate
+    counts the proposer's `g` as one more attempt."""
+    origins: tuple[str, ...] = ()
+    """Origins of the solved train puzzles the examples are drawn from (`seed`, `imported`,
+    `generator`, `generated`); empty: all of them."""
+
+    def __post_init__(self):
+        if self.format not in PROPOSAL_FORMATS:
+            raise SelfplayError(f"propose.format = {self.format!r} is not one of "
+                                f"{', '.join(PROPOSAL_FORMATS)}")
+        unknown = [o for o in self.origins if o not in ORIGINS]
+        if unknown:
+            raise SelfplayError(f"propose.origins: {unknown[0]!r} is not one of "
+                                f"{', '.join(ORIGINS)}")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,15 @@ class SelectSummary:
     not hold before (a human's solution written again does not count)."""
     on_solved: int = 0
     """Of `new_pairs`, those on puzzles that already had a solution (expert iteration)."""
+    own_solved: int = 0
+    """Of `solved`, the model's own puzzles (origin generated): a verified `g` from the solver
+    or, for a pair proposal, from the proposer."""
+    own_solved_by_solver: int = 0
+    """Of `own_solved`, those the solver solved without the proposer's `g`."""
+    own_pairs: int = 0
+    """Of `new_pairs`, those on the model's own puzzles."""
+    human_solved: int = 0
+    """Of `solved`, human puzzles (seeds, imports, generator instances) the model solved."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,11 @@ class Funnel:
     parsed: int | None = _step("parsed")
     passed: int | None = _step("passed")
     solved: int | None = _step("solved", status=True, plot=True)
+    own_solved: int | None = _step("own puzzles solved", status=True, plot=True)
+    own_solved_by_solver: int | None = _step("own puzzles solved by the solver")
+    human_solved: int | None = _step("human puzzles solved", status=True)
     new_pairs: int | None = _step("verified pairs", status=True)
+    own_pairs: int | None = _step("verified pairs on own puzzles", status=True)
     selected: int | None = _step("selected", status=True, plot=True)
     train_examples: int | None = _step("train examples", plot=True)
 
@@ -187,7 +200,10 @@ class Funnel:
             novel=get("dedup", "novel"), solve_targets=get("solve", "targets"),
             attempts=get("solve", "attempts"), parsed=get("solve", "parsed"),
             passed=verdicts.get("pass", 0) if verdicts is not None else None,
-            solved=get("select", "solved"), new_pairs=get("select", "new_pairs"),
+            solved=get("select", "solved"), own_solved=get("select", "own_solved"),
+            own_solved_by_solver=get("select", "own_solved_by_solver"),
+            human_solved=get("select", "human_solved"), own_pairs=get("select", "own_pairs"),
+            new_pairs=get("select", "new_pairs"),
             selected=get("select", "selected"),
             train_examples=train_examples if train_examples or record.get("select")
             is not None else None)

@@ -66,21 +66,26 @@ class PromptConfig:
 # The stop rule --------------------------------------------------------------------------------
 
 
-def cut_at_function_end(text: str) -> tuple[str, bool]:
-    """`text` up to its first non-indented line, blank lines before it dropped.
+def cut_at_function_end(text: str, functions: int = 1) -> tuple[str, bool]:
+    """`text` up to its `functions`-th non-indented line, blank lines before it dropped.
 
-    Returns (cut text, whether the function ended). The first line is never a stop: a
-    completion continues a `def` line that the prompt began.
+    Returns (cut text, whether the last function ended). The first line is never a stop: a
+    completion continues a `def` line that the prompt began. With `functions = 2` the text
+    holds that function and the one after it (a pair: `f`, then `def g...`).
     """
-    m = _FUNCTION_END.search(text)
-    if m is None:
+    m = None
+    for m in _FUNCTION_END.finditer(text):
+        functions -= 1
+        if functions == 0:
+            break
+    if m is None or functions:
         return text, False
     return text[:m.start()].rstrip() + "\n", True
 
 
-def _finished(completion: str) -> str:
-    """The completion cut at its function's end; PuzzleError if it ran out of tokens."""
-    text, ended = cut_at_function_end(completion)
+def _finished(completion: str, functions: int = 1) -> str:
+    """The completion cut at its last function's end; PuzzleError if it ran out of tokens."""
+    text, ended = cut_at_function_end(completion, functions)
     if not ended and not text.endswith("\n"):
         raise PuzzleError("truncated: the completion ended before its function did "
                           "(raise max_new_tokens, or the model rambles)", "truncated")
@@ -137,6 +142,61 @@ def parse_proposal(completion: str, prompt_k: int) -> Puzzle:
     except (SyntaxError, ValueError, RecursionError):
         pass  # parse_puzzle says what is wrong, naming the line
     return parse_puzzle(source)
+
+
+# Propose a pair ---------------------------------------------------------------------------
+# The model writes a puzzle and its solution together: each example is a solved pair renamed
+# `f{i}`/`g{i}` with its `assert f{i}(g{i}())`, and the prompt ends `def f{k+1}(`. The sampler
+# stops at the pair's second non-indented line (`SamplingConfig.functions = 2`): the first is
+# `def g{k+1}(...)`, the second the `assert` line the examples taught.
+
+
+def propose_pair_prompt(examples: list[tuple[Puzzle, Solution | str]], rng: random.Random,
+                        config: PromptConfig = PromptConfig(), tokenizer=None
+                        ) -> tuple[str, list[str]]:
+    """A prompt asking for a new puzzle and its solution after k solved pairs drawn with `rng`.
+
+    Returns (prompt, hashes of the puzzles included, in order); examples are dropped, longest
+    first, until the prompt fits. Pass `len(hashes)` as `prompt_k` to `parse_pair_proposal`.
+    """
+    k = min(config.propose_examples, len(examples))
+    chosen = rng.sample(list(examples), k)
+    limit = _token_limit(config, tokenizer)
+    while True:
+        prompt = _pair_text(chosen, config)
+        if not chosen or _n_tokens(prompt, tokenizer) <= limit:
+            return prompt, [p.hash for p, _ in chosen]
+        chosen.remove(max(chosen, key=lambda e: len(e[0].source) + len(_source(e[1]))))
+
+
+def _source(solution: Solution | str) -> str:
+    return solution.source if isinstance(solution, Solution) else solution
+
+
+def _pair_text(pairs: list[tuple[Puzzle, Solution | str]], config: PromptConfig) -> str:
+    blocks = [rename_function(p.source, "f", f"f{i}") + rename_function(_source(s), "g", f"g{i}")
+              + f"assert f{i}(g{i}())\n" for i, (p, s) in enumerate(pairs, 1)]
+    return config.propose_preamble + config.separator.join(
+        blocks + [f"def f{len(pairs) + 1}("])
+
+
+def parse_pair_proposal(completion: str, prompt_k: int) -> tuple[Puzzle, Solution]:
+    """The puzzle and the solution a pair completion defines (it continues `def f{k+1}(`).
+
+    Raises PuzzleError with the reason; `no_solution` when the function after the puzzle is not
+    its `g{k+1}` (the puzzle alone may still be valid: `parse_proposal` of the same text).
+    """
+    text = _finished(completion, 2)
+    m = _FUNCTION_END.search(text)
+    if m is None:  # ended at EOS after the puzzle alone
+        raise PuzzleError("the pair ended after its puzzle, with no solution", "no_solution")
+    puzzle = parse_proposal(text[:m.start()].rstrip() + "\n", prompt_k)
+    g_source = text[m.start() + 1:]
+    name = f"g{prompt_k + 1}"
+    if not g_source.startswith(f"def {name}("):
+        raise PuzzleError(f"the pair's second function is not `def {name}(`: "
+                          f"{g_source.splitlines()[0][:60]!r}", "no_solution")
+    return puzzle, parse_solution(g_source, puzzle, rename=name)
 
 
 # Solve ------------------------------------------------------------------------------------
@@ -202,5 +262,5 @@ def _n_tokens(text: str, tokenizer) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-__all__ = ["PromptConfig", "cut_at_function_end", "parse_proposal", "parse_solution_completion",
-           "propose_prompt", "rename_function", "solve_prompt", "solved_example"]
+__all__ = ["PromptConfig", "cut_at_function_end", "parse_pair_proposal", "parse_proposal",
+           "parse_solution_completion", "propose_pair_prompt", "propose_prompt", "rename_function", "solve_prompt", "solved_example"]

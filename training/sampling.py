@@ -234,6 +234,8 @@ def _sample_shared(loaded: LoadedModel, decoder: LlamaDecoder, prompts: list[str
     uniforms = torch.empty(slots, max_new, dtype=torch.float64)
     generated = torch.empty(slots, max_new, dtype=torch.long)
     line_start = torch.zeros(slots, dtype=torch.bool)
+    # Non-indented lines each slot's row has begun: it stops at config.functions of them.
+    ends = torch.zeros(slots, dtype=torch.long)
     logits: torch.Tensor | None = None
     results: list[list[Completion | None]] = [[None] * n for _ in prompts]
 
@@ -243,6 +245,7 @@ def _sample_shared(loaded: LoadedModel, decoder: LlamaDecoder, prompts: list[str
             prefixes[p] = decoder.prefill(encoded[p])
         written[slot] = 0
         line_start[slot] = False
+        ends[slot] = 0
         # Each row's uniforms come from its own generator: batch composition cannot change them.
         uniforms[slot] = torch.rand(max_new, dtype=torch.float64, generator=torch.Generator()
                                     .manual_seed(sample_seed(seed, prompts[p], j)))
@@ -259,6 +262,9 @@ def _sample_shared(loaded: LoadedModel, decoder: LlamaDecoder, prompts: list[str
         generated[index, drawn] = token
         is_eos = torch.isin(token, tables.eos)
         stops, line_start[index] = tables.step(line_start[index], token)
+        if config.functions > 1:
+            ends[index] += stops.long()
+            stops = ends[index] >= config.functions
         ended = (stops | is_eos | (drawn + 1 == max_new)).tolist()
         is_eos, stops = is_eos.tolist(), stops.tolist()
         going, fresh, fresh_logits = [], [], []
@@ -270,7 +276,7 @@ def _sample_shared(loaded: LoadedModel, decoder: LlamaDecoder, prompts: list[str
             p, j = job[s]
             finish = "eos" if is_eos[i] else "stop" if stops[i] else "length"
             results[p][j] = _finish_text(loaded.tokenizer, generated[s, :written[s]].tolist(),
-                                         finish)
+                                         finish, config.functions)
             unfinished[p] -= 1
             if not unfinished[p]:
                 del prefixes[p]
@@ -393,12 +399,16 @@ def _decode_batch(loaded: LoadedModel, prefill: _Prefill, row_prompt: list[int],
     alive = torch.arange(rows, device=device)  # the original row of each batch position
     running = torch.ones(rows, dtype=torch.bool, device=device)
     at_line_start = torch.zeros(rows, dtype=torch.bool, device=device)
+    ends = torch.zeros(rows, dtype=torch.long, device=device)  # non-indented lines begun
 
     for step in range(max_new):
         token = _draw(logits, uniforms[alive, step], config)
         generated[alive, step] = token
         is_eos = torch.isin(token, tables.eos)
         stops, at_line_start = tables.step(at_line_start, token)
+        if config.functions > 1:
+            ends = ends + stops.long()
+            stops = ends >= config.functions
         done = (stops | is_eos) & running
         for r, e in zip(alive[done].tolist(), is_eos[done].tolist()):
             finish[r], length[r] = ("eos" if e else "stop"), step + 1
@@ -411,15 +421,15 @@ def _decode_batch(loaded: LoadedModel, prefill: _Prefill, row_prompt: list[int],
             idx = running.nonzero().squeeze(1)
             cache.batch_select_indices(idx)
             alive, token, mask, running = alive[idx], token[idx], mask[idx], running[idx]
-            next_pos, at_line_start = next_pos[idx], at_line_start[idx]
+            next_pos, at_line_start, ends = next_pos[idx], at_line_start[idx], ends[idx]
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
         out = model(input_ids=token.unsqueeze(1), attention_mask=mask,
                     position_ids=next_pos.unsqueeze(1), **_cache_kwarg(model, cache),
                     use_cache=True)
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
-    return [_finish_text(loaded.tokenizer, generated[r, :length[r]].tolist(), finish[r])
-            for r in range(rows)]
+    return [_finish_text(loaded.tokenizer, generated[r, :length[r]].tolist(), finish[r],
+                         config.functions) for r in range(rows)]
 
 
 def _preallocated_cache(model, capacity: int):
@@ -520,13 +530,14 @@ def _nucleus(weights: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.T
     return top.masked_fill(cdf - top >= top_p, 0), order
 
 
-def _finish_text(tokenizer, ids: list[int], finish: str) -> Completion:
+def _finish_text(tokenizer, ids: list[int], finish: str, functions: int = 1) -> Completion:
     if finish == "eos":
         text = tokenizer.decode(ids[:-1], skip_special_tokens=True)
         text = text if text.endswith("\n") else text + "\n"
-        return Completion(text=cut_at_function_end(text)[0], finish="eos", tokens=len(ids))
+        return Completion(text=cut_at_function_end(text, functions)[0], finish="eos",
+                          tokens=len(ids))
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    cut, ended = cut_at_function_end(text)
+    cut, ended = cut_at_function_end(text, functions)
     if ended:
         return Completion(text=cut, finish="stop", tokens=len(ids))
     # Out of tokens mid-function: no final newline, so parsing reports it as truncated.

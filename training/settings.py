@@ -133,8 +133,14 @@ class SamplingConfig:
     """The fast path's matmul dtype: `model` (the loaded model's), `float32`, `bfloat16`, or
     `auto` (bfloat16 on a CPU with bf16 matmul units, else the model's). The weights stay as
     loaded, so training is unaffected; the generic path always runs in the model's dtype."""
+    functions: int = 1
+    """Top-level blocks a completion may hold: it stops at the start of its `functions`-th
+    non-indented line. 1: one function (the prompt began its `def`); 2: a pair, the function
+    the prompt began and one more written after it (a puzzle `f` and its solution `g`)."""
 
     def __post_init__(self):
+        if self.functions < 1:
+            raise SelfplayError(f"sampling functions must be >= 1, not {self.functions}")
         if self.dtype not in SAMPLING_DTYPES:
             raise SelfplayError(f"sampling dtype {self.dtype!r} is not one of "
                                 f"{', '.join(SAMPLING_DTYPES)}")

@@ -74,17 +74,22 @@ def sample_vllm(loaded: LoadedModel, prompts: list[str], n: int, config: Samplin
             requests.append(TokensPrompt(prompt_token_ids=ids))
             params.append(SamplingParams(
                 n=1, temperature=config.temperature, top_p=1.0 if greedy else config.top_p,
-                max_tokens=config.max_new_tokens, stop=STOP_STRINGS,
+                max_tokens=config.max_new_tokens,
+                # Stop strings cannot count lines: a pair (functions > 1) runs to EOS or its
+                # token limit and is cut after, the same text at more tokens' cost.
+                stop=STOP_STRINGS if config.functions == 1 else None,
                 include_stop_str_in_output=True, skip_special_tokens=True,
                 seed=sample_seed(seed, prompt, j)))
     with torch_threads(loaded.threads):  # vLLM set 1 thread for serving; 0 on a GPU
         outputs = llm.generate(requests, params, lora_request=lora, use_tqdm=False)
     flat = [completion(o.outputs[0].text, o.outputs[0].finish_reason,
-                       o.outputs[0].stop_reason, len(o.outputs[0].token_ids)) for o in outputs]
+                       o.outputs[0].stop_reason, len(o.outputs[0].token_ids), config.functions)
+            for o in outputs]
     return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def completion(text: str, finish_reason: str | None, stop_reason, tokens: int):
+def completion(text: str, finish_reason: str | None, stop_reason, tokens: int,
+               functions: int = 1):
     """A vLLM output as a `Completion`, by the rules of the transformers backend's
     `_finish_text`: EOS ends the function; otherwise the cut decides between `stop` and
     `length` (a stop string vLLM missed, such as a non-ASCII character at column 0, still
@@ -92,8 +97,9 @@ def completion(text: str, finish_reason: str | None, stop_reason, tokens: int):
     from training.sampling import Completion
     if finish_reason == "stop" and not isinstance(stop_reason, str):  # EOS or a stop token
         text = text if text.endswith("\n") else text + "\n"
-        return Completion(text=cut_at_function_end(text)[0], finish="eos", tokens=tokens)
-    cut, ended = cut_at_function_end(text)
+        return Completion(text=cut_at_function_end(text, functions)[0], finish="eos",
+                          tokens=tokens)
+    cut, ended = cut_at_function_end(text, functions)
     if ended:
         return Completion(text=cut, finish="stop", tokens=tokens)
     return Completion(text=text.rstrip(), finish="length", tokens=tokens)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+from puzzles.errors import PuzzleError
 from puzzles.format import parse_puzzle
+from puzzles.store import Attempt
 from selfplay.config import DedupConfig
 from selfplay.context import RoundContext
 from selfplay.evalsets import eval_set_puzzles
 from selfplay.lsh import LSHIndex
 from selfplay.similarity import ShingleIndex
 from selfplay.summaries import DedupSummary
+from training.prompts import parse_pair_proposal
 
 
 DECONTAMINATION = "decontamination"
@@ -58,6 +61,25 @@ def near_duplicate_index(cfg: DedupConfig, n_stored: int) -> ShingleIndex | LSHI
     if n_stored > cfg.lsh_above:
         return LSHIndex(cfg.near_duplicate, 3, literals=False)
     return ShingleIndex(3, literals=False)
+
+
+PROPOSER = "propose"
+"""The stage name of a pair's own solution, stored as an attempt at its puzzle: verify judges it
+beside the solver's attempts, and select counts it as one more attempt."""
+
+
+def proposer_attempt(p) -> Attempt:
+    """The `g` a pair proposal wrote for its puzzle, as a pending attempt (rejected, with the
+    reason, when the completion holds no solution that parses)."""
+    row = Attempt(p.round, PROPOSER, p.puzzle_hash, 0, p.completion, verdict="pending",
+                  provenance={**p.provenance, "proposal": [p.round, p.prompt, p.sample]})
+    try:
+        _, solution = parse_pair_proposal(p.completion, p.provenance.get("prompt_k", 0))
+    except PuzzleError as e:
+        row.verdict, row.detail = "rejected", f"unparsable: {e}"[:300]
+    else:
+        row.solution, row.solution_hash = solution.source, solution.hash
+    return row
 
 
 def run(ctx: RoundContext) -> DedupSummary:
@@ -106,6 +128,8 @@ def run(ctx: RoundContext) -> DedupSummary:
                                       family="generated", split="train")
                 ctx.store.add_puzzle(puzzle, "generated", round=ctx.round, provenance={
                     **p.provenance, "proposal": [p.round, p.prompt, p.sample]})
+                if p.provenance.get("format") == "pair":
+                    ctx.store.add_attempts([proposer_attempt(p)])
     counts = Counter(status for _, status, _ in outcomes)
     novel = len(ctx.store.puzzles(origin="generated", round=ctx.round))
     ctx.log.info("round %d dedup: %d novel of %d valid; %s", ctx.round, novel, len(valid),

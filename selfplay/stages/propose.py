@@ -2,36 +2,51 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from puzzles.store import Proposal
 from selfplay.context import RoundContext
 from selfplay.samplers import SampleJob
 from selfplay.summaries import ProposeSummary
-from training.prompts import propose_prompt
+from selfplay.attempts import train_puzzles_with_shortest_solution
+from training.prompts import propose_pair_prompt, propose_prompt
 from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
 
 
-def solved_train_puzzles(store) -> list:
-    """The puzzles propose prompts draw from: train puzzles with a verified solution. An
-    unsolved generated puzzle may be garbage (a checker that can never return True), and
-    showing it would teach more garbage."""
-    return [sp.puzzle for sp in store.puzzles(split="train", solved=True)]
+def solved_train_puzzles(store, origins: tuple[str, ...] = ()) -> list:
+    """The puzzles propose prompts draw from: train puzzles with a verified solution (of the
+    given origins; empty: all). An unsolved generated puzzle may be garbage (a checker that can
+    never return True), and showing it would teach more garbage."""
+    return [sp.puzzle for sp in store.puzzles(split="train", solved=True)
+            if not origins or sp.origin in origins]
+
+
+def solved_train_pairs(store, origins: tuple[str, ...] = ()) -> list:
+    """(puzzle, shortest solution) of every solved train puzzle of the given origins: the
+    examples of pair prompts."""
+    allowed = {p.hash for p in solved_train_puzzles(store, origins)}
+    return [(p, s) for p, s in train_puzzles_with_shortest_solution(store) if p.hash in allowed]
 
 
 def run(ctx: RoundContext) -> ProposeSummary:
     cfg = ctx.config.propose
     if not ctx.config.select.synthetic:
         return ProposeSummary(0, 0)  # nothing proposed could train: the control arm
-    pool = solved_train_puzzles(ctx.store)
+    pairs = cfg.format == "pair"
+    pool = (solved_train_pairs(ctx.store, cfg.origins) if pairs
+            else solved_train_puzzles(ctx.store, cfg.origins))
     if not pool:
         return ProposeSummary(0, 0)
     sampler = ctx.resources.sampler(ctx.sampling_adapter)
     sampling = sampling_config(ctx, cfg)
+    if pairs:  # the completion holds the puzzle, then its `def g`
+        sampling = dataclasses.replace(sampling, functions=2)
+    make_prompt = propose_pair_prompt if pairs else propose_prompt
     # All prompts are drawn up front from one seeded generator, so chunk i is the same
     # whether or not an earlier run was cut off after chunk i-1.
     rng = random.Random(ctx.seed("propose"))
-    prompts = [propose_prompt(pool, rng, ctx.config.prompts, sampler.tokenizer)
+    prompts = [make_prompt(pool, rng, ctx.config.prompts, sampler.tokenizer)
                for _ in range(cfg.prompts)]
     done = {p.prompt for p in ctx.store.proposals(ctx.round)}
     base_provenance = model_provenance(ctx, sampler, sampling)
@@ -51,7 +66,8 @@ def run(ctx: RoundContext) -> ProposeSummary:
                 _, parents = prompts[j]
                 for s, text in enumerate(outs):
                     rows.append(Proposal(ctx.round, j, s, text, provenance={
-                        **base_provenance, "parents": parents, "prompt_k": len(parents)}))
+                        **base_provenance, "parents": parents, "prompt_k": len(parents),
+                        "format": cfg.format}))
             with ctx.store.transaction():
                 ctx.store.add_proposals(rows)
             bar.update(len(parts[t]))

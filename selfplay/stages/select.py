@@ -12,6 +12,8 @@ from collections import defaultdict
 
 from selfplay.attempts import HUMAN_ORIGINS
 from selfplay.context import RoundContext
+from selfplay.stages.dedup import PROPOSER
+from selfplay.stages.verify import ATTEMPT_STAGES
 from selfplay.summaries import SelectSummary, load_summary
 
 
@@ -62,14 +64,17 @@ def run(ctx: RoundContext) -> SelectSummary:
     cfg = ctx.config.select
     store = ctx.store
     by_puzzle = defaultdict(list)
-    for a in store.attempts(ctx.round, "solve"):
-        by_puzzle[a.puzzle_hash].append(a)
+    for stage in ATTEMPT_STAGES:  # a pair's own `g` is one more attempt at its puzzle
+        for a in store.attempts(ctx.round, stage):
+            by_puzzle[a.puzzle_hash].append(a)
     verify = load_summary("verify", store.stage_summary(ctx.round, "verify"))
     verifier = verify.verifier if verify is not None else ""
     synthetic: list[tuple[int, str]] = []  # (puzzle id, solution hash)
     preferences: list[tuple[int, int, int, dict]] = []
     preferring = ctx.config.train.objective != "sft" and cfg.synthetic
     solved = kept = new_pairs = on_solved = 0
+    # The model's own puzzles (origin generated) kept apart from human ones it solved.
+    own_solved = own_by_solver = own_pairs = human_solved = 0
     with store.transaction():
         for puzzle_hash, attempts in by_puzzle.items():
             sp = store.puzzle(puzzle_hash)
@@ -88,8 +93,16 @@ def run(ctx: RoundContext) -> SelectSummary:
                                    round=ctx.round, verifier=verifier,
                                    provenance={**a.provenance, "attempt": a.attempt,
                                                "solve_rate": len(passes) / len(attempts),
-                                               "target": target})
+                                               "target": target,
+                                               "by": "proposer" if a.stage == PROPOSER
+                                               else "solver"})
             solved += bool(passes)
+            if sp.origin == "generated":
+                own_solved += bool(passes)
+                own_by_solver += any(a.stage != PROPOSER for a in passes)
+                own_pairs += len(distinct)
+            else:
+                human_solved += bool(passes)
             new_pairs += len(distinct)
             on_solved += len(distinct) if target == "solved" else 0
             rate = len(passes) / len(attempts)
@@ -125,8 +138,11 @@ def run(ctx: RoundContext) -> SelectSummary:
         rng.shuffle(examples)
         store.set_train_examples(ctx.round, examples)
         store.set_preference_pairs(ctx.round, preferences)
-    ctx.log.info("round %d select: %d puzzles solved, %d new verified pairs (%d on puzzles "
+    ctx.log.info("round %d select: %d puzzles solved (%d of the model's own, %d of them by the "
+                 "solver; %d human), %d new verified pairs (%d on its own puzzles, %d on puzzles "
                  "solved before), %d puzzles kept as learnable; training on %d synthetic + %d "
-                 "human examples%s", ctx.round, solved, new_pairs, on_solved, kept, n_syn, n_hum,
+                 "human examples%s", ctx.round, solved, own_solved, own_by_solver, human_solved,
+                 new_pairs, own_pairs, on_solved, kept, n_syn, n_hum,
                  f" and {len(preferences)} preference pairs" if preferring else "")
-    return SelectSummary(solved, kept, n_syn, n_hum, new_pairs, on_solved)
+    return SelectSummary(solved, kept, n_syn, n_hum, new_pairs, on_solved, own_solved,
+                         own_by_solver, own_pairs, human_solved)

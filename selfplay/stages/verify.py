@@ -12,6 +12,10 @@ from selfplay.context import RoundContext
 from selfplay.summaries import VerifySummary
 
 
+ATTEMPT_STAGES = ("solve", "propose")
+"""The attempts a round judges: the solver's, and the `g` of each novel pair proposal."""
+
+
 class Item(NamedTuple):
     """What judging one attempt needs (all an executor's worker is sent of it)."""
     id: int
@@ -21,7 +25,9 @@ class Item(NamedTuple):
 
 def run(ctx: RoundContext) -> VerifySummary:
     executor = ctx.resources.verify_executor()
-    pending = ctx.store.attempts(ctx.round, "solve", verdict="pending")
+    # The solver's attempts and pair proposals' own solutions (stage "propose").
+    pending = [a for stage in ATTEMPT_STAGES
+               for a in ctx.store.attempts(ctx.round, stage, verdict="pending")]
     sources = {}
     for a in pending:
         if a.puzzle_hash not in sources:
@@ -39,7 +45,8 @@ def run(ctx: RoundContext) -> VerifySummary:
         with ctx.store.transaction():
             for a, (verdict, detail, seconds) in zip(parts[i], judged):
                 ctx.store.set_verdict(a.id, verdict, detail, seconds)
-    counts = Counter(a.verdict for a in ctx.store.attempts(ctx.round, "solve"))
+    counts = Counter(a.verdict for stage in ATTEMPT_STAGES
+                     for a in ctx.store.attempts(ctx.round, stage))
     ctx.log.info("round %d verify: %s", ctx.round, dict(counts))
     return VerifySummary(dict(sorted(counts.items())), executor.version)
 

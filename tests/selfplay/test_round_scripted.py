@@ -106,8 +106,10 @@ def test_a_round_sorts_every_kind_of_proposal_and_trains_on_the_learnable(
         attempts = store.attempts(1, "solve")
         assert {a.verdict for a in attempts} == {"pass", "fail", "rejected"}
 
+    # Every puzzle solved is one the model proposed: its own, none of them human.
     assert r1["funnel"] == {"proposed": 32, "valid": r1["funnel"]["valid"], "novel": 4,
-                            "solved": 3, "new_pairs": 3, "selected": 2}
+                            "solved": 3, "own_solved": 3, "human_solved": 0, "new_pairs": 3,
+                            "own_pairs": 3, "selected": 2}
     assert (path / "rounds" / "r1" / "train" / "adapter_config.json").exists()
     assert (path / "cards" / "round-1.json").exists()
 

@@ -8,8 +8,9 @@ import pytest
 
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import parse_puzzle, parse_solution
-from training.prompts import (PromptConfig, cut_at_function_end, parse_proposal,
-                              parse_solution_completion, propose_prompt, solve_prompt)
+from training.prompts import (PromptConfig, cut_at_function_end, parse_pair_proposal,
+                              parse_proposal, parse_solution_completion, propose_pair_prompt,
+                              propose_prompt, solve_prompt)
 
 PUZZLES = [
     parse_puzzle("def f(x: int, a=7, b=30):\n    \"\"\"Solve a linear equation.\"\"\"\n"
@@ -133,3 +134,44 @@ def test_good_solution_completion_parses():
 def test_bad_solution_completions_are_rejected_with_a_reason(completion, reason):
     with pytest.raises(PuzzleError, match=reason):
         parse_solution_completion(completion, PUZZLES[2])
+
+
+# Propose a pair: the model writes the puzzle and its solution together
+
+PAIR = ("s: str, n=4):\n    return len(s) == n and s.startswith('ab')\n\n"
+        "def g3(n=4):\n    return 'ab' + 'c' * (n - 2)\n")
+
+
+def test_a_pair_is_cut_after_its_second_function():
+    text = PAIR + "assert f3(g3())\n\ndef f4(x: int):\n"
+    assert cut_at_function_end(text, 2) == (PAIR, True)
+    # The first function alone is still the puzzle a checker-only proposal would be.
+    assert cut_at_function_end(text, 1)[0] == PAIR.split("\n\ndef g3")[0] + "\n"
+    assert cut_at_function_end(PAIR, 2) == (PAIR, False)  # no third line yet: not ended
+
+
+def test_pair_prompt_shows_solved_pairs_with_their_assert():
+    prompt, hashes = propose_pair_prompt(SOLVED, random.Random(0), PromptConfig(propose_examples=2))
+    assert prompt.endswith("def f3(")
+    assert "def g1(" in prompt and "def g2(" in prompt and "assert f2(g2())" in prompt
+    assert sorted(hashes) == sorted(p.hash for p, _ in SOLVED)
+
+
+def test_a_pair_parses_into_its_puzzle_and_solution():
+    puzzle, solution = parse_pair_proposal(PAIR + "assert f3(g3())\n", 2)
+    assert puzzle == parse_proposal(PAIR, 2)
+    assert puzzle.extra_args == (("n", "4"),)
+    assert solution.source.startswith("def g(n=4):")
+
+
+@pytest.mark.parametrize("completion, reason", [
+    ("s: str):\n    return s == 'x'\n\nassert f3('x')\n", "no_solution"),  # no g
+    ("s: str):\n    return s == 'x'\n\ndef h3():\n    return 'x'\n", "no_solution"),
+    ("s: str):\n    return s == 'x'\n\ndef g3(n=2):\n    return 'x'\n", "signature"),
+    ("s: str):\n    return s == 'x'\n\ndef g3():\n    return 'x", "truncated"),
+])
+def test_a_pair_without_its_solution_is_refused_with_the_reason(completion, reason):
+    with pytest.raises(PuzzleError) as e:
+        parse_pair_proposal(completion + "\nassert f3(g3())\n" if reason != "truncated"
+                            else completion, 2)
+    assert e.value.reason == reason

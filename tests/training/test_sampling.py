@@ -127,3 +127,31 @@ def test_top_p_draws_match_a_full_sort(spread):
         uniform = torch.full((rows,), u, dtype=torch.float64)
         got = _draw(logits.clone(), uniform, config).tolist()
         assert got == [_reference_draw(row, u, 0.8, 0.95) for row in logits]
+
+
+def test_a_pair_completion_runs_on_to_its_second_function_and_no_further(tiny_model):
+    # Each sample draws from its own generator, so the tokens of a pair sample (functions=2)
+    # are the one-function sample's up to where that one stopped: the pair is the same text
+    # carried on past the first function's end, then cut at the second's.
+    one = SamplingConfig(max_new_tokens=96, batch_size=8)
+    two = SamplingConfig(max_new_tokens=96, batch_size=8, functions=2)
+    for fast in (True, False):
+        singles = sample_completions(tiny_model, [PROMPT_F], 12, one, seed=5, fast=fast)[0]
+        pairs = sample_completions(tiny_model, [PROMPT_F], 12, two, seed=5, fast=fast)[0]
+        longer = 0
+        for c1, c2 in zip(singles, pairs):
+            if c1.finish != "stop":
+                continue
+            assert cut_at_function_end(c2.text, 1)[0] == c1.text
+            assert c2.tokens >= c1.tokens
+            if c2.finish == "stop":
+                assert cut_at_function_end(c2.text, 2) == (c2.text, False) or \
+                    cut_at_function_end(c2.text, 2)[0] == c2.text
+                assert c2.text.count("\n") > c1.text.count("\n")
+                longer += 1
+        assert longer, "no pair sample ran past its first function"
+
+
+def test_a_pair_needs_at_least_one_function():
+    with pytest.raises(SelfplayError, match="functions"):
+        SamplingConfig(functions=0)
