@@ -61,8 +61,16 @@ class SeedsConfig:
     reference solution verified; a puzzle without one is stored unsolved, a target for
     `solve.unsolved_train`. Their other splits are never added: they may be eval sets (P3's
     test split). Give absolute paths: a relative one is read from the working directory."""
+    files_withheld: float = 0.0
+    """Share of the `files` puzzles with a verified reference solution that are stored without
+    it, drawn with the run's seed: solve targets known to be solvable, of the files' own kind
+    (as `withheld` makes of generator instances). Every problem (P3's `Problem:index` names)
+    keeps at least one solved instance, so prompts can still show one of its kind."""
 
     def __post_init__(self):
+        if not 0 <= self.files_withheld < 1:
+            raise SelfplayError(f"seeds.files_withheld = {self.files_withheld} must be in "
+                                "[0, 1)")
         if self.generated < 0:
             raise SelfplayError(f"seeds.generated = {self.generated} is negative")
         if not 0 <= self.withheld <= self.generated:

@@ -49,9 +49,12 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
                    else [r.puzzle for r in load_seeds("heldout")])
     elif name.startswith("p3:"):
         path, _, split = name[3:].partition(":")
-        split = split or "test"
+        split, _, per_problem = (split or "test").partition(":")
         if split not in ("test", "train", "all"):
             raise SelfplayError(f"eval set {name!r}: split must be test, train or all")
+        if per_problem and not (per_problem.isdigit() and int(per_problem) > 0):
+            raise SelfplayError(f"eval set {name!r}: instances per problem must be a positive "
+                                f"integer, not {per_problem!r}")
         if not Path(path).is_file():
             raise SelfplayError(f"eval set {name!r}: no file {path}")
         records, rejected = read_p3(path)
@@ -60,6 +63,8 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
             raise SelfplayError(f"eval set {name!r}: no split.json beside {path} to take the "
                                 f"{split} split from (use :all)")
         puzzles = [r.puzzle for r in records if want is None or r.puzzle.split == want]
+        if per_problem:
+            puzzles = instances_per_problem(puzzles, int(per_problem), seed)
     elif name == "humaneval":
         from selfplay.humaneval import load_humaneval
         puzzles = load_humaneval()
@@ -83,12 +88,25 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
     return EvalSet(name, puzzles, rejected, as_problem)
 
 
+def instances_per_problem(puzzles: list, n: int, seed: int) -> list:
+    """At most `n` instances of each problem (P3 names instances `Problem:index`), drawn with
+    `seed`, in their file order: a set where every problem weighs the same, as the ICLR 2023
+    paper counts P3 test problems solved (228), not instances (1,009)."""
+    by_problem: dict[str, list[int]] = {}
+    for i, p in enumerate(puzzles):
+        by_problem.setdefault(p.name.rsplit(":", 1)[0] if p.name else p.hash, []).append(i)
+    rng = random.Random(seed)
+    keep = sorted(i for members in by_problem.values()
+                  for i in (members if len(members) <= n else rng.sample(members, n)))
+    return [puzzles[i] for i in keep]
+
+
 def set_label(name: str) -> str:
     """A short name for an eval set, for tables and plots: `p3:test` for
     `p3:/long/path/puzzles.json:test`, a JSONL file's stem."""
     if name.startswith("p3:"):
         _, _, split = name[3:].partition(":")
-        return f"p3:{split or 'test'}"
+        return f"p3:{split or 'test'}"  # with instances per problem: p3:test:1
     return Path(name).stem if name.endswith(".jsonl") else name
 
 
@@ -98,8 +116,18 @@ def _as_it_is(problem):
 
 def eval_set_puzzles(config, store=None) -> list:
     """Every puzzle of every configured eval set (all of it, not a sample): training must
-    stay away from all of them."""
+    stay away from all of them (a P3 set measured on some instances per problem: every
+    instance of its split, since they differ only in constants)."""
     out = []
     for name in config.sets:
-        out += load_eval_set(name, store).puzzles
+        out += load_eval_set(whole_split(name), store).puzzles
     return out
+
+
+def whole_split(name: str) -> str:
+    """A P3 set's name without its instances-per-problem part (`p3:P:test:1` -> `p3:P:test`)."""
+    if name.startswith("p3:"):
+        head, sep, last = name.rpartition(":")
+        if sep and last.isdigit() and head.count(":") >= 2:
+            return head
+    return name

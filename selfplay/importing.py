@@ -6,6 +6,8 @@ a failure before or during it leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import random
+
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,10 +124,38 @@ def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *
 
 def add_file(store: Store, path: str | Path, verifier: Verifier, *,
              split_file: str | Path | None = None, splits: Collection[str] | None = None,
-             progress: bool = False) -> AddReport:
-    """`add_records` for a puzzle file; with `splits`, only its puzzles in those splits."""
+             withhold_share: float = 0.0, seed: int = 0, progress: bool = False) -> AddReport:
+    """`add_records` for a puzzle file; with `splits`, only its puzzles in those splits; with
+    `withhold_share`, that share of its solved puzzles stored unsolved (`choose_withheld`)."""
     records, rejected = read_puzzle_file(path, split_file)
     if splits is not None:
         records = [r for r in records if r.puzzle.split in splits]
-    return add_records(store, records, verifier, rejected=rejected, progress=progress)
+    withhold = choose_withheld(records, withhold_share, seed) if withhold_share else set()
+    return add_records(store, records, verifier, rejected=rejected, withhold=withhold,
+                       progress=progress)
+
+
+def problem_of(name: str) -> str:
+    """The problem an instance belongs to: P3 names instances `Problem:index`."""
+    return name.rsplit(":", 1)[0]
+
+
+def choose_withheld(records: list[PuzzleRecord], share: float, seed: int) -> set[str]:
+    """Names of about `share` of the records with reference solutions, drawn with `seed`, to be
+    stored without them: solve targets known to be solvable. Every problem keeps at least one
+    solved instance (an example of its kind for prompts), so a problem with a single solved
+    instance is never withheld."""
+    by_problem: dict[str, list[str]] = {}
+    for r in records:
+        if r.solutions and r.puzzle.name:
+            by_problem.setdefault(problem_of(r.puzzle.name), []).append(r.puzzle.name)
+    rng = random.Random(seed)
+    candidates = []
+    for names in by_problem.values():
+        names = sorted(names)
+        rng.shuffle(names)
+        candidates += names[1:]  # the first stays solved
+    want = round(share * sum(len(v) for v in by_problem.values()))
+    rng.shuffle(candidates)
+    return set(candidates[:want])
 

@@ -28,7 +28,9 @@ def run(ctx: RoundContext) -> SeedSummary:
     for path in ctx.config.seeds.files:
         # A redone stage finds them stored already and skips them as duplicates.
         try:
-            added = add_file(ctx.store, path, ctx.resources.verifier(), splits=("train",))
+            added = add_file(ctx.store, path, ctx.resources.verifier(), splits=("train",),
+                             withhold_share=ctx.config.seeds.files_withheld,
+                             seed=ctx.seed("seed-files-withheld", path))
         except SelfplayError as e:
             raise SelfplayError(f"seeds.files: {e}") from None
         ctx.log.info("seed: %s (train split): %s", path, added.lines()[0])

@@ -109,3 +109,27 @@ def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, mo
     assert seen == ["good"] and json.loads(out.out)["problems"] == 1
     assert f"skipped {path}:2: bad JSON" in out.err
     assert f"skipped {path}:2: bad JSON" in (run / "log.txt").read_text()
+
+
+def test_a_p3_set_can_weigh_every_problem_the_same(tmp_path):
+    from selfplay.evalsets import instances_per_problem, whole_split
+    from puzzles.format import parse_puzzle
+    puzzles = [parse_puzzle(f"def f(x: int, a={i}):\n    return x == a * {p + 2}\n",
+                            name=f"Prob{p}:{i}") for p in range(3) for i in range(p + 1)]
+    one = instances_per_problem(puzzles, 1, seed=0)
+    assert sorted(p.name.split(":")[0] for p in one) == ["Prob0", "Prob1", "Prob2"]
+    assert instances_per_problem(puzzles, 2, seed=0) == [
+        p for p in puzzles if p in instances_per_problem(puzzles, 2, seed=0)]  # file order
+    assert len(instances_per_problem(puzzles, 2, seed=0)) == 5
+    assert whole_split("p3:/d/puzzles.json:test:1") == "p3:/d/puzzles.json:test"
+    assert whole_split("p3:/d/puzzles.json:test") == "p3:/d/puzzles.json:test"
+    with pytest.raises(SelfplayError, match="instances per problem"):
+        load_eval_set("p3:/d/puzzles.json:test:0")
+
+
+@pytest.mark.skipif(not P3.exists(), reason="the P3 data set is not on this machine")
+def test_p3_test_one_instance_each_is_its_228_problems():
+    one = load_eval_set(f"p3:{P3}:test:1", seed=0)
+    names = [p.name.split(":")[0] for p in one.puzzles]
+    assert len(names) == len(set(names)) == 228
+    assert load_eval_set(f"p3:{P3}:test:1", seed=0).puzzles == one.puzzles

@@ -84,3 +84,46 @@ def test_p3_adds_only_its_train_split(tmp_path, tiny_model):
     assert len(imported) == len(in_train) > 0
     assert not imported & test
     assert imported <= {r.puzzle.hash for r in train}
+
+
+def test_withheld_imports_are_solvable_targets_and_every_problem_keeps_an_example():
+    from selfplay.importing import choose_withheld, problem_of
+    drawn = generate(40, seed=5).records
+    # Three problems of several instances each, one of a single instance, one unsolved.
+    records = []
+    for i, r in enumerate(drawn[:31]):
+        name = f"P{i % 3}:{i}" if i < 30 else "Lone:0"
+        records.append(PuzzleRecord(dataclasses.replace(r.puzzle, name=name), r.solutions))
+    records.append(PuzzleRecord(dataclasses.replace(drawn[31].puzzle, name="P0:99"), []))
+    withheld = choose_withheld(records, 0.5, seed=1)
+    assert len(withheld) == round(0.5 * 31)
+    assert "Lone:0" not in withheld and "P0:99" not in withheld
+    solved_left = {problem_of(r.puzzle.name) for r in records
+                   if r.solutions and r.puzzle.name not in withheld}
+    assert solved_left == {"P0", "P1", "P2", "Lone"}
+    assert choose_withheld(records, 0.5, seed=1) == withheld  # seeded
+    assert choose_withheld(records, 0.5, seed=2) != withheld
+
+
+def test_seeds_files_withheld_stores_that_share_unsolved(tmp_path, tiny_model):
+    drawn = generate(8, seed=4).records
+    records = [PuzzleRecord(dataclasses.replace(r.puzzle, name=f"Same:{i}"), r.solutions)
+               for i, r in enumerate(drawn)]
+    file = tmp_path / "mine.jsonl"
+    write_jsonl(records, file)
+    path = _run_with_files(tmp_path, (str(file),))
+    config = load_config(path / "config.toml")
+    (path / "config.toml").write_text(config_toml(dataclasses.replace(
+        config, seeds=dataclasses.replace(config.seeds, files_withheld=0.5))))
+    run(path, rounds=0)
+    with Store(path / "store.sqlite") as store:
+        imported = store.puzzles(origin="imported")
+        unsolved = [sp for sp in imported if sp.n_solutions == 0]
+        assert len(imported) == 8 and len(unsolved) == 4
+        assert all(sp.provenance.get("reference_withheld") for sp in unsolved)
+
+
+def test_a_bad_withheld_share_is_refused_by_name():
+    from selfplay.config import SeedsConfig
+    with pytest.raises(SelfplayError, match=r"seeds.files_withheld = 1.5"):
+        SeedsConfig(files_withheld=1.5)
