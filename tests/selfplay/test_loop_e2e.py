@@ -70,10 +70,17 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, reference_run):
     assert result["rounds_done"] == 2
     assert [r["round"] for r in result["rounds"]] == [0, 1, 2]
     funnel = result["rounds"][1]["funnel"]
-    assert set(funnel) == {"proposed", "valid", "novel", "solved", "new_pairs", "selected"}
+    assert set(funnel) == {"proposed", "valid", "novel", "solved", "own_solved", "human_solved",
+                           "new_pairs", "own_pairs", "selected"}
     assert funnel["proposed"] > 0
     assert all(isinstance(r["funnel"]["novel"], int) for r in result["rounds"])
     assert all("pass_at_k" in r for r in result["rounds"])
+    # The run's change over its rounds, paired over the same problems, for every k measured.
+    changes = result["eval_changes"]
+    assert [(c["k"], c["round"]) for c in changes] == [(1, 2), (4, 2)]
+    for c in changes:
+        assert c["low"] <= c["change"] <= c["high"]
+        assert c["change"] == pytest.approx(c["after"] - c["before"])
 
     killed = small_run(tmp_path / "killed")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
