@@ -73,7 +73,8 @@ class BenchSettings:
     problems one instance each, as the ICLR 2023 paper counts them; 0: every instance (1,009),
     of which `eval_problems` draws a subset."""
     samples: int = 20
-    """n: samples per problem and round (at least 2 x the largest k)."""
+    """n: samples per problem and round (at least the largest k: the estimator is unbiased for
+    n >= k; at n = k, pass@k is whether any sample passed, with the variance that brings)."""
     eval_problems: int = 100
     """Problems per eval set, drawn with the seed (the held-out seed families have 81, so all
     of them are measured at the default; P3 test and HumanEval are subsets)."""
@@ -92,9 +93,9 @@ class BenchSettings:
         if unknown or not self.arms:
             raise SelfplayError(f"unknown arm {unknown[0] if unknown else '(none)'!r}: choose "
                                 f"from {', '.join(ARMS)}")
-        if self.samples < 2 * max(KS):
+        if self.samples < max(KS):
             raise SelfplayError(f"samples = {self.samples}: pass@{max(KS)} needs n >= "
-                                f"{2 * max(KS)} samples per problem to be more than a coin")
+                                f"{max(KS)} samples per problem (its unbiased estimator does)")
         if self.rounds < 0 or self.eval_problems < 0 or self.p3_per_problem < 0:
             raise SelfplayError("rounds, eval_problems and p3_per_problem must be >= 0")
         if not self.heldout and not self.p3 and not self.humaneval:

@@ -66,8 +66,9 @@ def test_compare_pairs_rounds_and_arms_on_hand_made_counts(tmp_path):
 
 
 def test_settings_refuse_too_few_samples_and_unknown_arms():
-    with pytest.raises(SelfplayError, match="n >= 20"):
-        BenchSettings(samples=10)
+    with pytest.raises(SelfplayError, match="n >= 10"):
+        BenchSettings(samples=9)
+    assert BenchSettings(samples=10).samples == 10
     with pytest.raises(SelfplayError, match="unknown arm 'base'"):
         BenchSettings(arms=("selfplay", "base"))
 
