@@ -194,7 +194,10 @@ def run_bench(path: str | Path, settings: BenchSettings, *, echo: bool = False,
     report = None
     for r in range(settings.rounds + 1):
         for arm, arm_dir in arms.items():
-            if r == 0 and (donor := share_round0(arm_dir, list(arms.values()))) and echo:
+            # Any arm's directory may give round 0, also one another process runs (the arms of
+            # one benchmark may run as separate processes, e.g. one per core).
+            donors = [Path(path) / a for a in ARMS]
+            if r == 0 and (donor := share_round0(arm_dir, donors)) and echo:
                 print(f"== {arm}: round 0 is {donor.name}'s (same base model, seeds and eval)",
                       flush=True)
             if echo:

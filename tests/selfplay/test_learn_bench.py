@@ -185,3 +185,16 @@ def test_the_p3_set_can_be_its_problems_one_instance_each_without_heldout():
     assert len({p.name.split(":")[0] for p in problems}) == len(problems) == 228
     with pytest.raises(SelfplayError, match="no eval set left"):
         BenchSettings(heldout=False, humaneval=False)
+
+
+def test_an_arm_run_in_its_own_process_takes_round_0_from_another(tmp_path, tiny_model, capsys):
+    # The arms may run as separate processes (one per core): an arm started on its own finds
+    # the round 0 another arm's process finished, instead of computing it again.
+    from selfplay.learnbench import run_bench
+    settings = quick_settings(rounds=0, arms=("selfplay",))
+    run_bench(tmp_path, settings)
+    run_bench(tmp_path, dataclasses.replace(settings, arms=("control",)), echo=True)
+    assert "control: round 0 is selfplay's" in capsys.readouterr().out
+    with Store(tmp_path / "selfplay" / "store.sqlite") as a, \
+            Store(tmp_path / "control" / "store.sqlite") as b:
+        assert [x.completion for x in a.attempts(0)] == [x.completion for x in b.attempts(0)]
