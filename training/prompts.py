@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution
+from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution, solution_from_body
 
 # A newline followed by anything but whitespace starts a line at column 0: the function ended.
 _FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
@@ -196,7 +196,23 @@ def parse_pair_proposal(completion: str, prompt_k: int) -> tuple[Puzzle, Solutio
     if not g_source.startswith(f"def {name}("):
         raise PuzzleError(f"the pair's second function is not `def {name}(`: "
                           f"{g_source.splitlines()[0][:60]!r}", "no_solution")
-    return puzzle, parse_solution(g_source, puzzle, rename=name)
+    return puzzle, _pair_solution(g_source, puzzle, name)
+
+
+def _pair_solution(g_source: str, puzzle: Puzzle, name: str) -> Solution:
+    """The pair's `g`: its body under the puzzle's own `def g(...)` header, as a solve prompt
+    gives it. The header is ours, not the model's: a 135M model writes the answer argument or
+    drops the defaults in half its headers (bench/propose.py), and the extra arguments are
+    fixed by `f` anyway."""
+    try:
+        tree = ast.parse(g_source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return parse_solution(g_source, puzzle, rename=name)  # names the error and its line
+    fn = tree.body[0] if tree.body else None
+    if not isinstance(fn, ast.FunctionDef) or not fn.body or fn.body[0].lineno <= fn.lineno:
+        return parse_solution(g_source, puzzle, rename=name)
+    body = "".join(g_source.splitlines(keepends=True)[fn.body[0].lineno - 1:])
+    return solution_from_body(body, puzzle)
 
 
 # Solve ------------------------------------------------------------------------------------

@@ -157,6 +157,15 @@ def test_pair_prompt_shows_solved_pairs_with_their_assert():
     assert sorted(hashes) == sorted(p.hash for p, _ in SOLVED)
 
 
+def test_a_pair_solution_gets_the_puzzles_own_header():
+    # The model's header is replaced by the one `f` fixes: its body is what counts.
+    for header in ("def g3(s: str, n=4):", "def g3(n):", "def g3(n=7):", "def g3():"):
+        completion = PAIR.replace("def g3(n=4):", header) + "assert f3(g3())\n"
+        puzzle, solution = parse_pair_proposal(completion, 2)
+        assert solution.source == parse_pair_proposal(PAIR + "assert f3(g3())\n", 2)[1].source
+        assert solution.source.startswith("def g(n=4):")
+
+
 def test_a_pair_parses_into_its_puzzle_and_solution():
     puzzle, solution = parse_pair_proposal(PAIR + "assert f3(g3())\n", 2)
     assert puzzle == parse_proposal(PAIR, 2)
@@ -167,7 +176,7 @@ def test_a_pair_parses_into_its_puzzle_and_solution():
 @pytest.mark.parametrize("completion, reason", [
     ("s: str):\n    return s == 'x'\n\nassert f3('x')\n", "no_solution"),  # no g
     ("s: str):\n    return s == 'x'\n\ndef h3():\n    return 'x'\n", "no_solution"),
-    ("s: str):\n    return s == 'x'\n\ndef g3(n=2):\n    return 'x'\n", "signature"),
+    ("s: str):\n    return s == 'x'\n\ndef g3():\n    return 'x\n", "syntax"),
     ("s: str):\n    return s == 'x'\n\ndef g3():\n    return 'x", "truncated"),
 ])
 def test_a_pair_without_its_solution_is_refused_with_the_reason(completion, reason):
