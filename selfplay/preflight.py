@@ -78,13 +78,17 @@ def _check_trackers(config: RunConfig) -> None:
     if not config.track.trackers:
         return
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
 
     from selfplay.tracking import INSTALL
+    # accelerate says which of its own trackers have their package; a tracker class
+    # registered beside them (LOGGER_TYPE_TO_CLASS) is the registrant's to vouch for.
+    own = {t.value for t in LoggerType}
     available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
     for name in config.track.trackers:
         if name not in LOGGER_TYPE_TO_CLASS:
             raise SelfplayError(f"track.trackers: unknown tracker {name!r} (accelerate knows "
                                 f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))})")
-        if name not in available:
+        if name in own and name not in available:
             raise SelfplayError(f"track.trackers: the {name} tracker needs its package: "
                                 f"pip install {INSTALL.get(name, name)}")
