@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 VERDICTS = ("pass", "fail", "error", "timeout", "memory", "rejected")
 SHARING = ("gate", "never", "always")
+KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
 REASONS = ("passed", "wrong_answer", "wrong_type", "too_large", "g_raised", "f_raised",
            "timeout", "memory", "invalid_puzzle", "invalid_solution", "tampered", "sandbox")
 """Why a check got its verdict, as a code to branch on (`Verdict.detail` is for people):
@@ -56,18 +57,13 @@ class VerifierConfig:
     are still confirmed alone, so a neighbour can at worst turn a pass into a fail)."""
 
     def __post_init__(self):
-        from puzzles.errors import SelfplayError
-        if not self.timeout > 0:
-            raise SelfplayError(f"VerifierConfig.timeout must be > 0, not {self.timeout!r}")
-        if self.memory_mb < 16:
-            raise SelfplayError(f"VerifierConfig.memory_mb must be >= 16, not {self.memory_mb!r}")
-        if self.workers < 0:
-            raise SelfplayError(f"VerifierConfig.workers must be >= 0, not {self.workers!r}")
-        if self.sharing not in SHARING:
-            raise SelfplayError(f"VerifierConfig.sharing must be one of {', '.join(SHARING)}, "
-                                f"not {self.sharing!r}")
-        if self.batch_size < 1:
-            raise SelfplayError(f"VerifierConfig.batch_size must be >= 1, not {self.batch_size!r}")
+        from puzzles.checks import check_choice, check_ranges
+        check_ranges(self, "verifier", timeout="> 0", memory_mb=">= 16", workers=">= 0",
+                     batch_size=">= 1", max_answer_bytes=">= 1", report_answer_bytes=">= 0",
+                     scratch_mb=">= 1", uid_base=">= 1")
+        check_choice("verifier.sharing", self.sharing, SHARING)
+        for layer in self.disable_layers:
+            check_choice("verifier.disable_layers", layer, KERNEL_LAYERS)
 
     @property
     def n_workers(self) -> int:

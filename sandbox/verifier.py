@@ -28,14 +28,13 @@ from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import parse_puzzle, solution_tree
 from puzzles.types import conforms
 from sandbox import wire
-from sandbox.config import Pair, Verdict, VerifierConfig
+from sandbox.config import KERNEL_LAYERS, Pair, Verdict, VerifierConfig
 from sandbox.policy import compile_check
 from sandbox.scratch import remove_tree
 from sandbox.server import ENTRY as SERVER_ENTRY, Check
 from sandbox.sharing import isolation_reason
 
 SANDBOX_VERSION = "0.2"  # 0.2: clean zygote, passes confirmed alone, sharing gate on the AST
-KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PUZZLE_CACHE = 4096
 _CHUNK = 128  # checks per message: small enough that workers start while the host parses

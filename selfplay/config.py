@@ -14,13 +14,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from puzzles.checks import check_choice, check_range, check_ranges
 from puzzles.errors import SelfplayError
 from puzzles.store import ORIGINS
 from sandbox import VerifierConfig
 from selfplay.tomlconfig import from_dict, to_dict, to_toml
 from training.lora import LoraSettings
 from training.prompts import PromptConfig
-from training.settings import SAMPLING_DTYPES, ModelConfig, TrainConfig
+from training.settings import BACKENDS, SAMPLING_DTYPES, ModelConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class GenerationConfig:
         if self.dtype not in SAMPLING_DTYPES:
             raise SelfplayError(f"generation.dtype = {self.dtype!r} is not one of "
                                 f"{', '.join(SAMPLING_DTYPES)}")
+        check_ranges(self, "generation", batch_size=">= 1")
+        check_choice("generation.backend", self.backend, BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,9 @@ class SeedsConfig:
     keeps at least one solved instance, so prompts can still show one of its kind."""
 
     def __post_init__(self):
-        if not 0 <= self.files_withheld < 1:
-            raise SelfplayError(f"seeds.files_withheld = {self.files_withheld} must be in "
-                                "[0, 1)")
-        if self.generated < 0:
-            raise SelfplayError(f"seeds.generated = {self.generated} is negative")
-        if not 0 <= self.withheld <= self.generated:
-            raise SelfplayError(f"seeds.withheld = {self.withheld} must be between 0 and "
-                                f"seeds.generated = {self.generated}")
+        check_ranges(self, "seeds", generated=">= 0", files_withheld="in [0, 1)")
+        check_range("seeds.withheld", self.withheld,
+                    f"in [0, {self.generated}] (seeds.generated)")
 
 
 PROPOSAL_FORMATS = ("checker", "pair")
@@ -105,13 +103,11 @@ class ProposeConfig:
     `generator`, `generated`); empty: all of them."""
 
     def __post_init__(self):
-        if self.format not in PROPOSAL_FORMATS:
-            raise SelfplayError(f"propose.format = {self.format!r} is not one of "
-                                f"{', '.join(PROPOSAL_FORMATS)}")
-        unknown = [o for o in self.origins if o not in ORIGINS]
-        if unknown:
-            raise SelfplayError(f"propose.origins: {unknown[0]!r} is not one of "
-                                f"{', '.join(ORIGINS)}")
+        check_ranges(self, "propose", prompts=">= 0", per_prompt=">= 1", temperature=">= 0",
+                     top_p="in (0, 1]", max_new_tokens=">= 1")
+        check_choice("propose.format", self.format, PROPOSAL_FORMATS)
+        for origin in self.origins:
+            check_choice("propose.origins", origin, ORIGINS)
 
 
 @dataclass(frozen=True)
@@ -140,8 +136,8 @@ class DedupConfig:
     rare borderline near-duplicate is kept as novel (0: always LSH)."""
 
     def __post_init__(self):
-        if self.lsh_above < 0:
-            raise SelfplayError(f"dedup.lsh_above must be >= 0, not {self.lsh_above}")
+        check_ranges(self, "dedup", near_duplicate="in (0, 1]", contamination_ngram=">= 1",
+                     contamination_overlap="in (0, 1]", lsh_above=">= 0")
 
 
 @dataclass(frozen=True)
@@ -161,6 +157,10 @@ class SolveConfig:
     included): the model's own new verified solutions to them train too (STaR-style expert
     iteration). They are kept apart: their stored solutions say `target = "solved"` in their
     provenance, and the select summary counts them separately."""
+
+    def __post_init__(self):
+        check_ranges(self, "solve", attempts=">= 1", temperature=">= 0", top_p="in (0, 1]",
+                     max_new_tokens=">= 1", unsolved_train=">= 0", solved_train=">= 0")
 
 
 @dataclass(frozen=True)
@@ -186,13 +186,11 @@ class SelectConfig:
     finish empty, so the rounds cost only training and evaluation)."""
 
     def __post_init__(self):
-        checks = [(0 <= self.human_share <= 1, "select.human_share must be in [0, 1]"),
-                  (self.per_puzzle >= 1, "select.per_puzzle must be >= 1"),
-                  (self.min_examples >= 0, "select.min_examples must be >= 0"),
-                  (self.min_human >= 0, "select.min_human must be >= 0")]
-        for ok, message in checks:
-            if not ok:
-                raise SelfplayError(message)
+        check_ranges(self, "select", min_solve_rate="in [0, 1)", human_share="in [0, 1]",
+                     per_puzzle=">= 1", min_examples=">= 0", min_human=">= 0")
+        # A puzzle is kept when min < rate < max: with max <= min none ever is.
+        check_range("select.max_solve_rate", self.max_solve_rate,
+                    f"> {self.min_solve_rate!r} (select.min_solve_rate)")
 
 
 @dataclass(frozen=True)
@@ -214,12 +212,13 @@ class EvalConfig:
     """Longest evaluated solution, in tokens."""
 
     def __post_init__(self):
-        checks = [(self.temperature >= 0, "eval.temperature must be >= 0"),
-                  (0 < self.top_p <= 1, "eval.top_p must be in (0, 1]"),
-                  (self.max_new_tokens >= 1, "eval.max_new_tokens must be >= 1")]
-        for ok, message in checks:
-            if not ok:
-                raise SelfplayError(message)
+        check_ranges(self, "eval", samples=">= 1", max_problems=">= 0", temperature=">= 0",
+                     top_p="in (0, 1]", max_new_tokens=">= 1")
+        if not self.k:
+            raise SelfplayError("eval.k is empty: give at least one k of pass@k, e.g. [1]")
+        for k in self.k:
+            # pass@k needs n >= k samples per problem: a larger k would be dropped unseen.
+            check_range("eval.k", k, f"in [1, {self.samples}] (eval.samples)")
 
 
 EXECUTORS = ("local", "ray")
@@ -309,8 +308,7 @@ class AuditConfig:
     large distance is mostly sampling noise. The card shows every distance regardless."""
 
     def __post_init__(self):
-        if not 0 <= self.max_distance <= 1:
-            raise SelfplayError("audit.max_distance must be in [0, 1] (a total variation)")
+        check_ranges(self, "audit", max_distance="in [0, 1]", min_puzzles=">= 0")
 
 
 @dataclass(frozen=True)
@@ -356,6 +354,7 @@ class RunConfig:
     """The data card's bias audit: how far each round's puzzles drift from the human seeds."""
 
     def __post_init__(self):
+        check_ranges(self, "", rounds=">= 0")
         # A run's rounds sample from base + round adapter, and vLLM applies one LoRA per
         # request: a starting adapter would be used by round 0 and silently dropped from round 1
         # on (which trained on top of it). So a run refuses it rather than honour it by halves;

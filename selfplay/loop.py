@@ -20,9 +20,12 @@ from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
 from selfplay.evalsets import set_label
 from selfplay.evaluate import eval_changes
-from selfplay.rundir import RunDir, check_fingerprint, close_logger, run_logger
+from selfplay.preflight import validate_run
+from selfplay.rundir import (RunDir, RunLock, check_fingerprint, close_logger, extend_rounds,
+                             run_logger)
 from selfplay.stages import STAGES
 from selfplay.stages.dedup import decontamination_sources
+from selfplay.stages.seed import SHAPED_BY as SEED_SHAPED_BY
 from selfplay.summaries import Funnel, round_records, summary_to_dict
 from selfplay.tracking import RunTracker
 
@@ -39,17 +42,47 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
         echo: bool = False, must_exist: bool = False) -> dict:
     """Run (or continue) the self-play loop in run directory `path` up to `rounds` rounds.
 
-    `progress` shows progress bars; `echo` prints a line as each stage finishes.
+    `progress` shows progress bars; `echo` prints a line as each stage finishes. `rounds`
+    above the config's extends the run: config.toml is updated to say so. One process at a
+    time runs a directory (`RunLock`); another gets an error naming it.
     """
     run_dir = RunDir(Path(path))
     config = run_dir.load_config()
-    if rounds is not None:
-        if rounds < 0:
-            raise SelfplayError("--rounds must be >= 0")
-        config = dataclasses.replace(config, rounds=rounds)
+    if rounds is not None and rounds < 0:
+        raise SelfplayError(f"--rounds must be >= 0, not {rounds}")
     if must_exist and not run_dir.store_file.exists():
         raise SelfplayError(f"nothing to resume in {run_dir.path}: start it with `selfplay run`")
-    check_fingerprint(run_dir, config)
+    with RunLock(run_dir):
+        if rounds is not None:
+            if rounds > config.rounds:
+                extend_rounds(run_dir, rounds)
+            config = dataclasses.replace(config, rounds=rounds)
+        finished, seeded, stored = _progress(run_dir)
+        validate_run(config, seed_stage=not seeded)
+        # Before any stage has finished, the recorded config may be replaced by a fixed one:
+        # the settings the unfinished seed stage's partial writes depend on excepted.
+        replaceable = (None if finished else
+                       (lambda key: not _in_tables(key, SEED_SHAPED_BY)) if stored else
+                       (lambda key: True))
+        check_fingerprint(run_dir, config, replaceable=replaceable)
+        return _run(run_dir, config, progress, echo, started=finished)
+
+
+def _progress(run_dir: RunDir) -> tuple[bool, bool, bool]:
+    """(whether any stage has finished, whether the seed stage has, whether the store holds
+    any puzzle), read without creating a store."""
+    if not run_dir.store_file.exists():
+        return False, False, False
+    with Store(run_dir.store_file) as store:
+        return (bool(store.stages()), store.stage_summary(0, "seed") is not None,
+                store.counts()["puzzles"] > 0)
+
+
+def _in_tables(key: str, tables: tuple[str, ...]) -> bool:
+    return any(key == t or key.startswith(t + ".") for t in tables)
+
+
+def _run(run_dir: RunDir, config, progress: bool, echo: bool, *, started: bool) -> dict:
     log = run_logger(run_dir)
     resources = Resources(config)
     tracker = None
@@ -59,7 +92,7 @@ def run(path: str | Path, *, rounds: int | None = None, progress: bool = False,
         with Store(run_dir.store_file) as store:
             # Pin what dedup decontaminates against before any round, so that eval settings
             # changed on a later resume do not change any round's data.
-            decontamination_sources(store, config.eval)
+            decontamination_sources(store, config.eval, renew=not started)
             for r in range(0, config.rounds + 1):
                 ctx = RoundContext(r, config, store, run_dir, resources, log, progress,
                                    tracker=tracker)

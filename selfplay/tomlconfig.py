@@ -55,6 +55,11 @@ def from_dict(cls: type, data: dict, where: str):
     try:
         return cls(**values)
     except SelfplayError as e:
+        # A message that starts with its own key ("propose.top_p must be ...") says where
+        # already; others get the table's name in front.
+        first = str(e).split(" ", 1)[0]
+        if first.startswith(f"{where}.") if where else first in fields:
+            raise
         raise SelfplayError(f"{where or 'config'}: {e}") from None
 
 

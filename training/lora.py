@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from puzzles.checks import check_ranges
 from puzzles.errors import SelfplayError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -68,10 +69,7 @@ class LoraSettings:
     """Module name suffixes to adapt; () means the default for the architecture (DEFAULT_TARGETS)."""
 
     def __post_init__(self):
-        if self.rank < 1:
-            raise SelfplayError(f"lora rank must be at least 1, not {self.rank}")
-        if not 0 <= self.dropout < 1:
-            raise SelfplayError(f"lora dropout must be in [0, 1), not {self.dropout}")
+        check_ranges(self, "lora", rank=">= 1", alpha="> 0", dropout="in [0, 1)")
         if isinstance(self.target_modules, str):
             raise SelfplayError("lora target_modules must be a list of module names, not a string")
 

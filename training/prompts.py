@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from puzzles.checks import check_ranges
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution, solution_from_body
 
@@ -61,6 +62,24 @@ class PromptConfig:
         if self.example_choice not in EXAMPLE_CHOICES:
             raise SelfplayError(f"prompts.example_choice = {self.example_choice!r} is not one "
                                 f"of {', '.join(EXAMPLE_CHOICES)}")
+        check_ranges(self, "prompts", propose_examples=">= 0", solve_examples=">= 0",
+                     max_prompt_tokens=">= 1", completion_tokens=">= 0")
+        _check_template("prompts.solved_example", self.solved_example, ("puzzle", "solution"))
+        _check_template("prompts.solve_target", self.solve_target, ("puzzle", "header"))
+        if not self.solve_target.endswith("{header}"):
+            # The completion continues the header: text after it would be read as the body.
+            raise SelfplayError(f"prompts.solve_target = {self.solve_target!r} must end with "
+                                "{header} (the completion continues the `def g(...):` line)")
+
+
+def _check_template(key: str, template: str, fields: tuple[str, ...]) -> None:
+    """Refuse a template that `str.format` with `fields` would fail on when a prompt is built."""
+    try:
+        template.format(**{name: "" for name in fields})
+    except (KeyError, IndexError, ValueError) as e:
+        raise SelfplayError(f"{key} = {template!r} is not a template of "
+                            f"{', '.join('{' + f + '}' for f in fields)} ({type(e).__name__}: "
+                            f"{e}); write a literal brace as {{{{ or }}}}") from None
 
 
 # The stop rule --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from puzzles.checks import check_choice, check_ranges
 from puzzles.errors import SelfplayError
 from training.data import LOSS_ON
 
@@ -17,6 +18,7 @@ SMOLLM2 = "smollm2-135m"
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 BACKENDS = ("auto", "transformers", "vllm")
 OBJECTIVES = ("sft", "dpo", "sft+dpo")
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,15 @@ class ModelConfig:
     adapter: str = ""
     """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none. A
     self-play run refuses one (its round adapters replace it): merge it into the weights."""
+
+    def __post_init__(self):
+        # The name and device are checked where they resolve (a run's preflight loads the
+        # tokenizer): a hub id or a GPU is a fact of the machine, not of the file.
+        if not self.name.strip():
+            raise SelfplayError("model.name is empty: give smollm2-135m, tiny, a hub id or a "
+                                "local directory")
+        check_choice("model.dtype", self.dtype, MODEL_DTYPES)
+        check_ranges(self, "model", threads=">= 0")
 
 
 @dataclass(frozen=True)
@@ -88,28 +99,14 @@ class TrainConfig:
     processes of whatever launched it instead."""
 
     def __post_init__(self):
-        checks = [
-            (self.steps >= 0, "steps must be >= 0"),
-            (self.epochs > 0, "epochs must be > 0"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.micro_batch >= 1, "micro_batch must be >= 1"),
-            (self.grad_accum >= 1, "grad_accum must be >= 1"),
-            (self.block_size >= 16, "block_size must be >= 16"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0"),
-            (self.loss_on in LOSS_ON, f"loss_on must be one of {', '.join(LOSS_ON)}"),
-            (self.loss_chunk_tokens >= 0, "loss_chunk_tokens must be >= 0"),
-            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
-            (self.objective in OBJECTIVES,
-             f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}"),
-            (self.beta > 0, "beta must be > 0"),
-            (self.processes >= 1, f"processes must be >= 1, not {self.processes}"),
-            (self.mixed_precision in MIXED_PRECISION,
-             f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise SelfplayError(f"train config: {message}")
+        check_ranges(self, "train", steps=">= 0", epochs="> 0", learning_rate="> 0",
+                     weight_decay=">= 0", micro_batch=">= 1", grad_accum=">= 1",
+                     block_size=">= 16", warmup_ratio="in [0, 1)", max_grad_norm=">= 0",
+                     loss_chunk_tokens=">= 0", checkpoint_every=">= 0", beta="> 0",
+                     processes=">= 1")
+        check_choice("train.loss_on", self.loss_on, LOSS_ON)
+        check_choice("train.objective", self.objective, OBJECTIVES)
+        check_choice("train.mixed_precision", self.mixed_precision, MIXED_PRECISION)
 
 
 SAMPLING_DTYPES = ("model", "auto", "float32", "bfloat16")
@@ -139,8 +136,9 @@ class SamplingConfig:
     the prompt began and one more written after it (a puzzle `f` and its solution `g`)."""
 
     def __post_init__(self):
-        if self.functions < 1:
-            raise SelfplayError(f"sampling functions must be >= 1, not {self.functions}")
         if self.dtype not in SAMPLING_DTYPES:
             raise SelfplayError(f"sampling dtype {self.dtype!r} is not one of "
                                 f"{', '.join(SAMPLING_DTYPES)}")
+        check_ranges(self, "sampling", temperature=">= 0", top_p="in (0, 1]",
+                     max_new_tokens=">= 1", batch_size=">= 1", functions=">= 1")
+        check_choice("sampling.backend", self.backend, BACKENDS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from selfplay.config import preset
 from selfplay import loop
-from selfplay.rundir import init_run
+from selfplay.rundir import RunDir, check_preset, init_run
 
 
 def register(sub) -> None:
@@ -25,7 +25,8 @@ def register(sub) -> None:
     run.add_argument("dir")
     run.add_argument("--rounds", type=int, help="run up to this many rounds (default: config)")
     run.add_argument("--preset", choices=("tiny", "cpu", "gpu"),
-                     help="if DIR has no config yet, create it from this preset first")
+                     help="if DIR has no config yet, create it from this preset first "
+                          "(refused where DIR has a different config)")
     run.add_argument("--model", help="with --preset: the model to use")
     run.set_defaults(func=cmd_run, must_exist=False)
 
@@ -60,6 +61,8 @@ def cmd_run(args) -> int:
     if preset_name and not (Path(args.dir) / "config.toml").exists():
         init_run(args.dir, preset(preset_name, model=args.model))
         print(f"created {args.dir}/config.toml from preset {preset_name}")
+    elif preset_name or getattr(args, "model", None):
+        check_preset(RunDir(Path(args.dir)), preset_name, args.model)
     result = loop.run(args.dir, rounds=args.rounds, progress=sys.stderr.isatty(), echo=True,
                       must_exist=args.must_exist)
     _print_status(result)

@@ -22,7 +22,8 @@ DECONTAMINATION = "decontamination"
 """The store's record of the eval-set puzzles training stays away from."""
 
 
-def decontamination_sources(store, eval_config) -> list[tuple[str, str]]:
+def decontamination_sources(store, eval_config, *, renew: bool = False
+                            ) -> list[tuple[str, str]]:
     """(hash, source) of every eval-set puzzle dedup decontaminates against, as recorded in the
     store the first time this is asked (the loop asks when a run starts).
 
@@ -33,11 +34,13 @@ def decontamination_sources(store, eval_config) -> list[tuple[str, str]]:
     its `leaked` count says how many of its problems some round trained on. Recording the
     puzzles rather than the set names also keeps an eval file edited mid-run out of the data.
     A store written before this record existed takes the sets configured when first resumed.
+    `renew` (no stage has finished: nothing was deduplicated yet) records the sets again if
+    they changed, as for a run that starts now.
     The store's own held-out split is not part of the record: `heldout_sources` reads it live
     (it is written once, by round 0's seed stage).
     """
     recorded = store.meta(DECONTAMINATION)
-    if recorded is None:
+    if recorded is None or renew and recorded["sets"] != list(eval_config.sets):
         items = [(p.hash, p.source) for p in eval_set_puzzles(eval_config, store)]
         recorded = {"sets": list(eval_config.sets), "puzzles": [list(i) for i in items]}
         with store.transaction():

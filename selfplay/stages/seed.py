@@ -11,6 +11,11 @@ from selfplay.generating import generate_into
 from selfplay.importing import add_file, add_records
 from selfplay.summaries import SeedSummary
 
+SHAPED_BY = ("seed", "seeds", "verifier")
+"""The settings (a table covers its keys) this stage's writes depend on: the run's seed draws
+the generator instances, `seeds` says what is added, the verifier judges the references. A
+stage stopped part way leaves what it wrote, so these may not change before it is redone."""
+
 
 def run(ctx: RoundContext) -> SeedSummary:
     report = add_records(ctx.store, load_seeds(), ctx.resources.verifier(), origin="seed")

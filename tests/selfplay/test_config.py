@@ -204,3 +204,77 @@ def test_a_run_config_refuses_a_starting_adapter_naming_the_key(tmp_path):
     with pytest.raises(SelfplayError, match="model.adapter"):
         dataclasses.replace(preset("tiny"), model=dataclasses.replace(preset("tiny").model,
                                                                       adapter="a"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("rounds = -1", "rounds must be >= 0, not -1"),
+    ("[propose]\nprompts = -3", "propose.prompts must be >= 0, not -3"),
+    ("[propose]\nper_prompt = -2", "propose.per_prompt must be >= 1, not -2"),
+    ("[propose]\nmax_new_tokens = 0", "propose.max_new_tokens must be >= 1, not 0"),
+    ("[propose]\ntemperature = -1.0", "propose.temperature must be >= 0, not -1.0"),
+    ("[propose]\ntop_p = 2.0", "propose.top_p must be in (0, 1], not 2.0"),
+    ("[propose]\ntop_p = nan", "propose.top_p must be in (0, 1], not nan"),
+    ("[solve]\nattempts = -4", "solve.attempts must be >= 1, not -4"),
+    ("[solve]\nattempts = 0", "solve.attempts must be >= 1, not 0"),
+    ("[solve]\nunsolved_train = -1", "solve.unsolved_train must be >= 0, not -1"),
+    ("[eval]\nsamples = -1", "eval.samples must be >= 1, not -1"),
+    ("[eval]\nk = [1, 100]\nsamples = 4", "eval.k must be in [1, 4] (eval.samples), not 100"),
+    ("[eval]\nk = []", "eval.k is empty"),
+    ("[eval]\nmax_problems = -3", "eval.max_problems must be >= 0, not -3"),
+    ("[generation]\nbatch_size = 0", "generation.batch_size must be >= 1, not 0"),
+    ("[generation]\nbackend = 'fast'", "generation.backend must be one of auto, transformers, "
+                                       "vllm, not 'fast'"),
+    ("[train]\nlearning_rate = 0", "train.learning_rate must be > 0, not 0.0"),
+    ("[train]\nweight_decay = -0.1", "train.weight_decay must be >= 0, not -0.1"),
+    ("[train]\nwarmup_ratio = 1.0", "train.warmup_ratio must be in [0, 1), not 1.0"),
+    ("[lora]\nrank = 0", "lora.rank must be >= 1, not 0"),
+    ("[lora]\nalpha = -8", "lora.alpha must be > 0, not -8.0"),
+    ("[model]\ndtype = 'fp8'", "model.dtype must be one of auto, float32, bfloat16, float16, "
+                               "not 'fp8'"),
+    ("[model]\nthreads = -2", "model.threads must be >= 0, not -2"),
+    ("[model]\nname = ''", "model.name is empty"),
+    ("[prompts]\nsolve_examples = -1", "prompts.solve_examples must be >= 0, not -1"),
+    ("[prompts]\nmax_prompt_tokens = 0", "prompts.max_prompt_tokens must be >= 1, not 0"),
+    ("[prompts]\nsolved_example = '{puzzle} {answer}'", "prompts.solved_example = "),
+    ('[prompts]\nsolve_target = "{header}\\n{puzzle}"',
+     "prompts.solve_target = '{header}\\n{puzzle}' must end with {header}"),
+    ("[seeds]\ngenerated = 3\nwithheld = 4", "seeds.withheld must be in [0, 3] (seeds.generated), "
+                                          "not 4"),
+    ("[dedup]\nnear_duplicate = 0.0", "dedup.near_duplicate must be in (0, 1], not 0.0"),
+    ("[dedup]\ncontamination_ngram = 0", "dedup.contamination_ngram must be >= 1, not 0"),
+    ("[select]\nmin_solve_rate = 0.5\nmax_solve_rate = 0.5",
+     "select.max_solve_rate must be > 0.5 (select.min_solve_rate), not 0.5"),
+    ("[select]\nhuman_share = 1.5", "select.human_share must be in [0, 1], not 1.5"),
+    ("[verifier]\ntimeout = 0", "verifier.timeout must be > 0, not 0.0"),
+    ("[verifier]\nbatch_size = 0", "verifier.batch_size must be >= 1, not 0"),
+    ("[verifier]\ndisable_layers = ['selinux']", "verifier.disable_layers must be one of "
+                                                 "setuid, namespaces, landlock, seccomp"),
+    ("[audit]\nmin_puzzles = -1", "audit.min_puzzles must be >= 0, not -1"),
+])
+def test_a_value_out_of_range_is_refused_naming_key_range_and_value(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(SelfplayError) as refused:
+        load_config(path)
+    # One line: the file, then the key (not the table's name once more), range and value.
+    assert str(refused.value).startswith(f"{path}: {message}"), str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+NEGATIVE_IS_FINE = {"seed", "train.seed"}
+"""The only numbers a negative value is meaningful for: seeds, hashed into each stage's."""
+
+
+def test_every_number_in_the_config_has_a_range():
+    # A setting added later without a check fails here: a huge negative value of every int
+    # and float setting must be refused (by the key's name).
+    from selfplay.config import flat_settings, with_settings
+    config = preset("tiny")
+    for key, value in flat_settings(config).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key in NEGATIVE_IS_FINE:
+            continue
+        bad = -10**9 if isinstance(value, int) else -1e9
+        with pytest.raises(SelfplayError, match=f"{key} must be"):
+            with_settings(config, [f"{key}={bad}"])

@@ -125,5 +125,5 @@ def test_seeds_files_withheld_stores_that_share_unsolved(tmp_path, tiny_model):
 
 def test_a_bad_withheld_share_is_refused_by_name():
     from selfplay.config import SeedsConfig
-    with pytest.raises(SelfplayError, match=r"seeds.files_withheld = 1.5"):
+    with pytest.raises(SelfplayError, match=r"seeds.files_withheld must be in \[0, 1\), not 1.5"):
         SeedsConfig(files_withheld=1.5)
