@@ -14,7 +14,8 @@ def register(sub) -> None:
                             description="Input: JSONL lines {id, puzzle, solution}. Output: "
                                         "JSONL lines {id, verdict, detail, seconds}, in order.")
     parser.add_argument("pairs", metavar="PAIRS.jsonl")
-    parser.add_argument("--out", required=True, metavar="VERDICTS.jsonl")
+    parser.add_argument("--out", required=True, metavar="VERDICTS.jsonl",
+                        help="where to write the verdicts, one JSON line per input line")
     parser.add_argument("--timeout", type=float, help="seconds for g(), then for f(answer)")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     parser.set_defaults(func=cmd_verify)
