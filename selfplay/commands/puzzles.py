@@ -8,6 +8,11 @@ import sys
 from collections import Counter
 
 from puzzles.errors import SelfplayError
+from sandbox.config import VerifierConfig
+
+
+TIMEOUT_HELP = f"seconds per check (default: the sandbox's, {VerifierConfig.timeout:g})"
+WORKERS_HELP = "verifier worker processes (default: one per core)"
 
 
 def register(sub) -> None:
@@ -19,8 +24,8 @@ def register(sub) -> None:
     add.add_argument("file", help="a P3 puzzles.json or a JSONL file of puzzles")
     add.add_argument("--store", required=True, help="the store file (created if missing)")
     add.add_argument("--split-file", help="P3 split.json (default: split.json beside FILE)")
-    add.add_argument("--timeout", type=float, help="seconds per check")
-    add.add_argument("--workers", type=int, help="verifier worker processes")
+    add.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    add.add_argument("--workers", type=int, help=WORKERS_HELP)
     add.set_defaults(func=cmd_add)
 
     gen = verbs.add_parser("generate", help="draw instances of the rule-based generators, "
@@ -32,8 +37,8 @@ def register(sub) -> None:
                      help="store this many of the instances without their (verified) reference "
                           "solution: train puzzles the model must solve itself")
     gen.add_argument("--store", required=True, help="the store file (created if missing)")
-    gen.add_argument("--timeout", type=float, help="seconds per check")
-    gen.add_argument("--workers", type=int, help="verifier worker processes")
+    gen.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    gen.add_argument("--workers", type=int, help=WORKERS_HELP)
     gen.set_defaults(func=cmd_generate)
 
     ls = verbs.add_parser("list", help="list puzzles (the shipped seeds without --store)")

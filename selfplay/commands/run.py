@@ -20,7 +20,7 @@ def register(sub) -> None:
     init.add_argument("--model", help="model name, hub id or local path (default: the preset's)")
     init.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default="cpu",
                       help="starting point sized for a machine (default: cpu)")
-    init.add_argument("--seed", type=int, help="the run's seed")
+    init.add_argument("--seed", type=int, help="the run's seed (default: the preset's)")
     init.set_defaults(func=cmd_init)
 
     run = sub.add_parser("run", help="run self-play rounds (continues a run that has started)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from sandbox.config import VerifierConfig
+
 
 def register(sub) -> None:
     parser = sub.add_parser("verify", help="verify puzzle/solution pairs in the sandbox",
@@ -16,7 +18,9 @@ def register(sub) -> None:
     parser.add_argument("pairs", metavar="PAIRS.jsonl")
     parser.add_argument("--out", required=True, metavar="VERDICTS.jsonl",
                         help="where to write the verdicts, one JSON line per input line")
-    parser.add_argument("--timeout", type=float, help="seconds for g(), then for f(answer)")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds for g(), then for f(answer) (default: the sandbox's, "
+                             f"{VerifierConfig.timeout:g})")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     parser.set_defaults(func=cmd_verify)
 
