@@ -99,8 +99,9 @@ def _broken_pipe() -> int:
     return 128 + signal.SIGPIPE
 
 
-# What the disk says when it is full or read-only, in each layer that writes: the OS, SQLite and
-# torch's zip writer (which reports a short write as "unexpected pos" or "file write failed").
+# What the disk says when it is full or read-only, in each layer that writes: the OS, SQLite,
+# torch's zip writer (which reports a short write as "unexpected pos" or "file write failed")
+# and safetensors (the OS message inside its own error type).
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _SQLITE_FULL = ("database or disk is full",)
 _SQLITE_READ_ONLY = ("readonly database", "unable to open database file")
@@ -124,13 +125,16 @@ def environment_error(exc: BaseException) -> str | None:
             if exc.errno == errno.EROFS:
                 return (f"{exc.filename or 'a path'} is on a read-only file system (this "
                         "command writes there)")
-            return f"{exc.strerror}{where}"
+            if exc.filename:  # a path the user gave or the run holds; not a socket, say
+                return f"{exc.strerror}{where}"
         if isinstance(exc, sqlite3.OperationalError):
             if any(s in lowered for s in _SQLITE_FULL):
                 return f"the disk is full (SQLite: {text}): {_AGAIN}"
             if any(s in lowered for s in _SQLITE_READ_ONLY):
                 return (f"the store cannot be opened or written (SQLite: {text}): check "
                         "that its folder exists and is writable")
+        if "no space left on device" in lowered:  # safetensors' and others' own wrappers
+            return f"the disk is full ({text}): {_AGAIN}"
         if isinstance(exc, RuntimeError) and any(s in lowered for s in _TORCH_SHORT_WRITE):
             return (f"writing a file failed, most likely because the disk is full ({text}): "
                     f"{_AGAIN}")

@@ -61,6 +61,8 @@ def a_run(path: Path) -> Path:
     (sqlite3.OperationalError("database or disk is full"), "disk is full"),
     (RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0"),
      "disk is full"),
+    (Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+               '"No space left on device" })'), "disk is full"),
     (OSError(errno.EROFS, "Read-only file system", "/ro/log.txt"), "/ro/log.txt is on a "
                                                                    "read-only file system"),
     (sqlite3.OperationalError("attempt to write a readonly database"), "cannot be opened or "
@@ -83,6 +85,7 @@ def test_a_full_disk_or_read_only_file_system_is_one_line(tmp_path, monkeypatch,
 def test_a_bug_keeps_its_traceback():
     assert environment_error(KeyError("x")) is None
     assert environment_error(RuntimeError("shape mismatch")) is None
+    assert environment_error(ConnectionRefusedError(errno.ECONNREFUSED, "refused")) is None
 
 
 def _in_namespace(script: str) -> subprocess.CompletedProcess:
