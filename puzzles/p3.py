@@ -78,7 +78,9 @@ def _record(item: object, where: str, splits: dict[str, str]) -> PuzzleRecord:
     if not isinstance(item, dict) or "sat" not in item:
         raise PuzzleError("not a P3 puzzle (an object with 'sat' is expected)")
     name = str(item.get("name", ""))
-    family = name.split(":", 1)[0]
+    # P3's family is the class, the name before the colon; our export writes `family` where
+    # that would lose it (a name without the class in front).
+    family = str(item.get("family") or name.split(":", 1)[0])
     doc = _docstring_value(item.get("sol_docstring") or "")
     module = item.get("module") or ""
     puzzle = parse_puzzle(item["sat"], rename="sat", name=name, family=family,
@@ -133,6 +135,9 @@ def to_p3(record: PuzzleRecord) -> dict:
         "module": p.tags[0] if p.tags else "",
         "notes": str(record.provenance.get("notes", "")),
         "weight": record.provenance.get("weight", 1.0),
+        # Not a P3 key: only where P3's reading of the family (the class) would be wrong.
+        **({"family": p.family} if p.family and p.family != (p.name or p.hash).split(":", 1)[0]
+           else {}),
     }
 
 

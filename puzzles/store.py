@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +233,10 @@ class PreferencePair:
 
 
 class Store:
-    """A puzzle store at `path` (created if missing). Use as a context manager or `close()`."""
+    """A puzzle store at `path` (created if missing). Use as a context manager or `close()`.
+
+    An existing store that cannot be written (a read-only file system, a file or folder without
+    write permission) opens read-only: reading works, and a write raises SelfplayError."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -240,15 +244,66 @@ class Store:
             raise SelfplayError(f"store path {self.path} is a directory, not a file")
         if not self.path.parent.exists():
             raise SelfplayError(f"store path {self.path}: folder {self.path.parent} does not exist")
+        # WAL needs its -wal and -shm files beside the store, so the folder must be writable too.
+        self.read_only = self.path.exists() and not (
+            os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
+        self._depth = 0
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            try:
+                self.db = self._connect()
+            except sqlite3.OperationalError as e:
+                if (self.read_only or not self.path.exists()
+                        or not any(s in str(e) for s in ("unable to open", "readonly"))):
+                    raise  # a locked store, say, is not a read-only one
+                self.read_only = True  # what access() did not see (a mount, an ACL)
+                self.db = self._connect()
         except sqlite3.DatabaseError as e:
             raise SelfplayError(f"{self.path} is not a selfplay store ({e})") from None
-        self._depth = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA synchronous=NORMAL")
+                self.db = db
+                self._migrate()
+            except BaseException:
+                db.close()
+                raise
+            return db
+        # mode=ro reads the WAL if one is left; where not even -shm can be made, immutable=1
+        # reads the main file alone, which is the whole store after a clean close.
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        for tail in ("", "&immutable=1"):
+            db = sqlite3.connect(uri + tail, uri=True, isolation_level=None, timeout=30)
+            try:
+                version = self._read_version(db)
+                break
+            except sqlite3.OperationalError:
+                db.close()
+                if tail:
+                    raise
+        if version != SCHEMA_VERSION:
+            db.close()
+            if version == 0:
+                raise SelfplayError(f"{self.path} is not a selfplay store (no schema version)")
+            if version > SCHEMA_VERSION:
+                raise SelfplayError(f"{self.path} has schema version {version}, newer than "
+                                    f"this selfplay understands ({SCHEMA_VERSION}): upgrade "
+                                    "selfplay")
+            raise SelfplayError(f"{self.path} is read-only and has schema version {version}, "
+                                f"older than {SCHEMA_VERSION}: open it once where it can be "
+                                "written, to upgrade it")
+        return db
+
+    def _read_version(self, db: sqlite3.Connection) -> int:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+                          ).fetchone():
+            return 0
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -295,6 +350,9 @@ class Store:
             finally:
                 self._depth -= 1
             return
+        if self.read_only:
+            raise SelfplayError(f"{self.path} is read-only (its file or folder cannot be "
+                                "written): this command writes to the store")
         self.db.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:

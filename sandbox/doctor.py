@@ -6,6 +6,10 @@ an honest pair must pass, and a loop, a file write, a socket and a fork must all
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import uuid
 from dataclasses import dataclass
 
 from sandbox.config import Pair, VerifierConfig
@@ -34,9 +38,9 @@ _CANARIES = (
      "def g():\n    return 3\n"),
     ("infinite loop is killed", "timeout", "def f(x: int):\n    return x == 3\n",
      "def g():\n    while True:\n        pass\n    return 3\n"),
+    # {path}: a fresh name per diagnosis (see _with_canary_file), created with O_EXCL.
     ("file write outside scratch is refused", "error", "def f(x: int):\n    return True\n",
-     "def g():\n" + _ESCAPE + "    os['open']('/tmp/selfplay-doctor-canary', 65, 0o600)\n"
-     "    return 1\n"),
+     "def g():\n" + _ESCAPE + "    os['open']({path!r}, 193, 0o600)\n    return 1\n"),
     ("socket is refused", "error", "def f(x: int):\n    return True\n",
      "def g():\n" + _ESCAPE + "    c = os['sys'].modules['ctypes']\n"
      "    fd = c.CDLL(None, use_errno=True).socket(2, 2, 0)\n"
@@ -59,13 +63,26 @@ def diagnose(config: VerifierConfig | None = None) -> tuple[list[Finding], list[
     import warnings
 
     config = dataclasses.replace(config or VerifierConfig(), timeout=1.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # reported below instead
-        with Verifier(config) as verifier:
-            layers = [Finding(name, status is True,
-                              LAYER_NOTES.get(name, "") if status is True else str(status))
-                      for name, status in verifier.layers().items()]
-            verdicts = verifier.verify_many([Pair(p, g) for _, _, p, g in _CANARIES])
+    # A name no earlier diagnosis used: a file left by one (owned by another worker uid) would
+    # refuse the open and pass the canary though nothing stopped the write.
+    path = os.path.join(tempfile.gettempdir(), f"selfplay-doctor-canary-{uuid.uuid4().hex}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reported below instead
+            with Verifier(config) as verifier:
+                layers = [Finding(name, status is True,
+                                  LAYER_NOTES.get(name, "") if status is True else str(status))
+                          for name, status in verifier.layers().items()]
+                verdicts = verifier.verify_many([Pair(p, g.replace("{path!r}", repr(path)))
+                                                 for _, _, p, g in _CANARIES])
+        written = os.path.lexists(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     canaries = [Finding(name, v.verdict == want, f"{v.verdict}: {v.detail}"[:160])
-                for (name, want, _, _), v in zip(_CANARIES, verdicts)]
+                for (name, want, _, g), v in zip(_CANARIES, verdicts)]
+    if written:  # whatever the verdict said, the file is the proof
+        canaries = [Finding(f.name, False, f"the file was written ({path}, now removed); "
+                            + f.detail) if "{path!r}" in g else f
+                    for f, (_, _, _, g) in zip(canaries, _CANARIES)]
     return layers, canaries

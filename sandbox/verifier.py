@@ -49,7 +49,10 @@ def _compile(tree: ast.Module, name: str) -> tuple[bytes, bool]:
 
 def _compile_checker(source: str) -> tuple[bytes, bool]:
     try:
-        return _compile(ast.parse(source), "f")
+        with warnings.catch_warnings():  # the model's `1if x` is not the user's business
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+        return _compile(tree, "f")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise PuzzleError(f"f does not compile: {type(e).__name__}: {e}") from None
 

@@ -16,7 +16,7 @@ from selfplay.attempts import (TOO_LONG, Problem, sample_attempts,
                                train_puzzles_with_shortest_solution)
 from selfplay.evalsets import load_eval_set
 from selfplay.passk import mean_pass_at_k
-from selfplay.stages.common import sampling_config
+from selfplay.stages.common import progress_bar, sampling_config
 
 
 @dataclass
@@ -43,17 +43,20 @@ class EvalResult:
 
 def evaluate(sampler, problems: list[Problem], examples: list[tuple[Puzzle, Solution]],
              verifier, *, set_name: str, n: int, ks: list[int], sampling, prompt_config,
-             seed: Callable[..., int], round: int = 0, progress: bool = False) -> EvalResult:
+             seed: Callable[..., int], round: int = 0, progress: bool = False,
+             bar=None) -> EvalResult:
     """pass@k of the model `sampler` samples (`selfplay.samplers`, or a loaded model) on
     `problems`, with few-shot `examples` in each prompt. Sampled as the solve stage samples
-    (`selfplay.attempts.sample_attempts`), under stage `eval:<set>`."""
+    (`selfplay.attempts.sample_attempts`), under stage `eval:<set>`; `bar` (tqdm-like) is
+    advanced by the problems sampled."""
     if not problems:
         return EvalResult(set_name, 0, n, {}, 0)
     attempts = [a for rows in sample_attempts(
         sampler, problems, examples, k=n, sampling=sampling, prompt_config=prompt_config,
         seed=seed, stage=f"eval:{set_name}", round=round,
         provenance={"model": sampler.name, "model_fingerprint": sampler.fingerprint,
-                    "adapter_round": round, "sampling": dataclasses.asdict(sampling)})
+                    "adapter_round": round, "sampling": dataclasses.asdict(sampling)},
+        progress=bar)
         for a in rows]
     by_hash = {p.hash: p for p in problems}
     pending = [a for a in attempts if a.verdict == "pending"]
@@ -78,12 +81,14 @@ def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) ->
     # changing how the solve stage samples must not move the measuring stick, and the other
     # way round.
     sampling = sampling_config(ctx, ctx.config.eval)
-    result = evaluate(ctx.resources.sampler(ctx.run.adapter(ctx.round)), eval_set.problems,
-                      train_puzzles_with_shortest_solution(ctx.store, human_only=True),
-                      ctx.resources.verifier(),
-                      set_name=name, n=n, ks=ks, sampling=sampling,
-                      prompt_config=ctx.config.prompts, seed=ctx.seed, round=ctx.round,
-                      progress=ctx.progress)
+    with progress_bar(ctx, len(eval_set.problems), f"eval {name}") as bar:
+        result = evaluate(ctx.resources.sampler(ctx.run.adapter(ctx.round)),
+                          eval_set.problems,
+                          train_puzzles_with_shortest_solution(ctx.store, human_only=True),
+                          ctx.resources.verifier(),
+                          set_name=name, n=n, ks=ks, sampling=sampling,
+                          prompt_config=ctx.config.prompts, seed=ctx.seed, round=ctx.round,
+                          progress=ctx.progress, bar=bar)
     trained = trained_hashes(ctx.store)
     result.leaked = sum(1 for p in eval_set.problems if p.hash in trained)
     result.rejected = [str(r) for r in eval_set.rejected]

@@ -6,8 +6,8 @@ a failure before or during it leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import json
 import random
-
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +49,37 @@ def read_puzzle_file(path: str | Path, split_file: str | Path | None = None,
     if not path.is_file():
         raise SelfplayError(f"no such file: {path}")
     if looks_like_p3(path):
-        return read_p3(path, split_file)
+        try:
+            return read_p3(path, split_file)
+        except UnicodeDecodeError:
+            raise SelfplayError(f"{path} is not UTF-8 text: expected a P3 puzzles.json or a "
+                                "JSONL file of puzzles") from None
     if split_file:
         raise SelfplayError("--split-file applies to P3 files only")
+    _refuse_one_object(path)
     return read_jsonl(path)
+
+
+def _refuse_one_object(path: Path) -> None:
+    """A file that is one JSON object over several lines is neither format: say so, instead of
+    rejecting each of its lines as bad JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SelfplayError(f"{path} is not UTF-8 text: expected a P3 puzzles.json or a JSONL "
+                            "file of puzzles") from None
+    except OSError as e:
+        raise SelfplayError(f"cannot read {path}: {e.strerror}") from None
+    if not text.lstrip().startswith("{") or len(text.strip().splitlines()) < 2:
+        return
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return  # several objects, or broken lines: JSONL, whose reader names each bad line
+    if isinstance(value, dict):
+        raise SelfplayError(f"{path} is one JSON object over {len(text.strip().splitlines())} "
+                            "lines: expected a P3 list (a JSON array of puzzles) or JSONL "
+                            "(one puzzle object a line)")
 
 
 def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *,

@@ -42,6 +42,10 @@ def write_report(run_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with Store(run.store_file) as store:
         rounds = sorted({r for r, _, _ in store.stages() if r > 0})
+        # A round stopped before it trained (killed, or running now) has no training set yet:
+        # shown as in progress, not as a round that selected nothing.
+        trained = {r for r, stage, _ in store.stages() if stage == "train"}
+        in_progress = {r for r in rounds if r not in trained}
         cards = {r: read_card(run.cards_dir, r) or build_card(store, config, r) for r in rounds}
         metrics = store.metrics()
         samples = {r: sample_puzzles(store, r) for r in rounds}
@@ -55,7 +59,8 @@ def write_report(run_dir: str | Path) -> Path:
     ]
     config_text = run.config_file.read_text(encoding="utf-8")
     headline = config.eval.sets[0] if config.eval.sets else "heldout"
-    page = render_page(run.path, cards, metrics, samples, plots, config_text, headline)
+    page = render_page(run.path, cards, metrics, samples, plots, config_text, headline,
+                       in_progress)
     index = out / "index.html"
     atomic_write(index, page)
     return index
@@ -104,6 +109,19 @@ def _empty(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _note_if_no_data(*axes) -> None:
+    """Write "no data" on a panel (drawn on `axes`, a twin pair counting as one) whose lines
+    are all NaN and whose bars are all 0: rounds that made nothing to plot, which would
+    otherwise look like a broken picture."""
+    for ax in axes:
+        if any(math.isfinite(float(y)) for line in ax.get_lines() for y in line.get_ydata()):
+            return
+        if any(patch.get_height() for patch in ax.patches):
+            return
+    axes[0].text(0.5, 0.5, "no data", ha="center", va="center", transform=axes[0].transAxes,
+                 color="0.4")
 
 
 def plot_pass_at_k(metrics: dict, path: Path) -> str:
@@ -155,6 +173,7 @@ def plot_funnel(cards: dict[int, dict], path: Path) -> str:
         ax.set_ylabel("count")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize="small")
+        _note_if_no_data(ax)
     fig.savefig(path)
     return path.name
 
@@ -192,6 +211,8 @@ def plot_diversity(cards: dict[int, dict], path: Path) -> str:
         twin_handles = twin.get_legend_handles_labels()
         twin.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1],
                     fontsize="small", loc="best")
+        _note_if_no_data(left)
+        _note_if_no_data(right, twin)
     fig.savefig(path)
     return path.name
 
@@ -218,6 +239,7 @@ def plot_mix(cards: dict[int, dict], path: Path) -> str:
         ax.margins(y=0.15)
         _round_axis(ax, rounds)
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+        _note_if_no_data(ax)
     fig.savefig(path)
     return path.name
 
@@ -306,8 +328,10 @@ figcaption { color: #5b6670; font-size: 0.9em; }
 
 
 def render_page(path: Path, cards: dict[int, dict], metrics: dict, samples: dict,
-                plots: list[tuple[str, str]], config_text: str, headline: str) -> str:
-    """The page; `headline` names the evaluation set whose pass@k the rounds table shows."""
+                plots: list[tuple[str, str]], config_text: str, headline: str,
+                in_progress: set[int] = frozenset()) -> str:
+    """The page; `headline` names the evaluation set whose pass@k the rounds table shows;
+    rounds in `in_progress` have not trained yet."""
     e = html.escape
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     warnings = sum(len(c["warnings"]) for c in cards.values())
@@ -317,7 +341,7 @@ def render_page(path: Path, cards: dict[int, dict], metrics: dict, samples: dict
         f"<h1>selfplay report: {e(path.name)}</h1>",
         f'<p class="meta">{e(str(path))} &middot; {len(cards)} round(s) &middot; '
         f"{warnings} warning(s) &middot; written {now}</p>",
-        "<h2>Rounds</h2>", _summary_table(cards, metrics, headline),
+        "<h2>Rounds</h2>", _summary_table(cards, metrics, headline, in_progress),
         "<h2>Plots</h2>",
     ]
     for caption, name in plots:
@@ -337,7 +361,8 @@ def render_page(path: Path, cards: dict[int, dict], metrics: dict, samples: dict
     return "\n".join(parts)
 
 
-def _summary_table(cards: dict[int, dict], metrics: dict, headline: str) -> str:
+def _summary_table(cards: dict[int, dict], metrics: dict, headline: str,
+                   in_progress: set[int] = frozenset()) -> str:
     e = html.escape
     default = {r: metrics.get(r, {}).get("pass_at_k") or {} for r in set(metrics) | set(cards)}
     ks = sorted({k for v in default.values() for k in v}, key=_k_order)
@@ -347,7 +372,9 @@ def _summary_table(cards: dict[int, dict], metrics: dict, headline: str) -> str:
     rows = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"]
     for r in sorted(default):
         c = cards.get(r)
-        if c:
+        if r in in_progress:
+            cells = ["in progress"] + ["-"] * 5
+        elif c:
             t, d, n = c["training"], c["diversity"], c["novelty"]
             cells = [d["puzzles"], f"{t['examples']} ({t['synthetic']} / {t['human']})",
                      _fmt(t["synthetic_share"]), _fmt(d["ast_shapes_per_puzzle"]),

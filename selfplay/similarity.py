@@ -12,6 +12,7 @@ import hashlib
 import io
 import itertools
 import tokenize
+import warnings
 from collections import defaultdict
 
 
@@ -106,7 +107,10 @@ class ShingleIndex:
 def ast_shape(source: str) -> str:
     """Hash of the AST with names and constants blanked: same shape, different details."""
     try:
-        tree = ast.parse(source)
+        # Model-written code draws tokenizer warnings (`1if x`, `"\\d"`): not for the user.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except SyntaxError:
         return ""
     parts = []

@@ -16,9 +16,13 @@ def register(sub) -> None:
                                              "0 is the base model)")
     p.add_argument("--set", default=None, help="heldout (default), p3:PATH[:test|train|all], "
                                                "or a JSONL file of puzzles")
-    p.add_argument("--k", default=None, help="comma-separated k values, e.g. 1,10,100")
-    p.add_argument("--n", type=int, help="samples per problem (>= the largest k)")
-    p.add_argument("--max-problems", type=int, help="evaluate a fixed random subset")
+    p.add_argument("--k", default=None, help="comma-separated k values, e.g. 1,10,100 "
+                                             "(default: the config's eval.k)")
+    p.add_argument("--n", type=int, help="samples per problem, at least the largest k "
+                                         "(default: the config's eval.samples)")
+    p.add_argument("--max-problems", type=int, help="evaluate a fixed random subset of this "
+                                                    "many problems (0: all; default: the "
+                                                    "config's eval.max_problems)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -31,10 +35,21 @@ def cmd_eval(args) -> int:
         except ValueError:
             raise SelfplayError(f"--k takes comma-separated whole numbers, not {args.k!r}"
                                 ) from None
+        if not ks or min(ks) < 1:
+            raise SelfplayError(f"--k takes whole numbers of at least 1, not {args.k!r}")
+    # Refused here, before a model loads: a round below 0 would evaluate the base model under
+    # its label, and 0 samples would fall back to the config's count without a word.
+    for flag, value, least in (("--round", args.round, 0), ("--n", args.n, 1),
+                               ("--max-problems", args.max_problems, 0)):
+        if value is not None and value < least:
+            raise SelfplayError(f"{flag} must be at least {least}, not {value}")
     result = eval_run(args.dir, round=args.round, set_name=args.set, ks=ks, n=args.n,
                       max_problems=args.max_problems, progress=sys.stderr.isatty())
     for line in result["rejected"]:
         print(f"selfplay: eval set {result['set']}: skipped {line}", file=sys.stderr)
+    if not result["metric"]["problems"]:
+        raise SelfplayError(f"eval set {result['set']} has no problems to evaluate: nothing "
+                            "was scored")
     if args.json:
         print(json.dumps({"round": result["round"], "set": result["set"], **result["metric"]}))
     else:

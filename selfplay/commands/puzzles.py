@@ -8,6 +8,11 @@ import sys
 from collections import Counter
 
 from puzzles.errors import SelfplayError
+from sandbox.config import VerifierConfig
+
+
+TIMEOUT_HELP = f"seconds per check (default: the sandbox's, {VerifierConfig.timeout:g})"
+WORKERS_HELP = "verifier worker processes (default: one per core)"
 
 
 def register(sub) -> None:
@@ -19,8 +24,8 @@ def register(sub) -> None:
     add.add_argument("file", help="a P3 puzzles.json or a JSONL file of puzzles")
     add.add_argument("--store", required=True, help="the store file (created if missing)")
     add.add_argument("--split-file", help="P3 split.json (default: split.json beside FILE)")
-    add.add_argument("--timeout", type=float, help="seconds per check")
-    add.add_argument("--workers", type=int, help="verifier worker processes")
+    add.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    add.add_argument("--workers", type=int, help=WORKERS_HELP)
     add.set_defaults(func=cmd_add)
 
     gen = verbs.add_parser("generate", help="draw instances of the rule-based generators, "
@@ -32,22 +37,27 @@ def register(sub) -> None:
                      help="store this many of the instances without their (verified) reference "
                           "solution: train puzzles the model must solve itself")
     gen.add_argument("--store", required=True, help="the store file (created if missing)")
-    gen.add_argument("--timeout", type=float, help="seconds per check")
-    gen.add_argument("--workers", type=int, help="verifier worker processes")
+    gen.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    gen.add_argument("--workers", type=int, help=WORKERS_HELP)
     gen.set_defaults(func=cmd_generate)
 
     ls = verbs.add_parser("list", help="list puzzles (the shipped seeds without --store)")
     ls.add_argument("--store", help="the store file; without it, the shipped seed corpus")
-    ls.add_argument("--split", choices=("train", "heldout", "none"))
-    ls.add_argument("--family")
+    ls.add_argument("--split", choices=("train", "heldout", "none"),
+                    help="only puzzles of this split (default: every split)")
+    ls.add_argument("--family", help="only puzzles of this family (default: every family)")
     ls.add_argument("--json", action="store_true", help="print a JSON array, one object a puzzle")
     ls.set_defaults(func=cmd_list)
 
     ex = verbs.add_parser("export", help="write puzzles and their solutions to a file")
     ex.add_argument("--store", help="the store file; without it, the shipped seed corpus")
-    ex.add_argument("--format", choices=("p3", "jsonl"), default="jsonl")
+    ex.add_argument("--format", choices=("p3", "jsonl"), default="jsonl",
+                    help="jsonl: one puzzle record a line; p3: a P3 puzzles.json, with its "
+                         "split.json written beside it")
     ex.add_argument("--out", required=True, help="the file to write")
-    ex.add_argument("--split", choices=("train", "heldout", "none"))
+    ex.add_argument("--split", choices=("train", "heldout", "none"),
+                    help="only puzzles of this split (default: every split)")
+    ex.add_argument("--family", help="only puzzles of this family (default: every family)")
     ex.set_defaults(func=cmd_export)
 
 
@@ -62,13 +72,22 @@ def _open_store(path: str, must_exist: bool = True):
 
 def cmd_add(args) -> int:
     from sandbox import Verifier, VerifierConfig
-    from selfplay.importing import add_file
+    from selfplay.importing import add_records, read_puzzle_file
     from selfplay.tomlconfig import override
     config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers)
+    # The file is read (and refused) before the store is opened, so that bad input does not
+    # leave an empty store file behind.
+    records, rejected = read_puzzle_file(args.file, args.split_file)
+    if not records and not rejected:
+        raise SelfplayError(f"{args.file} holds no puzzles")
     with _open_store(args.store, must_exist=False) as store, Verifier(config) as verifier:
-        report = add_file(store, args.file, verifier, split_file=args.split_file,
-                          progress=sys.stderr.isatty())
+        report = add_records(store, records, verifier, rejected=rejected,
+                             progress=sys.stderr.isatty())
     print("\n".join(report.lines()))
+    if not report.added and not report.duplicates:
+        print(f"selfplay: error: every record of {args.file} was rejected; nothing was added",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -122,14 +141,46 @@ def cmd_list(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from puzzles.p3 import write_p3
     from puzzles.records import write_jsonl
     if args.store:
         with _open_store(args.store) as store:
-            records = store.records(split=args.split)
+            records = store.records(split=args.split, family=args.family)
     else:
         from puzzles.seeds import load_seeds
-        records = load_seeds(args.split)
-    (write_p3 if args.format == "p3" else write_jsonl)(records, args.out)
-    print(f"wrote {len(records)} puzzles to {args.out}")
+        records = [r for r in load_seeds(args.split) if args.family in (None, r.puzzle.family)]
+    if args.format == "p3":
+        split_file = _write_p3(records, args.out)
+        print(f"wrote {len(records)} puzzles to {args.out} and their splits to {split_file}")
+    else:
+        write_jsonl(records, args.out)
+        print(f"wrote {len(records)} puzzles to {args.out}")
     return 0
+
+
+def _write_p3(records, out: str):
+    """P3's pair of files: puzzles.json at `out`, split.json beside it. P3 splits whole
+    classes (families), so split.json lists each family under the side its puzzles are on, and
+    `puzzles add` reads back the family and split of each puzzle."""
+    from pathlib import Path
+
+    from puzzles.p3 import P3_SPLIT_NAMES, write_p3
+    from puzzles.records import atomic_write
+    side_of = {ours: side for side, ours in P3_SPLIT_NAMES.items()}
+    sides: dict[str, set[str]] = {}
+    for r in records:
+        p = r.puzzle
+        if p.split in side_of:
+            family = p.family or (p.name or p.hash).split(":", 1)[0]
+            sides.setdefault(family, set()).add(side_of[p.split])
+    split = {"train": [], "test": []}
+    for family, in_sides in sides.items():
+        if len(in_sides) > 1:
+            raise SelfplayError(f"family {family!r} has puzzles in both train and heldout, "
+                                "which P3's split.json (whole families) cannot say: export "
+                                "each with --split, or use --format jsonl")
+        split[in_sides.pop()].append(family)
+    write_p3(records, out)
+    split_file = Path(out).parent / "split.json"
+    atomic_write(split_file, json.dumps({k: sorted(v) for k, v in split.items()}, indent=1)
+                 + "\n")
+    return split_file

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from puzzles.errors import SelfplayError
 from selfplay.config import preset
 from selfplay import loop
 from selfplay.rundir import RunDir, check_preset, init_run
@@ -18,7 +20,7 @@ def register(sub) -> None:
     init.add_argument("--model", help="model name, hub id or local path (default: the preset's)")
     init.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default="cpu",
                       help="starting point sized for a machine (default: cpu)")
-    init.add_argument("--seed", type=int, help="the run's seed")
+    init.add_argument("--seed", type=int, help="the run's seed (default: the preset's)")
     init.set_defaults(func=cmd_init)
 
     run = sub.add_parser("run", help="run self-play rounds (continues a run that has started)")
@@ -40,13 +42,69 @@ def register(sub) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(func=cmd_status)
 
-    export = sub.add_parser("export", help="write the verified training data with provenance")
+    export = sub.add_parser("export", help="write the verified training data with provenance",
+                            description=EXPORT_DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("dir")
     export.add_argument("--out", required=True, help="the JSONL file to write")
     export.set_defaults(func=cmd_export)
 
 
+EXPORT_FIELDS = (
+    ("round", "the round whose training set held the example (1, 2, ...)"),
+    ("kind", "synthetic (a solution the model wrote that round) or human (a stored human "
+             "reference solution)"),
+    ("puzzle", "the checker's source, def f(x: T, ...) -> bool"),
+    ("solution", "the solver's source, def g(...) returning x with f(x) is True"),
+    ("puzzle_hash", "the puzzle's canonical content hash (names and layout do not count)"),
+    ("solution_hash", "the solution's content hash"),
+    ("name", "the puzzle's name (rN/HASH for a puzzle the model proposed in round N)"),
+    ("family", "the puzzle's family (\"generated\" for a puzzle the model proposed)"),
+    ("puzzle_origin", "seed, imported, generated (by the model) or generator (rule-based)"),
+    ("puzzle_round", "the round that proposed the puzzle; null for human puzzles"),
+    ("puzzle_provenance", "where the puzzle came from: model, adapter round, sampling and "
+                          "proposal, or the file or generator a human puzzle came from"),
+    ("solution_origin", "the solution's origin, as puzzle_origin"),
+    ("solution_round", "the round whose solve stage wrote it; null for human solutions"),
+    ("verdict", "the sandbox's verdict on the solution (always pass: only verified pairs "
+                "train)"),
+    ("verifier", "the sandbox version that gave the verdict"),
+    ("solution_provenance", "how a model's solution was made: model, adapter round, "
+                            "sampling, attempt, solve rate"),
+)
+"""The fields of each line `selfplay export` writes (`selfplay.loop.export`), in its order."""
+
+EXPORT_DESCRIPTION = (
+    "Write every round's training examples as JSONL, one object a line, in training order; "
+    "the file\nfeeds `selfplay train` directly. Fields:\n\n"
+    + "\n".join(f"  {name:<20} {what}" for name, what in EXPORT_FIELDS))
+
+
+def _run_path(path: str) -> Path:
+    """DIR as a run directory; a file there is refused before anything is written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SelfplayError(f"{path} is a file, not a run directory")
+    return path
+
+
+def _check_store_kept(path: Path) -> None:
+    """Refuse to start over where a run has rounds/ or cards/ but its store is gone or empty:
+    the store was lost (truncated, deleted), and a fresh one would silently redo round 0."""
+    run_dir = RunDir(path)
+    store = run_dir.store_file
+    if store.exists() and store.stat().st_size > 0:
+        return
+    left = [d.name + "/" for d in (path / "rounds", run_dir.cards_dir) if d.exists()]
+    if left:
+        state = "is empty (0 bytes)" if store.exists() else "is missing"
+        raise SelfplayError(f"{store} {state} although {path} holds {' and '.join(left)} of "
+                            "earlier rounds: the run's store was lost. Restore it from a copy, "
+                            "or start a new run directory; nothing was changed")
+
+
 def cmd_init(args) -> int:
+    _run_path(args.dir)
     config = preset(args.preset, model=args.model)
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)
@@ -58,6 +116,7 @@ def cmd_init(args) -> int:
 
 def cmd_run(args) -> int:
     preset_name = getattr(args, "preset", None)
+    _check_store_kept(_run_path(args.dir))
     if preset_name and not (Path(args.dir) / "config.toml").exists():
         init_run(args.dir, preset(preset_name, model=args.model))
         print(f"created {args.dir}/config.toml from preset {preset_name}")
@@ -70,6 +129,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
+    _run_path(args.dir)
     result = loop.status(args.dir)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -100,6 +160,7 @@ def _print_status(result: dict) -> None:
 
 
 def cmd_export(args) -> int:
+    _run_path(args.dir)
     n = loop.export(args.dir, args.out)
     print(f"wrote {n} training examples to {args.out}")
     return 0

@@ -24,12 +24,19 @@ def register(subparsers) -> None:
                    help="file holding the prompt ('-' reads standard input)")
     p.add_argument("--n", type=int, default=1, help="completions to sample (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256,
+                   help="most tokens a completion may have; one that hits it is cut off")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--top-p", type=float, default=0.95,
+                   help="nucleus sampling: draw from the smallest set of tokens holding this "
+                        "much probability (1 = all)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="completions decoded together (rows of one forward pass)")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda or cuda:N; auto takes the GPU when there is one")
+    p.add_argument("--dtype", default="auto",
+                   help="the model's weights: float32, bfloat16 or float16; auto is bfloat16 "
+                        "on a GPU that has it, else float32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all available)")
     p.add_argument("--details", action="store_true",
                    help="also print each completion's finish reason and token count")
@@ -56,13 +63,12 @@ def run(args) -> int:
 
 def _read_prompt(path: Path) -> str:
     """The prompt, less the final newline an editor adds: a prompt ends mid-line (`def f2(`)."""
-    if str(path) == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise SelfplayError(f"prompt file {path}: {e.strerror or e}") from None
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SelfplayError(f"prompt file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise SelfplayError(f"prompt file {path} is not UTF-8 text") from None
     if not text.strip():
         raise SelfplayError(f"prompt file {path} is empty")
     return text.removesuffix("\n")

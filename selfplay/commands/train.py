@@ -36,7 +36,8 @@ def register(sub) -> None:
                    help="sft (default): next-token loss on pairs; dpo: DPO on preference pairs "
                         "against the model without its adapter; sft+dpo: both summed")
     p.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seeds the adapter's initial weights, the data "
+                                            "order and dropout (default 0)")
     p.add_argument("--rank", type=int, help="LoRA rank")
     p.add_argument("--alpha", type=float, help="LoRA alpha")
     p.add_argument("--dropout", type=float, help="LoRA dropout (0: the same result on any "

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import sys
 
+from sandbox.config import VerifierConfig
+
 
 def register(sub) -> None:
     parser = sub.add_parser("verify", help="verify puzzle/solution pairs in the sandbox",
                             description="Input: JSONL lines {id, puzzle, solution}. Output: "
                                         "JSONL lines {id, verdict, detail, seconds}, in order.")
     parser.add_argument("pairs", metavar="PAIRS.jsonl")
-    parser.add_argument("--out", required=True, metavar="VERDICTS.jsonl")
-    parser.add_argument("--timeout", type=float, help="seconds for g(), then for f(answer)")
+    parser.add_argument("--out", required=True, metavar="VERDICTS.jsonl",
+                        help="where to write the verdicts, one JSON line per input line")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds for g(), then for f(answer) (default: the sandbox's, "
+                             f"{VerifierConfig.timeout:g})")
     parser.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     parser.set_defaults(func=cmd_verify)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from selfplay.context import RoundContext
+from selfplay.stages.common import log_steps
 from selfplay.summaries import TrainStageSummary
 from training.lora import ADAPTER_CONFIG
 
@@ -39,6 +40,7 @@ def run(ctx: RoundContext) -> TrainStageSummary:
     ctx.resources.drop_model()
     out = ctx.run.round_dir(ctx.round) / "train"
     on_step = ctx.tracker.on_train_step(ctx.store, ctx.round) if ctx.tracker else None
+    on_step = log_steps(ctx, "train", on_step)
     if config.processes > 1:
         job = write_job(out, ctx.config.model, config, ctx.config.lora, pairs, preferences, init)
         ctx.log.info("round %d train: launching %d processes", ctx.round, config.processes)

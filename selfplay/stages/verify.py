@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from sandbox import Pair
 from selfplay.context import RoundContext
+from selfplay.stages.common import progress_bar
 from selfplay.summaries import VerifySummary
 
 
@@ -38,6 +39,8 @@ def run(ctx: RoundContext) -> VerifySummary:
              for start in range(0, len(pending), executor.chunk)]
     jobs = [([Item(a.id, a.puzzle_hash, a.solution) for a in part],
              {a.puzzle_hash: sources[a.puzzle_hash] for a in part}) for part in parts]
+    # On a terminal the sandbox shows a bar per chunk; in a log, a line now and then.
+    bar = None if ctx.progress else progress_bar(ctx, len(pending), "verify")
     for i, judged in executor.map(judge, jobs, progress=ctx.progress):
         if len(judged) != len(parts[i]):  # a chunk is written whole or not at all
             raise RuntimeError(f"verify chunk {i}: {len(judged)} verdicts for "
@@ -45,6 +48,8 @@ def run(ctx: RoundContext) -> VerifySummary:
         with ctx.store.transaction():
             for a, (verdict, detail, seconds) in zip(parts[i], judged):
                 ctx.store.set_verdict(a.id, verdict, detail, seconds)
+        if bar is not None:
+            bar.update(len(parts[i]))
     counts = Counter(a.verdict for stage in ATTEMPT_STAGES
                      for a in ctx.store.attempts(ctx.round, stage))
     ctx.log.info("round %d verify: %s", ctx.round, dict(counts))

@@ -43,3 +43,18 @@ def test_doctor_lists_layers_and_canaries(capsys):
     for name in ("process", "rlimits", "landlock", "seccomp", "honest pair passes",
                  "fork is refused"):
         assert name in out
+
+
+def test_doctor_with_layers_off_reports_the_written_file_and_removes_it(tmp_path,
+                                                                        monkeypatch):
+    import tempfile
+
+    from sandbox import VerifierConfig
+    from sandbox.doctor import diagnose
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the canary aims
+    _, canaries = diagnose(VerifierConfig(disable_layers=("setuid", "namespaces", "landlock",
+                                                          "seccomp")))
+    [write] = [c for c in canaries if c.name.startswith("file write")]
+    # The write succeeded: the canary fails, whatever the (re-run) verdict was.
+    assert not write.ok and "the file was written" in write.detail
+    assert not list(tmp_path.glob("selfplay-doctor-canary*"))

@@ -177,3 +177,36 @@ def test_similar_examples_are_the_puzzles_most_like_the_target(ctx, sampler):
     assert len(set(rows[0].provenance["parents"])) == 3
     with pytest.raises(Exception, match="example_choice"):
         replace(similar, example_choice="nearest")
+
+
+def test_evaluation_advances_a_progress_bar_over_its_problems(ctx, sampler, monkeypatch,
+                                                              tmp_path):
+    import json
+
+    import selfplay.evaluate
+    from selfplay.evaluate import evaluate_set
+
+    bars = []
+
+    class Bar:
+        def __init__(self, ctx, total, desc):
+            self.total, self.desc, self.n = total, desc, 0
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(selfplay.evaluate, "progress_bar", Bar)
+    ctx.resources.verifier = lambda: PassThrough()
+    eval_file = tmp_path / "set.jsonl"
+    eval_file.write_text("".join(json.dumps({"puzzle": f"def f(x: int, a={a}):\n    return "
+                                             "x == a\n"}) + "\n" for a in range(3)))
+    evaluate_set(ctx, str(eval_file), ks=[1], n=2, max_problems=0)
+    [bar] = bars
+    assert (bar.total, bar.n, bar.desc) == (3, 3, f"eval {eval_file}")

@@ -109,3 +109,34 @@ def test_report_of_a_run_with_only_the_base_model_evaluated(tmp_path):
     assert "No rounds have run yet." in page and "0.250" in page
     for name in re.findall(r'<img src="([^"]+)"', page):
         assert (index.parent / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_round_stopped_before_training_shows_in_progress(run_dir):
+    with Store(run_dir / "store.sqlite") as store, store.transaction():
+        store.mark_stage_done(3, "propose", {"proposed": 0, "prompts": 2})
+    page = write_report(run_dir).read_text()
+    [row] = [line for line in page.splitlines() if line.startswith("<tr><td>3</td>")]
+    assert "in progress" in row and "0 (0 / 0)" not in row
+    [row] = [line for line in page.splitlines() if line.startswith("<tr><td>2</td>")]
+    assert "in progress" not in row
+
+
+def test_a_panel_with_nothing_to_plot_says_no_data():
+    from selfplay.report import _figure, _note_if_no_data
+
+    def texts(ax):
+        return [t.get_text() for t in ax.texts]
+    fig, (empty, full, bars) = _figure(6, 2, 3)
+    empty.plot([1, 2], [float("nan")] * 2)
+    empty.bar([1, 2], [0, 0])
+    full.plot([1, 2], [float("nan"), 0.5])
+    bars.bar([1, 2], [0, 3])
+    for ax in (empty, full, bars):
+        _note_if_no_data(ax)
+    assert texts(empty) == ["no data"] and texts(full) == [] and texts(bars) == []
+    _, (left,) = _figure(3, 2)
+    left.bar([1], [0])
+    twin = left.twinx()
+    twin.plot([1], [2.0])
+    _note_if_no_data(left, twin)  # the twin's line is data for the panel
+    assert texts(left) == []

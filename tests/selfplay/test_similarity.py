@@ -44,3 +44,16 @@ def test_constants_can_be_blanked():
     index = ShingleIndex(3, literals=False)
     index.add("a", A)
     assert index.most_similar(A_CONSTANT) == ("a", 1.0)
+
+
+def test_model_written_code_draws_no_warnings_on_the_terminal(recwarn):
+    # `1if` is a tokenizer SyntaxWarning, `"\d"` an invalid escape: the model's, not the user's.
+    import warnings
+
+    from selfplay.similarity import ast_shape
+    from sandbox.verifier import _compile_checker
+    source = 'def f(x: int):\n    return x == (1if True else 2) and "\\d" != ""\n'
+    warnings.simplefilter("always")
+    assert ast_shape(source)
+    _compile_checker(source)
+    assert [str(w.message) for w in recwarn] == []

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from peft import get_peft_model
 
 from puzzles.errors import SelfplayError
-from training.lora import LoraSettings, lora_config_for
+from training.lora import LoraSettings, lora_config_for, quiet_peft
 from training.preference import (
     PreferenceLossModel, collate_pairs, dpo_loss, read_preference_pairs, sequence_logps,
     tokenize_preferences,
@@ -42,7 +42,8 @@ def base(tiny_model):
 def peft_model(base):
     """The tiny model with a LoRA whose B is not zero, so policy and reference differ."""
     torch.manual_seed(0)
-    model = get_peft_model(copy.deepcopy(base.model), lora_config_for(base.model, LORA))
+    with quiet_peft():  # peft reads a deprecated transformers flag
+        model = get_peft_model(copy.deepcopy(base.model), lora_config_for(base.model, LORA))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -127,7 +128,8 @@ def test_training_raises_the_margin_and_resumes_exactly(base, tmp_path):
 
         model = copy.deepcopy(base.model).eval()
         if out_dir is not None:
-            model = PeftModel.from_pretrained(model, str(out_dir)).eval()
+            with quiet_peft():
+                model = PeftModel.from_pretrained(model, str(out_dir)).eval()
         _, batch = _batch(base)
         with torch.no_grad():
             logp = sequence_logps(model, **batch)

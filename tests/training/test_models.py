@@ -65,8 +65,11 @@ def test_bad_device_and_dtype_are_user_errors():
 
 def test_adapter_changes_outputs_and_fingerprint(tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
-    peft_model = get_peft_model(copy.deepcopy(tiny_model.model), LoraConfig(
-        r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+
+    from training.lora import quiet_peft
+    with quiet_peft():  # peft reads a deprecated transformers flag
+        peft_model = get_peft_model(copy.deepcopy(tiny_model.model), LoraConfig(
+            r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
     adapted = load_model("tiny", adapter=tmp_path / "adapter")
     assert adapted.fingerprint != tiny_model.fingerprint

@@ -112,12 +112,14 @@ def test_an_adapter_reaches_the_engine(tiny_model, prompts, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from training.lora import quiet_peft
     from training.models import load_model
     propose, solve, _ = prompts
     torch.manual_seed(0)
-    peft_model = get_peft_model(copy.deepcopy(tiny_model.model), LoraConfig(
-        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
-        init_lora_weights=False))  # random B: the adapter changes the model
+    with quiet_peft():  # peft reads a deprecated transformers flag
+        peft_model = get_peft_model(copy.deepcopy(tiny_model.model), LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
+            init_lora_weights=False))  # random B: the adapter changes the model
     peft_model.save_pretrained(tmp_path / "adapter")
     adapted = load_model("tiny", adapter=tmp_path / "adapter")
     base = sample_completions(tiny_model, propose + solve, 1, GREEDY, seed=0)
