@@ -27,6 +27,12 @@ class VerifierConfig:
     honest P3 checks (Mastermind, 1 to 2.5 s on an idle core; ExponentialCoinMoves:0, whose
     81 MB answer takes seconds to serialise) fit on an idle machine; a larger budget lets
     every looping solution cost more."""
+    reference_timeout_factor: float = 6.0
+    """For reference solutions (those a puzzle comes with: P3's, the seeds', the generators'),
+    which an import verifies before storing the puzzle: one that ran over `timeout` is run
+    again with this many times as long, so that a loaded machine, not the reference, cannot
+    decide which puzzles are kept (`Verifier.verify_many(timeout=...)`; 1: no second run).
+    A reference that loops forever then costs `timeout` times (1 + this)."""
     memory_mb: int = 1024
     """Memory (MiB) the untrusted code may allocate on top of the interpreter: an address-space
     limit per worker process. Exceeding it gives verdict `memory`."""
@@ -59,6 +65,9 @@ class VerifierConfig:
         from puzzles.errors import SelfplayError
         if not self.timeout > 0:
             raise SelfplayError(f"VerifierConfig.timeout must be > 0, not {self.timeout!r}")
+        if not self.reference_timeout_factor >= 1:
+            raise SelfplayError(f"VerifierConfig.reference_timeout_factor must be >= 1, not "
+                                f"{self.reference_timeout_factor!r}")
         if self.memory_mb < 16:
             raise SelfplayError(f"VerifierConfig.memory_mb must be >= 16, not {self.memory_mb!r}")
         if self.workers < 0:

@@ -136,11 +136,12 @@ class Server:
 
     # -- running a list of checks -------------------------------------------------------------
 
-    def run(self, in_fd: int, out_fd: int) -> None:
+    def run(self, in_fd: int, out_fd: int, timeout: float | None = None) -> None:
         """Take ("more", checks) messages until ("end",), running checks as they arrive (the
         host parses the next chunk meanwhile); send ("results", [...]) as checks finish, then
-        ("done",)."""
+        ("done",). `timeout`: this run's limit per stage, instead of the configured one."""
         self.in_fd, self.out_fd, self.more = in_fd, out_fd, True
+        self.timeout = timeout or self.settings["timeout"]
         self.queues = {(stage, alone): collections.deque()
                        for stage in "gf" for alone in (False, True)}
         self.running: dict[int, Running] = {}
@@ -549,7 +550,7 @@ def main() -> None:
                                    {"uid_base": settings["uid_base"],
                                     "zygote_pid": zygote.pid}))
             elif message[0] == "run":
-                server.run(in_fd, out_fd)
+                server.run(in_fd, out_fd, *message[1:])
     except (BrokenPipeError, ConnectionError):
         pass
     finally:

@@ -19,7 +19,9 @@ def register(sub) -> None:
     add.add_argument("file", help="a P3 puzzles.json or a JSONL file of puzzles")
     add.add_argument("--store", required=True, help="the store file (created if missing)")
     add.add_argument("--split-file", help="P3 split.json (default: split.json beside FILE)")
-    add.add_argument("--timeout", type=float, help="seconds per check")
+    add.add_argument("--timeout", type=float,
+                     help="seconds per check (default 5); a reference solution that runs over "
+                          "it is run again with 6 times as long")
     add.add_argument("--workers", type=int, help="verifier worker processes")
     add.set_defaults(func=cmd_add)
 
@@ -69,6 +71,9 @@ def cmd_add(args) -> int:
         report = add_file(store, args.file, verifier, split_file=args.split_file,
                           progress=sys.stderr.isatty())
     print("\n".join(report.lines()))
+    if report.all_rejected:
+        raise SelfplayError(f"{args.file}: every puzzle in it was rejected (see above); "
+                            f"nothing added")
     return 0
 
 

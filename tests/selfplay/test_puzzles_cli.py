@@ -97,3 +97,20 @@ def test_export_jsonl_and_p3_read_back(tmp_path, capsys):
 def test_missing_store_for_list_is_a_clear_error(tmp_path, capsys):
     assert main(["puzzles", "list", "--store", str(tmp_path / "nope.db")]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+def test_a_file_whose_every_puzzle_is_rejected_exits_non_zero_naming_each(tmp_path, capsys):
+    src = tmp_path / "all-bad.jsonl"
+    src.write_text(line({"name": "wrong", "puzzle": "def f(x: int):\n    return x == 4",
+                         "solutions": ["def g():\n    return 5"]}) +
+                   line({"name": "syntax", "puzzle": "def f(x: int) return x"}))
+    store = tmp_path / "s.db"
+    assert main(["puzzles", "add", str(src), "--store", str(store)]) == 1
+    captured = capsys.readouterr()
+    assert "(wrong): reference solution fail" in captured.out and "(syntax)" in captured.out
+    assert f"{src}: every puzzle in it was rejected" in captured.err
+    # A file of puzzles the store holds already is no error: nothing was rejected.
+    good = tmp_path / "good.jsonl"
+    good.write_text(line(GOOD))
+    assert main(["puzzles", "add", str(good), "--store", str(store)]) == 0
+    assert main(["puzzles", "add", str(good), "--store", str(store)]) == 0
