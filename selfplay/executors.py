@@ -191,23 +191,20 @@ def wait_until_ready(actor, what: str, seconds: float = RESTART_WAIT_SECONDS) ->
 
     deadline = time.monotonic() + seconds
     pause = _POLL_FIRST
-    while True:
-        left = deadline - time.monotonic()
+    while time.monotonic() < deadline:
         try:
-            if left > 0:
-                ray.get(actor.__ray_ready__.remote(), timeout=left)
-                return
+            ray.get(actor.__ray_ready__.remote(), timeout=max(0.0, deadline - time.monotonic()))
+            return
         except ray.exceptions.GetTimeoutError:
-            pass
+            break
         except ray.exceptions.ActorUnavailableError:  # restarting, or unreachable for now
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
             pause = min(2 * pause, _POLL_MOST)
-            continue
         except ray.exceptions.RayActorError:  # dead for good: no restart to wait for
             return
-        raise SelfplayError(f"{what}: its Ray actor did not come back within {seconds:g} s "
-                            f"(executor.restart_wait); the chunks already written stay, "
-                            f"`selfplay resume` retries the rest") from None
+    raise SelfplayError(f"{what}: its Ray actor did not come back within {seconds:g} s "
+                        f"(executor.restart_wait); the chunks already written stay, "
+                        f"`selfplay resume` retries the rest")
 
 
 def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: str,
