@@ -30,9 +30,10 @@ class VerifierConfig:
     reference_timeout_factor: float = 6.0
     """For reference solutions (those a puzzle comes with: P3's, the seeds', the generators'),
     which an import verifies before storing the puzzle: one that ran over `timeout` is run
-    again with this many times as long, so that a loaded machine, not the reference, cannot
-    decide which puzzles are kept (`Verifier.verify_many(timeout=...)`; 1: no second run).
-    A reference that loops forever then costs `timeout` times (1 + this)."""
+    again with this many times as long, counted in CPU time, so that a loaded machine, not the
+    reference, cannot decide which puzzles are kept (`Verifier.verify_many(timeout=...,
+    wall=...)`; 1: no second run). A reference that loops forever then costs `timeout` times
+    (1 + this) seconds of a core."""
     memory_mb: int = 1024
     """Memory (MiB) the untrusted code may allocate on top of the interpreter: an address-space
     limit per worker process. Exceeding it gives verdict `memory`."""

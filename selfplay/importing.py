@@ -2,10 +2,11 @@
 
 Nothing is half-written: everything that passes is written in one transaction at the end, and
 a failure before or during it leaves the store exactly as it was. A reference solution that
-runs over the verifier's limit is run again with a longer one
-(`VerifierConfig.reference_timeout_factor`): the slowest honest P3 references take a few
+runs over the verifier's limit is run again with a longer one, of CPU time
+(`VerifierConfig.reference_timeout_factor`): the slowest honest P3 references take several
 seconds on an idle core, and on a loaded machine a first run shared with other checks, or its
-confirmation alone, can pass the limit; which human puzzles are kept must not depend on that.
+confirmation alone, can pass any wall-clock limit; which human puzzles are kept must not
+depend on that.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class AddReport:
     """Puzzles one of whose reference solutions verified only in the second run, with the
     longer limit (`VerifierConfig.reference_timeout_factor`)."""
     slow_limit: float = 0.0
-    """That longer limit, in seconds."""
+    """That longer limit, in seconds of CPU time."""
 
     @property
     def all_rejected(self) -> bool:
@@ -53,7 +54,7 @@ class AddReport:
                f"{len(self.rejected)} rejected"]
         if self.slow:
             out.append(f"  {len(self.slow)} reference solutions verified only when run again "
-                       f"with {self.slow_limit:g} s: {', '.join(self.slow)}")
+                       f"with {self.slow_limit:g} s of CPU time: {', '.join(self.slow)}")
         out += [f"  rejected {r}" for r in self.rejected]
         return out
 
@@ -107,7 +108,8 @@ def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *
              for i, (r, sources) in enumerate(todo) for j, s in enumerate(sources)]
     verdicts = verifier.verify_many(pairs, progress=progress)
     slow = _run_timeouts_again(verifier, pairs, verdicts)
-    report.slow_limit = _reference_limit(verifier)
+    report.slow_limit, wall = _reference_limits(verifier)
+    slow_version = verifier.version_with(report.slow_limit, wall)
     verdicts = iter(enumerate(verdicts))
     keep: list[tuple[PuzzleRecord, list[tuple[str, str]]]] = []
     for record, sources in todo:
@@ -116,8 +118,7 @@ def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *
         for j, source in enumerate(sources):
             k, v = next(verdicts)
             if v.verdict == "pass":
-                good.append((source, verifier.version_with(report.slow_limit) if k in slow
-                             else verifier.version))
+                good.append((source, slow_version if k in slow else verifier.version))
                 if k in slow and label not in report.slow:
                     report.slow.append(label)
             else:
@@ -144,8 +145,16 @@ def add_records(store: Store, records: list[PuzzleRecord], verifier: Verifier, *
     return report
 
 
-def _reference_limit(verifier: Verifier) -> float:
-    return verifier.config.timeout * verifier.config.reference_timeout_factor
+WALL_PER_CPU_SECOND = 10
+"""The wall-clock bound of a reference's second run, per second of CPU time it may use: only
+code that sleeps or waits meets it, unless the machine gives the check less than a tenth of a
+core."""
+
+
+def _reference_limits(verifier: Verifier) -> tuple[float, float]:
+    """(CPU seconds, wall-clock seconds) allowed to each stage of a reference run again."""
+    cpu = verifier.config.timeout * verifier.config.reference_timeout_factor
+    return cpu, cpu * WALL_PER_CPU_SECOND
 
 
 def _run_timeouts_again(verifier: Verifier, pairs: list[Pair], verdicts: list) -> set[int]:
@@ -153,13 +162,15 @@ def _run_timeouts_again(verifier: Verifier, pairs: list[Pair], verdicts: list) -
     their new verdicts replace the old in `verdicts`. Which were run again (their indices).
 
     A timeout is the one verdict that depends on the machine's load: a reference near the
-    limit passes in a shared worker and times out when confirmed alone, or the reverse. The
-    second run is a call of its own, so it is confirmed alone like any pass."""
-    limit = _reference_limit(verifier)
+    limit passes in a shared worker and times out when confirmed alone, or the reverse. So the
+    second run counts CPU time, which load does not stretch, and it is a call of its own,
+    confirmed alone like any pass."""
+    cpu, wall = _reference_limits(verifier)
     slow = [k for k, v in enumerate(verdicts) if v.verdict == "timeout"]
-    if not slow or limit <= verifier.config.timeout:
+    if not slow or verifier.config.reference_timeout_factor == 1:
         return set()
-    for k, v in zip(slow, verifier.verify_many([pairs[k] for k in slow], timeout=limit)):
+    again = verifier.verify_many([pairs[k] for k in slow], timeout=cpu, wall=wall)
+    for k, v in zip(slow, again):
         verdicts[k] = v
     return set(slow)
 

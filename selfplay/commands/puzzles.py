@@ -21,7 +21,7 @@ def register(sub) -> None:
     add.add_argument("--split-file", help="P3 split.json (default: split.json beside FILE)")
     add.add_argument("--timeout", type=float,
                      help="seconds per check (default 5); a reference solution that runs over "
-                          "it is run again with 6 times as long")
+                          "it is run again with 6 times as long, counted in CPU time")
     add.add_argument("--workers", type=int, help="verifier worker processes")
     add.set_defaults(func=cmd_add)
 

@@ -61,3 +61,18 @@ def test_a_call_may_give_its_checks_a_longer_limit_of_their_own(quick):
     assert "timeout=4s" in quick.version_with(4) and "timeout=1s" in quick.version
     with pytest.raises(SelfplayError, match="timeout must be > 0, not 0"):
         quick.verify_many([slow], timeout=0)
+
+
+def test_a_call_may_count_cpu_time_instead_of_wall_time(quick):
+    # Sleeping uses no CPU: within 1 CPU second although 1.5 s pass, where wall time counts
+    # (the call above) it is over. A loop is stopped at its CPU second, however long the
+    # machine's load makes that take; a sleep at the wall-clock bound.
+    sleeps = Pair(PUZZLE, "def g():\n    import time\n    time.sleep(1.5)\n    return 3\n")
+    assert quick.verify_many([sleeps], timeout=1, wall=4)[0].verdict == "pass"
+    loop, forever = (Pair(PUZZLE, LOOPS["python loop in g"][1]),
+                     Pair(PUZZLE, "def g():\n    import time\n    time.sleep(60)\n    return 3\n"))
+    looped = quick.verify_many([loop], timeout=1, wall=30)[0]
+    assert looped.verdict == "timeout" and "1 s CPU limit" in looped.detail
+    slept = quick.verify_many([forever], timeout=1, wall=2)[0]
+    assert slept.verdict == "timeout" and "2 s wall-clock limit" in slept.detail
+    assert "timeout=1s-cpu/2s-wall" in quick.version_with(1, 2)
