@@ -21,7 +21,11 @@ def register(sub) -> None:
     add.add_argument("--split-file", help="P3 split.json (default: split.json beside FILE)")
     add.add_argument("--timeout", type=float,
                      help="seconds per check (default 5); a reference solution that runs over "
-                          "it is run again with 6 times as long, counted in CPU time")
+                          "it is run again with --reference-timeout-factor times as long, "
+                          "counted in CPU time")
+    add.add_argument("--reference-timeout-factor", type=float,
+                     help="how many times --timeout a reference solution that ran over it gets "
+                          "in its second run (default 6; 1: no second run)")
     add.add_argument("--workers", type=int, help="verifier worker processes")
     add.set_defaults(func=cmd_add)
 
@@ -66,7 +70,8 @@ def cmd_add(args) -> int:
     from sandbox import Verifier, VerifierConfig
     from selfplay.importing import add_file
     from selfplay.tomlconfig import override
-    config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers)
+    config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers,
+                      reference_timeout_factor=args.reference_timeout_factor)
     with _open_store(args.store, must_exist=False) as store, Verifier(config) as verifier:
         report = add_file(store, args.file, verifier, split_file=args.split_file,
                           progress=sys.stderr.isatty())
