@@ -28,6 +28,13 @@ class VerifierConfig:
     honest P3 checks (Mastermind, 1 to 2.5 s on an idle core; ExponentialCoinMoves:0, whose
     81 MB answer takes seconds to serialise) fit on an idle machine; a larger budget lets
     every looping solution cost more."""
+    reference_timeout_factor: float = 6.0
+    """For reference solutions (those a puzzle comes with: P3's, the seeds', the generators'),
+    which an import verifies before storing the puzzle: one that ran over `timeout` is run
+    again with this many times as long, counted in CPU time, so that a loaded machine, not the
+    reference, cannot decide which puzzles are kept (`Verifier.verify_many(timeout=...,
+    wall=...)`; 1: no second run). A reference that loops forever then costs `timeout` times
+    (1 + this) seconds of a core."""
     memory_mb: int = 1024
     """Memory (MiB) the untrusted code may allocate on top of the interpreter: an address-space
     limit per worker process. Exceeding it gives verdict `memory`."""
@@ -60,7 +67,8 @@ class VerifierConfig:
         from puzzles.checks import check_choice, check_ranges
         check_ranges(self, "verifier", timeout="> 0", memory_mb=">= 16", workers=">= 0",
                      batch_size=">= 1", max_answer_bytes=">= 1", report_answer_bytes=">= 0",
-                     scratch_mb=">= 1", uid_base=">= 1")
+                     scratch_mb=">= 1", uid_base=">= 1",
+                     reference_timeout_factor=">= 1")
         check_choice("verifier.sharing", self.sharing, SHARING)
         for layer in self.disable_layers:
             check_choice("verifier.disable_layers", layer, KERNEL_LAYERS)

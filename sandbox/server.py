@@ -94,6 +94,7 @@ class Running:
     deadline: float
     k: int = -1  # index of the item running now; -1 until the worker says it is ready
     item_started: float = 0.0
+    item_cpu: float = 0.0  # the worker's CPU seconds when its item started (CPU-time runs)
     buffer: bytearray = field(default_factory=bytearray)
 
 
@@ -136,11 +137,15 @@ class Server:
 
     # -- running a list of checks -------------------------------------------------------------
 
-    def run(self, in_fd: int, out_fd: int) -> None:
+    def run(self, in_fd: int, out_fd: int, timeout: float | None = None,
+            wall: float | None = None) -> None:
         """Take ("more", checks) messages until ("end",), running checks as they arrive (the
         host parses the next chunk meanwhile); send ("results", [...]) as checks finish, then
-        ("done",)."""
+        ("done",). `timeout`: this run's limit per stage, instead of the configured one; with
+        `wall`, it counts the worker's CPU seconds, and `wall` its wall-clock seconds."""
         self.in_fd, self.out_fd, self.more = in_fd, out_fd, True
+        self.timeout = timeout or self.settings["timeout"]
+        self.wall = wall
         self.queues = {(stage, alone): collections.deque()
                        for stage in "gf" for alone in (False, True)}
         self.running: dict[int, Running] = {}
@@ -283,6 +288,7 @@ class Server:
         if k == -1 and run.k == -1:
             if v == "ready":
                 run.k, run.item_started, run.deadline = 0, now, now + self.timeout
+                run.item_cpu = _cpu_seconds(run.pid) if self.wall else 0.0
                 return
             if v == "setup":
                 return self._stop(run, "error", "sandbox setup failed: " + message["d"],
@@ -307,6 +313,7 @@ class Server:
             return self._stop(run, "error", "result channel tampered with (bad verdict)",
                               "tampered")
         run.k, run.item_started, run.deadline = k + 1, now, now + self.timeout
+        run.item_cpu = _cpu_seconds(run.pid) if self.wall else 0.0
         if v == "memory":  # the worker stops after a MemoryError: the rest go to a fresh one
             self._reap(run)
             for c in reversed(run.checks[run.k:]):
@@ -346,10 +353,21 @@ class Server:
                               whole_batch=True)
         if run.k >= len(run.checks):
             return self._reap(run)
-        check = run.checks[run.k]
-        check.seconds += time.monotonic() - run.item_started
+        now = time.monotonic()
         what = "g()" if run.stage == "g" else "f(answer)"
-        self._stop(run, "timeout", f"{what} ran over the {self.timeout:g} s limit", "timeout")
+        limit = f"{self.timeout:g} s limit"
+        if self.wall:  # the deadline was the earliest the CPU time could run out: has it?
+            used = _cpu_seconds(run.pid) - run.item_cpu
+            left_cpu = self.timeout - used if math.isfinite(used) else -math.inf
+            left_wall = run.item_started + self.wall - now
+            if min(left_cpu, left_wall) > 0:
+                run.deadline = now + max(0.01, min(left_cpu, left_wall))
+                return
+            limit = (f"{self.timeout:g} s CPU limit" if left_cpu <= 0 else
+                     f"{self.wall:g} s wall-clock limit")
+        check = run.checks[run.k]
+        check.seconds += now - run.item_started
+        self._stop(run, "timeout", f"{what} ran over the {limit}", "timeout")
 
     def _exited(self, run: Running) -> None:
         status = self._reap(run)
@@ -461,6 +479,17 @@ def _parse_line(line: bytes, nonce: str) -> dict | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds process `pid` has used, user and system (inf when unreadable: its time is
+    up then, as if only wall-clock time counted)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.inf
+
+
 def _signal_of(status: int) -> int | None:
     return os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
 
@@ -549,7 +578,7 @@ def main() -> None:
                                    {"uid_base": settings["uid_base"],
                                     "zygote_pid": zygote.pid}))
             elif message[0] == "run":
-                server.run(in_fd, out_fd)
+                server.run(in_fd, out_fd, *message[1:])
     except (BrokenPipeError, ConnectionError):
         pass
     finally:

@@ -168,10 +168,15 @@ class Verifier:
     @property
     def version(self) -> str:
         """Provenance stored with every verdict: sandbox version, limits and active layers."""
+        return self.version_with()
+
+    def version_with(self, timeout: float | None = None, wall: float | None = None) -> str:
+        """`version` for verdicts of a call given its own limits (see `verify_many`)."""
         active = "+".join(k for k, v in self._layers.items() if v is True)
         c = self.config
+        limit = f"{timeout or c.timeout:g}s" + (f"-cpu/{wall:g}s-wall" if wall else "")
         return (f"selfplay-sandbox/{SANDBOX_VERSION} py{sys.version_info[0]}."
-                f"{sys.version_info[1]} timeout={c.timeout:g}s memory={c.memory_mb}MiB "
+                f"{sys.version_info[1]} timeout={limit} memory={c.memory_mb}MiB "
                 f"sharing={c.sharing} layers={active}")
 
     def layers(self) -> dict[str, bool | str]:
@@ -188,8 +193,15 @@ class Verifier:
     def verify(self, pair: Pair) -> Verdict:
         return self.verify_many([pair])[0]
 
-    def verify_many(self, pairs: Sequence[Pair], progress: bool = False) -> list[Verdict]:
-        """One verdict per pair, in input order."""
+    def verify_many(self, pairs: Sequence[Pair], progress: bool = False,
+                    timeout: float | None = None, wall: float | None = None) -> list[Verdict]:
+        """One verdict per pair, in input order. With `timeout`, each run of untrusted code in
+        this call gets that many seconds instead of `config.timeout`; with `wall` too, those
+        are seconds of CPU time (which a loaded machine does not stretch as it does wall-clock
+        time), within `wall` seconds of wall-clock time (for code that sleeps or waits)."""
+        for name, value in (("timeout", timeout), ("wall", wall)):
+            if value is not None and not value > 0:
+                raise SelfplayError(f"verify_many: {name} must be > 0, not {value!r}")
         results: list[Verdict | None] = [None] * len(pairs)
 
         def prepared():
@@ -199,7 +211,7 @@ class Verifier:
                     results[i] = check
                 else:
                     yield check
-        return self._run(prepared(), results, progress)
+        return self._run(prepared(), results, progress, (timeout, wall))
 
     def check_answers(self, items: Sequence[tuple[str, object]],
                       progress: bool = False) -> list[Verdict]:
@@ -268,7 +280,8 @@ class Verifier:
         g_alone = f_alone or (g_alone and self.config.sharing == "gate")
         return Check(i, g_code, f_code, puzzle.answer_type, None, g_alone, f_alone)
 
-    def _run(self, checks, results: list, progress: bool) -> list[Verdict]:
+    def _run(self, checks, results: list, progress: bool,
+             limits: tuple = (None, None)) -> list[Verdict]:
         """Stream `checks` (an iterable, prepared lazily) to the server and collect verdicts;
         restart the server once if it dies, then give up with `error` verdicts."""
         from tqdm import tqdm
@@ -277,7 +290,7 @@ class Verifier:
         sent: list = []
         with self._lock:  # one conversation with the server at a time
             try:
-                return self._run_locked(checks, sent, results, bar)
+                return self._run_locked(checks, sent, results, bar, limits)
             except BaseException:
                 # Interrupted mid-stream (Ctrl-C, a bug): the server may still be answering.
                 # Drop it, so that the next call starts a fresh one instead of reading stale
@@ -287,22 +300,24 @@ class Verifier:
             finally:
                 bar.close()
 
-    def _run_locked(self, checks, sent: list, results: list, bar) -> list[Verdict]:
+    def _run_locked(self, checks, sent: list, results: list, bar,
+                    limits: tuple) -> list[Verdict]:
         if self._proc is None or self._proc.poll() is not None:
             self.close()
             self._start()
-        if not self._stream(checks, sent, results, bar):
+        if not self._stream(checks, sent, results, bar, limits):
             todo = [c for c in sent if results[c.idx] is None] + list(checks)
             self.close()
             self._start()
-            self._stream(todo, [], results, bar)
+            self._stream(todo, [], results, bar, limits)
         for i, v in enumerate(results):
             if v is None:
                 results[i] = Verdict("error", "the sandbox server died", 0.0, reason="sandbox")
         bar.update(len(results) - bar.n)
         return results
 
-    def _stream(self, checks, sent: list, results: list, bar) -> bool:
+    def _stream(self, checks, sent: list, results: list, bar,
+                limits: tuple = (None, None)) -> bool:
         """Send checks in chunks from a thread (preparing the next chunk overlaps running the
         last), collect verdicts here; False if the server died. Every prepared check is
         appended to `sent`, so a retry knows what is outstanding."""
@@ -313,7 +328,7 @@ class Verifier:
 
         def send_all():
             try:
-                wire.send(fd_in, ("run",))
+                wire.send(fd_in, ("run", *limits))  # (timeout, wall): sandbox.server.run
                 chunk = []
                 for check in checks:
                     chunk.append(check)

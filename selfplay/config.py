@@ -251,6 +251,11 @@ class ExecutorConfig:
     """Times a chunk (of attempts to verify or prompts to sample) is sent again after the actor
     running it died (the actor is restarted); past that the stage stops with an error, and a
     resume picks up the chunks not written."""
+    restart_wait: float = 600.0
+    """Seconds a chunk whose actor died (or was restarting when the chunk was sent) waits for
+    the actor to answer again before the stage stops. A chunk the actor refused while it was
+    restarting is sent again without using one of `max_retries`: on a loaded node a restart
+    takes long, and is no new death."""
     sampling: bool = True
     """With kind = "ray": whether propose, solve and eval sample on Ray sampler actors (each
     gets the stage's chunks of `generation.batch_size` samples; the driver writes them in chunk
@@ -283,6 +288,8 @@ class ExecutorConfig:
         for name in ("actors", "max_retries", "sampler_actors", "sampler_gpus"):
             if getattr(self, name) < 0:
                 raise SelfplayError(f"executor.{name} must be >= 0, not {getattr(self, name)!r}")
+        if not self.restart_wait > 0:
+            raise SelfplayError(f"executor.restart_wait must be > 0, not {self.restart_wait!r}")
 
 
 @dataclass(frozen=True)
@@ -505,6 +512,7 @@ FREE_TO_CHANGE = {
         ("address", "the Ray cluster"), ("chunk", "attempts per verify task"),
         ("actors", "how many verify actors"), ("actor_cpus", "CPUs per verify actor"),
         ("max_retries", "retries of a chunk whose actor died"),
+        ("restart_wait", "how long a chunk waits for its actor's restart"),
         ("sampling", "whether sampling fans out too"),
         ("sampler_actors", "how many sampler actors"))},
     # Free because dedup decontaminates against the eval sets recorded in the store when the

@@ -21,8 +21,12 @@ from puzzles.errors import SelfplayError
 from sandbox import Verifier, VerifierConfig
 
 RAY_EXTRA = 'pip install -e ".[ray]"'
-RESTART_WAIT_SECONDS = 600
-"""How long a chunk whose actor died waits for the actor's restart before the stage stops."""
+RESTART_WAIT_SECONDS = 600.0
+"""How long a chunk whose actor died waits for the actor's restart before the stage stops
+(the default of `executor.restart_wait`)."""
+_POLL_FIRST, _POLL_MOST = 0.1, 2.0
+"""Seconds between two asks whether a restarting actor is back: doubling from the first to
+the most."""
 IN_FLIGHT = 2
 """Chunks queued on one actor at a time: enough that it never waits for the driver between
 two chunks, few enough that an actor that dies takes little work with it."""
@@ -141,7 +145,7 @@ class RayExecutor:
     def map(self, fn: Callable, chunks: Sequence, progress: bool = False) -> Iterator:
         return fan_out(self._actors, lambda actor, i: actor.run.remote(fn, chunks[i]),
                        len(chunks), max_retries=self.config.max_retries, what="verify",
-                       progress=progress)
+                       progress=progress, restart_wait=self.config.restart_wait)
 
     def close(self) -> None:
         """Stop the actors (their verifiers first, so no sandbox server is left behind), then
@@ -161,26 +165,56 @@ class RayExecutor:
         self._started = False
 
 
-def wait_until_ready(actor, what: str) -> None:
+def refused_while_restarting(error) -> bool:
+    """Whether a task failed because its actor was restarting when it was sent, so that it
+    never reached the actor: Ray fails such a task (after a short grace) with
+    `ActorUnavailableError` "... The actor is restarting" instead of queueing it, since our
+    actors allow no task retries. A task that was in the actor when it died fails with
+    "Socket closed" or `ActorDiedError` instead. Ray says which only in the message; should a
+    later Ray word it otherwise, the refusal counts as a death, as it did before."""
+    import ray
+    return (isinstance(error, ray.exceptions.ActorUnavailableError)
+            and "actor is restarting" in str(error))
+
+
+def wait_until_ready(actor, what: str, seconds: float = RESTART_WAIT_SECONDS) -> None:
     """Return once `actor` answers (it restarted), or at once if it is gone for good (the next
-    send then fails and counts); SelfplayError if it stays away past RESTART_WAIT_SECONDS."""
+    send then fails and counts); SelfplayError if it stays away past `seconds`.
+
+    A restarting actor does not queue the question: Ray answers it "unavailable" after a
+    grace of a second or two, so it is asked again, with backoff, until the deadline. On a
+    loaded node a restart (a new process, its imports, a sandbox server or a model) takes
+    longer than several of those graces."""
+    import time
+
     import ray
 
-    try:
-        ray.get(actor.__ray_ready__.remote(), timeout=RESTART_WAIT_SECONDS)
-    except ray.exceptions.GetTimeoutError:
-        raise SelfplayError(f"{what}: its Ray actor did not come back within "
-                            f"{RESTART_WAIT_SECONDS} s of dying; the chunks already written "
-                            f"stay, `selfplay resume` retries the rest") from None
-    except ray.exceptions.RayActorError:
-        pass
+    deadline = time.monotonic() + seconds
+    pause = _POLL_FIRST
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except ray.exceptions.GetTimeoutError:
+            break
+        except ray.exceptions.ActorUnavailableError:  # restarting, or unreachable for now
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(2 * pause, _POLL_MOST)
+        except ray.exceptions.RayActorError:  # dead for good: no restart to wait for
+            return
+    raise SelfplayError(f"{what}: its Ray actor did not come back within {seconds:g} s "
+                        f"(executor.restart_wait); the chunks already written stay, "
+                        f"`selfplay resume` retries the rest")
 
 
 def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: str,
-            progress: bool = False, window: int = 0) -> Iterator:
+            progress: bool = False, window: int = 0,
+            restart_wait: float = RESTART_WAIT_SECONDS) -> Iterator:
     """Chunks 0..n-1 run on `actors`, IN_FLIGHT at a time on each (`submit(actor, i)` starts
     chunk i on one and returns its ObjectRef); yields `(i, result)` as chunks come back. A
-    chunk whose actor died is sent again, up to `max_retries` times. `window` > 0 starts no
+    chunk whose actor died is sent again, once the actor is back (waiting up to
+    `restart_wait` seconds), up to `max_retries` times; a chunk the actor refused because it
+    was still restarting waits and is sent again without using a retry. `window` > 0 starts no
     chunk that many or more past the lowest one not back yet: what `in_order` holds back
     (and a crash loses) stays bounded while one chunk is retried or slow."""
     import ray
@@ -210,8 +244,10 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
                 result = ray.get(ref)
             except ray.exceptions.RayActorError as e:
                 # The actor died (or is unreachable) with this chunk in it: nothing of the
-                # chunk was yielded, so sending it again cannot duplicate a row.
-                failures[i] += 1
+                # chunk was yielded, so sending it again cannot duplicate a row. A chunk
+                # refused by an actor still restarting never ran: that is no death of its.
+                if not refused_while_restarting(e):
+                    failures[i] += 1
                 if failures[i] > max_retries:
                     raise SelfplayError(
                         f"{what} chunk {i}: its Ray actor died {failures[i]} times "
@@ -221,7 +257,7 @@ def fan_out(actors: list, submit: Callable, n: int, *, max_retries: int, what: s
                 # A restarted actor reloads a model, which can take long on a loaded node; a
                 # chunk sent before it answers fails at once ("unavailable"), and a few such
                 # sends would use up max_retries without the actor ever dying again.
-                wait_until_ready(actors[a], f"{what} chunk {i}")
+                wait_until_ready(actors[a], f"{what} chunk {i}", restart_wait)
                 queue.appendleft(i)
                 continue
             except ray.exceptions.RayTaskError as e:

@@ -160,7 +160,7 @@ class RaySamplers:
         results = fan_out(
             self._actors, lambda actor, i: actor.run.remote(fn, adapter, fingerprint, jobs[i]),
             len(jobs), max_retries=self.config.max_retries, what="sample",
-            window=2 * IN_FLIGHT * len(self._actors))
+            window=2 * IN_FLIGHT * len(self._actors), restart_wait=self.config.restart_wait)
         return in_order(results)
 
     def close(self) -> None:

@@ -24,7 +24,12 @@ def register(sub) -> None:
     add.add_argument("file", help="a P3 puzzles.json or a JSONL file of puzzles")
     add.add_argument("--store", required=True, help="the store file (created if missing)")
     add.add_argument("--split-file", help="P3 split.json (default: split.json beside FILE)")
-    add.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    add.add_argument("--timeout", type=float,
+                     help=TIMEOUT_HELP + "; a reference solution that runs over it is run again "
+                          "with --reference-timeout-factor times as long, counted in CPU time")
+    add.add_argument("--reference-timeout-factor", type=float,
+                     help="how many times --timeout a reference solution that ran over it gets "
+                          "in its second run (default 6; 1: no second run)")
     add.add_argument("--workers", type=int, help=WORKERS_HELP)
     add.set_defaults(func=cmd_add)
 
@@ -74,7 +79,8 @@ def cmd_add(args) -> int:
     from sandbox import Verifier, VerifierConfig
     from selfplay.importing import add_records, read_puzzle_file
     from selfplay.tomlconfig import override
-    config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers)
+    config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers,
+                      reference_timeout_factor=args.reference_timeout_factor)
     # The file is read (and refused) before the store is opened, so that bad input does not
     # leave an empty store file behind.
     records, rejected = read_puzzle_file(args.file, args.split_file)

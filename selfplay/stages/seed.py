@@ -39,6 +39,8 @@ def run(ctx: RoundContext) -> SeedSummary:
         except SelfplayError as e:
             raise SelfplayError(f"seeds.files: {e}") from None
         ctx.log.info("seed: %s (train split): %s", path, added.lines()[0])
+        for line in added.lines()[1:]:  # every loss by name, and every reference run again
+            ctx.log.info("seed: %s:%s", path, line)
     # What the store holds, not what this call added: a seed stage redone after its write (the
     # run died before marking it done) adds nothing, and its summary must still be the run's.
     puzzles = len(ctx.store.puzzles(origin="seed"))

@@ -1,6 +1,8 @@
 """Infinite loops anywhere get a hard kill and verdict `timeout`; the pool carries on."""
 
+import pytest
 
+from puzzles.errors import SelfplayError
 from sandbox import Pair
 
 PUZZLE = "def f(x: int):\n    return x == 3\n"
@@ -45,3 +47,32 @@ def test_signal_based_timeouts_are_not_enough_to_escape(quick, walk, healthy):
 def test_sleeping_is_a_timeout_too(quick):
     g = "def g():\n    import time\n    time.sleep(60)\n    return 3\n"
     assert quick.verify(Pair(PUZZLE, g)).verdict == "timeout"
+
+
+def test_a_call_may_give_its_checks_a_longer_limit_of_their_own(quick):
+    # What an import gives reference solutions that ran over the limit (selfplay.importing):
+    # 1.5 s of sleep is over quick's 1 s, within the call's 4 s; the next call has 1 s again.
+    slow = Pair(PUZZLE, "def g():\n    import time\n    time.sleep(1.5)\n    return 3\n")
+    assert quick.verify_many([slow])[0].verdict == "timeout"
+    longer = quick.verify_many([slow, slow], timeout=4)
+    assert [v.verdict for v in longer] == ["pass", "pass"]
+    again = quick.verify_many([slow])[0]
+    assert again.verdict == "timeout" and "1 s limit" in again.detail
+    assert "timeout=4s" in quick.version_with(4) and "timeout=1s" in quick.version
+    with pytest.raises(SelfplayError, match="timeout must be > 0, not 0"):
+        quick.verify_many([slow], timeout=0)
+
+
+def test_a_call_may_count_cpu_time_instead_of_wall_time(quick):
+    # Sleeping uses no CPU: within 1 CPU second although 1.5 s pass, where wall time counts
+    # (the call above) it is over. A loop is stopped at its CPU second, however long the
+    # machine's load makes that take; a sleep at the wall-clock bound.
+    sleeps = Pair(PUZZLE, "def g():\n    import time\n    time.sleep(1.5)\n    return 3\n")
+    assert quick.verify_many([sleeps], timeout=1, wall=4)[0].verdict == "pass"
+    loop, forever = (Pair(PUZZLE, LOOPS["python loop in g"][1]),
+                     Pair(PUZZLE, "def g():\n    import time\n    time.sleep(60)\n    return 3\n"))
+    looped = quick.verify_many([loop], timeout=1, wall=30)[0]
+    assert looped.verdict == "timeout" and "1 s CPU limit" in looped.detail
+    slept = quick.verify_many([forever], timeout=1, wall=2)[0]
+    assert slept.verdict == "timeout" and "2 s wall-clock limit" in slept.detail
+    assert "timeout=1s-cpu/2s-wall" in quick.version_with(1, 2)

@@ -37,12 +37,14 @@ def bad_file(tmp_path):
 
 def test_add_reports_every_problem_and_stores_only_good_puzzles(bad_file, tmp_path, capsys):
     store = tmp_path / "s.db"
-    assert main(["puzzles", "add", str(bad_file), "--store", str(store), "--timeout", "1"]) == 0
+    # The loop runs 1 s, then 2 s of CPU time when run again as a reference that timed out.
+    quick = ["--timeout", "1", "--reference-timeout-factor", "2"]
+    assert main(["puzzles", "add", str(bad_file), "--store", str(store), *quick]) == 0
     out = capsys.readouterr().out
     assert "added 2 puzzles (1 unsolved) and 1 verified solutions" in out
     assert "1 duplicates skipped" in out
     assert ":3 (syntax): " in out and "syntax error" in out
-    assert "(loops)" in out and "timeout" in out
+    assert "(loops): reference solution timeout: g() ran over the 2 s CPU limit" in out
     assert "(wrong)" in out and "fail" in out
     assert ":7: bad JSON" in out
     assert main(["puzzles", "list", "--store", str(store), "--json"]) == 0
@@ -50,7 +52,7 @@ def test_add_reports_every_problem_and_stores_only_good_puzzles(bad_file, tmp_pa
     assert {(r["name"], r["n_solutions"], r["origin"]) for r in rows} == {
         ("good", 1, "imported"), ("unsolved", 0, "imported")}
     # Adding the same file again stores nothing new.
-    assert main(["puzzles", "add", str(bad_file), "--store", str(store)]) == 0
+    assert main(["puzzles", "add", str(bad_file), "--store", str(store), *quick]) == 0
     assert "added 0 puzzles" in capsys.readouterr().out
 
 
@@ -97,3 +99,20 @@ def test_export_jsonl_and_p3_read_back(tmp_path, capsys):
 def test_missing_store_for_list_is_a_clear_error(tmp_path, capsys):
     assert main(["puzzles", "list", "--store", str(tmp_path / "nope.db")]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+def test_a_file_whose_every_puzzle_is_rejected_exits_non_zero_naming_each(tmp_path, capsys):
+    src = tmp_path / "all-bad.jsonl"
+    src.write_text(line({"name": "wrong", "puzzle": "def f(x: int):\n    return x == 4",
+                         "solutions": ["def g():\n    return 5"]}) +
+                   line({"name": "syntax", "puzzle": "def f(x: int) return x"}))
+    store = tmp_path / "s.db"
+    assert main(["puzzles", "add", str(src), "--store", str(store)]) == 1
+    captured = capsys.readouterr()
+    assert "(wrong): reference solution fail" in captured.out and "(syntax)" in captured.out
+    assert f"{src}: every puzzle in it was rejected" in captured.err
+    # A file of puzzles the store holds already is no error: nothing was rejected.
+    good = tmp_path / "good.jsonl"
+    good.write_text(line(GOOD))
+    assert main(["puzzles", "add", str(good), "--store", str(store)]) == 0
+    assert main(["puzzles", "add", str(good), "--store", str(store)]) == 0

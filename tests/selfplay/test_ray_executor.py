@@ -3,10 +3,14 @@ the local verifier, a chunk whose actor dies is verified again and written once,
 setting is checked where it is read. The Ray tests share one local Ray (2 CPUs)."""
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -138,10 +142,36 @@ def test_a_round_on_ray_stores_what_a_local_round_does(ray_runtime, tmp_path, sc
     assert len(chunks_on_ray) > 1  # the round's attempts went to Ray, several chunks
 
 
+@contextlib.contextmanager
+def cpu_burners(n: int = 2, seconds: float = 120):
+    """`n` processes spinning on a core each beside the test, as other work on a busy machine
+    would; each stops by itself after `seconds` (should this process be killed) and all are
+    killed on leaving."""
+    code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in burners:
+            p.kill()
+        for p in burners:
+            p.wait()
+
+
 def test_a_chunk_whose_actor_dies_is_verified_again_and_written_once(
         ray_runtime, pending, local, tmp_path, monkeypatch):
+    # On a loaded machine, as where it once failed: the dead actor's restart (a new process,
+    # its imports, a sandbox server) is slow, and slower still for the sleep below. Sends
+    # meanwhile are refused "restarting"; counted as deaths they would use up max_retries
+    # (1 here) although the actor died once.
     marker = tmp_path / "died"
     real_judge = verify.judge
+
+    class SlowToRestart(executors.VerifyActor):
+        def __init__(self, config):
+            if marker.exists():  # this is the restart, after the death
+                time.sleep(4)
+            super().__init__(config)
 
     def dies_on_the_first_chunk(verifier, job, progress=False):
         # Runs in an actor: the first chunk to get here kills its actor's process outright,
@@ -153,7 +183,9 @@ def test_a_chunk_whose_actor_dies_is_verified_again_and_written_once(
         os._exit(1)
 
     monkeypatch.setattr(verify, "judge", dies_on_the_first_chunk)
-    verdicts, summary, written = _verify(pending, tmp_path, "ray", _ray())
+    monkeypatch.setattr(executors, "VerifyActor", SlowToRestart)
+    with cpu_burners():
+        verdicts, summary, written = _verify(pending, tmp_path, "ray", _ray(max_retries=1))
     assert marker.exists()  # an actor did die
     assert verdicts == local[0]
     counts = collections.Counter(written)
@@ -210,6 +242,9 @@ def test_a_bad_executor_is_refused_by_name(tmp_path):
     path.write_text('[executor]\nkind = "ray"\nchunk = 0\n')
     with pytest.raises(SelfplayError, match="executor.chunk must be >= 1, not 0"):
         load_config(path)
+    path.write_text('[executor]\nkind = "ray"\nrestart_wait = 0\n')
+    with pytest.raises(SelfplayError, match="executor.restart_wait must be > 0, not 0"):
+        load_config(path)
     path.write_text('[executor]\nkind = "ray"\naddress = "auto"\nmax_retries = 5\n')
     assert load_config(path).executor == ExecutorConfig(kind="ray", address="auto",
                                                         max_retries=5)
@@ -247,8 +282,9 @@ def test_a_chunk_whose_actor_died_waits_for_its_restart_before_it_is_sent_again(
     def dies_once(ref, *args, **kwargs):
         value = real_get(ref, *args, **kwargs)
         if value == 10 and "died" not in events:
-            events.append("died")
-            raise ray_runtime.exceptions.ActorUnavailableError("The actor is restarting.", None)
+            events.append("died")  # what a chunk in an actor that died gets
+            raise ray_runtime.exceptions.ActorUnavailableError(
+                "The actor is temporarily unavailable: RpcError: RPC error: Socket closed", None)
         return value
 
     def submit(actor, i):
@@ -265,3 +301,48 @@ def test_a_chunk_whose_actor_died_waits_for_its_restart_before_it_is_sent_again(
     events.clear()
     with pytest.raises(SelfplayError, match="test chunk 1: its Ray actor died 1 times"):
         list(executors.fan_out([Actor()], submit, 4, max_retries=0, what="test"))
+
+
+def test_an_actor_slow_to_restart_is_waited_for_and_its_refusals_use_no_retry(
+        ray_runtime, monkeypatch):
+    # What Ray does (2.x), faked: a chunk in an actor that dies fails "Socket closed"; while
+    # the actor restarts, a question or a chunk sent to it fails "The actor is restarting"
+    # after a grace, instead of waiting. Only the death may use a retry (1 here).
+    real_get, events = ray_runtime.get, []
+    unavailable = ray_runtime.exceptions.ActorUnavailableError
+    died = unavailable("The actor is temporarily unavailable: RpcError: Socket closed", None)
+    restarting = unavailable("The actor is temporarily unavailable: IOError: The actor is "
+                             "restarting.", None)
+    outcomes = {"ready": [restarting, restarting, restarting, True, True],
+                "chunk 1": [died, restarting, 10]}  # the second send meets a new restart
+
+    class Actor:
+        class __ray_ready__:
+            @staticmethod
+            def remote():
+                events.append("ready?")
+                return ray_runtime.put("ready")
+
+    def get(ref, *args, **kwargs):
+        value = real_get(ref, *args, **kwargs)
+        if value in outcomes:
+            value = outcomes[value].pop(0)
+            if isinstance(value, Exception):
+                raise value
+        return value
+
+    def submit(actor, i):
+        events.append(f"send {i}")
+        return ray_runtime.put("chunk 1" if i == 1 else i * 10)
+
+    monkeypatch.setattr(ray_runtime, "get", get)
+    chunks = executors.fan_out([Actor()], submit, 4, max_retries=1, what="test")
+    assert sorted(chunks) == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    assert events.count("send 1") == 3 and events.count("ready?") == 5
+    assert outcomes == {"ready": [], "chunk 1": []}
+
+    # The wait is bounded: an actor that never comes back stops the stage, naming the setting.
+    outcomes["ready"] = [restarting] * 1000
+    with pytest.raises(SelfplayError, match=r"did not come back within 0\.5 s "
+                                            r"\(executor\.restart_wait\)"):
+        executors.wait_until_ready(Actor(), "test chunk 1", 0.5)
