@@ -199,7 +199,11 @@ def test_a_scratch_tree_no_cleanup_can_recurse_through(verifier, walk, healthy):
          "        new = os['open']('d\\n\\x01', os['O_RDONLY'], dir_fd=fd)\n"
          "        os['close'](fd)\n"
          "        fd = new\n"
-         "    os['fchmod'](fd, 0o500)\n"
+         "    os['mkdir']('read-only', 0o500, dir_fd=fd)\n"
+         "    try:\n"
+         "        os['fchmod'](fd, 0o500)\n"
+         "    except PermissionError:\n"  # seccomp denies mode changes where it is active
+         "        pass\n"
          "    return 42\n")
     verdicts = verifier.verify_many([Pair(PUZZLE, g)] + [Pair(PUZZLE, RIGHT)] * 4)
     assert verdicts[0].verdict == "pass", verdicts[0]
