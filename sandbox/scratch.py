@@ -1,5 +1,6 @@
 """Emptying a directory that untrusted code filled: in bounded stack depth and time, whatever
-it left there (deep trees, many files, odd names, read-only modes, symlinks).
+it left there (deep trees, many files, odd names, read-only modes, symlinks); and resetting
+what it set on the directory itself (`reset_dir`).
 
 `shutil.rmtree` recurses once per level (a tree 2,000 levels deep exhausts Python's recursion
 limit) and walks by path (deeper trees exceed PATH_MAX). This flattens instead: a non-empty
@@ -10,9 +11,11 @@ bounded number of times.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import stat
+import struct
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -27,6 +30,39 @@ def clear_dir(path: str, max_entries: int = 1_000_000) -> bool:
         return False
     try:
         return _clear(fd, max_entries)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+_FLAGS = struct.Struct("l")
+
+
+def reset_dir(path: str, mode: int) -> bool:
+    """Give an emptied directory back the metadata it was made with: `mode`, no extended
+    attributes, no inode flags (chattr), access and modification times at the epoch. So
+    nothing a check set on the directory itself (rather than in it) reaches the next check
+    that gets it; only its ctime, the time of this reset, differs. True when done; False when
+    something could not be reset (then give the next check a fresh directory). Never raises
+    OSError."""
+    try:
+        os.chmod(path, mode)  # first: a mode of 0 would stop the open below (unless root)
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return False
+    try:
+        for name in os.listxattr(fd):
+            os.removexattr(fd, name)
+        try:
+            flags = _FLAGS.unpack(fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(_FLAGS.size)))[0]
+        except OSError:  # a file system without inode flags: nothing to reset
+            flags = 0
+        if flags:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, _FLAGS.pack(0))
+        os.utime(fd, ns=(0, 0))
+        return True
     except OSError:
         return False
     finally:

@@ -211,6 +211,29 @@ def test_a_scratch_tree_no_cleanup_can_recurse_through(verifier, walk, healthy):
     healthy(verifier)
 
 
+def test_what_a_check_sets_on_its_scratch_dir_the_next_one_does_not_see(walk):
+    # Without seccomp (which denies these calls where it is active), a check owns its lane's
+    # dir and can set the dir's mode, times and xattrs; emptying the dir leaves those, so the
+    # next check in the lane read them: a channel between checks.
+    marks = ("def g():\n" + walk +
+             "    os['chmod']('.', 0o755)\n"
+             "    os['utime']('.', (12345, 12345))\n"
+             "    try:\n"
+             "        os['setxattr']('.', 'user.note', b'hi')\n"
+             "    except OSError:\n"  # a scratch file system without user xattrs
+             "        pass\n"
+             "    return 'marked'\n")
+    reads = ("def g():\n" + walk +
+             "    st = os['stat']('.')\n"
+             "    seen = [oct(st.st_mode & 0o777), int(st.st_mtime), os['listxattr']('.')]\n"
+             "    return 'clean' if seen == ['0o700', 0, []] else str(seen)\n")
+    puzzle = "def f(s: str):\n    return s in ('marked', 'clean')\n"
+    with Verifier(VerifierConfig(timeout=5.0, workers=1, disable_layers=("seccomp",))) as v:
+        first, second = (v.verify(Pair(puzzle, g)) for g in (marks, reads))
+    assert first.verdict == "pass", first
+    assert second.verdict == "pass", second
+
+
 def test_huge_literals_are_rejected_in_bounded_time(verifier):
     million = "def f(x: int):\n    return x == " + "7" * 1_000_000 + "\n"
     long_digits = "def g():\n    return " + "7" * 50_000 + "\n"
