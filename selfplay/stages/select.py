@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from selfplay.attempts import HUMAN_ORIGINS
 from selfplay.context import RoundContext
+from selfplay.stages.verify import NONDETERMINISTIC
 from selfplay.summaries import SelectSummary, load_summary
 
 
@@ -70,9 +71,13 @@ def run(ctx: RoundContext) -> SelectSummary:
     preferences: list[tuple[int, int, int, dict]] = []
     preferring = ctx.config.train.objective != "sft" and cfg.synthetic
     solved = kept = new_pairs = on_solved = 0
+    untrusted: set[int] = set()  # puzzles whose verdicts disagreed this round (see verify)
     with store.transaction():
         for puzzle_hash, attempts in by_puzzle.items():
             sp = store.puzzle(puzzle_hash)
+            if any(a.verdict == NONDETERMINISTIC for a in attempts):
+                untrusted.add(sp.id)
+                continue  # never trains: neither its passes, its fails, nor its human pairs
             # Solutions stored before this round (a human's or an earlier round's): the model
             # writing one of them again is no new data. (This round's own, from a run cut off
             # mid-stage, are not "earlier": a resumed select ends as an uninterrupted one.)
@@ -113,7 +118,7 @@ def run(ctx: RoundContext) -> SelectSummary:
         human_pool = [(s.puzzle_id, s.id) for s in store.solutions()
                       if s.origin in HUMAN_ORIGINS]
         train_ids = {sp.id for sp in store.puzzles(split="train")}
-        human_pool = [h for h in human_pool if h[0] in train_ids]
+        human_pool = [h for h in human_pool if h[0] in train_ids and h[0] not in untrusted]
         rng = random.Random(ctx.seed("select"))
         n_syn, n_hum = plan_mix(len(synthetic), len(human_pool), cfg.human_share,
                                 cfg.min_examples, cfg.min_human)
