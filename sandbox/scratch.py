@@ -38,11 +38,19 @@ def clear_dir(path: str, max_entries: int = 1_000_000) -> bool:
 
 _FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS = 0x80086601, 0x40086602
 _FLAGS = struct.Struct("l")
+_OWNER_FLAGS = (0x1 | 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x400 | 0x10000 | 0x20000 | 0x800000
+                | 0x20000000)
+"""Inode flags a directory's owner may set without privileges (chattr: secure deletion,
+undelete, compression and its opposite, sync, nodump, noatime, dirsync, topdir, nocow, project
+inherit). The others are the file system's own (extents, htree index...) or need a
+capability the checks do not have (immutable, append only): left as they are."""
+_OWNER_XATTRS = ("user.", "system.posix_acl_")
+"""Extended attributes a file's owner may set (the others are root's or a security module's)."""
 
 
 def reset_dir(path: str, mode: int) -> bool:
     """Give an emptied directory back the metadata it was made with: `mode`, no extended
-    attributes, no inode flags (chattr), access and modification times at the epoch. So
+    attributes or inode flags of its owner's, access and modification times at the epoch. So
     nothing a check set on the directory itself (rather than in it) reaches the next check
     that gets it; only its ctime, the time of this reset, differs. True when done; False when
     something could not be reset (then give the next check a fresh directory). Never raises
@@ -54,13 +62,14 @@ def reset_dir(path: str, mode: int) -> bool:
         return False
     try:
         for name in os.listxattr(fd):
-            os.removexattr(fd, name)
+            if name.startswith(_OWNER_XATTRS):
+                os.removexattr(fd, name)
         try:
             flags = _FLAGS.unpack(fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(_FLAGS.size)))[0]
         except OSError:  # a file system without inode flags: nothing to reset
             flags = 0
-        if flags:
-            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, _FLAGS.pack(0))
+        if flags & _OWNER_FLAGS:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, _FLAGS.pack(flags & ~_OWNER_FLAGS))
         os.utime(fd, ns=(0, 0))
         return True
     except OSError:

@@ -252,6 +252,14 @@ def test_a_scratch_tree_no_cleanup_can_recurse_through(verifier, walk, healthy):
     healthy(verifier)
 
 
+FLAGS = ("    ioctl = os['sys'].modules['fcntl'].ioctl\n"
+         "    fd = os['open']('.', os['O_RDONLY'])\n"
+         "    try:\n"
+         "        flags = ioctl(fd, 0x80086601, bytes(8))\n"  # FS_IOC_GETFLAGS
+         "    except OSError:\n"  # a scratch file system without inode flags
+         "        flags = bytes(8)\n")
+
+
 def test_what_a_check_sets_on_its_scratch_dir_the_next_one_does_not_see(walk):
     # Without seccomp (which denies these calls where it is active), a check owns its lane's
     # dir and can set the dir's mode, times and xattrs; emptying the dir leaves those, so the
@@ -263,11 +271,17 @@ def test_what_a_check_sets_on_its_scratch_dir_the_next_one_does_not_see(walk):
              "        os['setxattr']('.', 'user.note', b'hi')\n"
              "    except OSError:\n"  # a scratch file system without user xattrs
              "        pass\n"
+             + FLAGS +
+             "    try:\n"
+             "        ioctl(fd, 0x40086602, bytes([flags[0] | 0x40]) + flags[1:])\n"  # nodump
+             "    except OSError:\n"
+             "        pass\n"
              "    return 'marked'\n")
-    reads = ("def g():\n" + walk +
+    reads = ("def g():\n" + walk + FLAGS +
              "    st = os['stat']('.')\n"
-             "    seen = [oct(st.st_mode & 0o777), int(st.st_mtime), os['listxattr']('.')]\n"
-             "    return 'clean' if seen == ['0o700', 0, []] else str(seen)\n")
+             "    seen = [oct(st.st_mode & 0o777), int(st.st_mtime), os['listxattr']('.'),\n"
+             "            flags[0] & 0x40]\n"
+             "    return 'clean' if seen == ['0o700', 0, [], 0] else str(seen)\n")
     puzzle = "def f(s: str):\n    return s in ('marked', 'clean')\n"
     with pytest.warns(RuntimeWarning, match="seccomp"):
         v = Verifier(VerifierConfig(timeout=5.0, workers=1, disable_layers=("seccomp",)))
