@@ -93,7 +93,8 @@ def nondeterministic_passes(attempts) -> list[tuple[object, str]]:
 
 def _why_nondeterministic(attempts) -> str | None:
     if any(a.verdict == NONDETERMINISTIC for a in attempts):
-        return "nondeterministic puzzle: a pass of it did not hold on recheck"
+        return "nondeterministic puzzle: a pass of it did not hold (on recheck, or beside " \
+               "an identical attempt)"
     by_solution = defaultdict(set)
     for a in attempts:
         if a.solution_hash:
