@@ -30,10 +30,13 @@ What each layer adds, and what it does not cover:
   existing account uses). Not when the verifier is not root.
 - namespaces and tmpfs: no network interfaces, private IPC and mounts, a size- and
   inode-capped scratch tmpfs. Not when not root.
-- Landlock: no file access outside the lane's scratch dir, no TCP; each worker its own signal
-  scope, so it cannot signal its template or anything else (by ABI).
-- seccomp: no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf, rlimit changes (the
-  lane's filter, plus each worker's own for fork and rlimits).
+- Landlock: no reading, writing or listing files outside the lane's scratch dir, no TCP; each
+  worker its own signal scope, so it cannot signal its template or anything else (by ABI).
+  Not: file metadata (Landlock has no right for it; seccomp below denies changing it).
+- seccomp: no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf, rlimit changes; no
+  changing any file's mode, owner, times, xattrs or inode flags, no reading xattrs, no
+  inotify/fanotify (the lane's filter, plus each worker's own for fork and rlimits). Not:
+  `stat` of a host path a check names (existence, size, times; never contents).
 
 Host-side work on untrusted source is bounded (`puzzles.format`: size and integer-literal
 length); the server gets a minimal environment (no caller secrets), and it, the zygote, the

@@ -22,9 +22,11 @@ LAYER_NOTES = {
     "setuid": "workers drop root for a per-worker uid (RLIMIT_NPROC then holds)",
     "namespaces": "private network, IPC and mount namespaces (no network at all)",
     "scratch_tmpfs": "scratch dirs live on a size-capped private tmpfs",
-    "landlock": "no file access outside the scratch dir, no TCP, no signals outside",
+    "landlock": "no reading or writing files outside the scratch dir (metadata is "
+                "seccomp's), no TCP, no signals outside",
     "landlock_partial": "parts of Landlock this kernel's ABI lacks",
-    "seccomp": "no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf",
+    "seccomp": "no sockets, exec, fork, kill, ptrace, mounts, io_uring, bpf; no file "
+               "metadata changes (mode, times, xattrs), no inotify",
     "two_stage": "f runs in a process g never touched, on g's answer as JSON",
     "policy": "import allowlist; read-only module views",
     "sharing": "RestrictedPython + AST gate decides who shares a worker; every pass from a "

@@ -8,11 +8,17 @@ adds its own right after fork, before it touches untrusted code:
 - rlimits: address space, file size, open files, no core dumps (lane); CPU time and one
   process, i.e. no fork (worker);
 - setuid: a per-lane unprivileged uid, so RLIMIT_NPROC holds and root's powers are gone (lane);
-- landlock: no file access outside the lane's scratch dir, no TCP (lane); no signals or
-  abstract unix sockets outside the worker itself (worker: a nested domain of its own);
+- landlock: no reading, writing, listing, creating or removing files outside the lane's
+  scratch dir, no TCP (lane); no signals or abstract unix sockets outside the worker itself
+  (worker: a nested domain of its own). Landlock governs file contents and names only, not
+  metadata: the file metadata syscalls are seccomp's (below);
 - seccomp: no sockets at all (Landlock does not cover UDP), exec, kill, ptrace, namespace,
-  mount, io_uring or bpf (lane); no fork/clone, pidfd_open, or setting rlimits (worker: a
-  second, small filter, so that the long lane filter is compiled and JITed once per lane).
+  mount, io_uring or bpf; no changing any file's mode, owner, times, extended attributes or
+  inode flags, no reading extended attributes, no inotify or fanotify, anywhere, the scratch
+  dir included (lane); no fork/clone, pidfd_open, or setting rlimits (worker: a second, small
+  filter, so that the long lane filter is compiled and JITed once per lane). Not covered:
+  `stat`/`access` of a host path a check can name (whether it exists, its size, times, owner
+  and mode; never its contents or a directory's listing), `statfs`.
 
 A layer the kernel or the privileges do not offer is reported (see `Layers`) and skipped; a
 layer reported active that then fails to apply stops the worker (fail closed).
@@ -71,11 +77,28 @@ DENIED_SYSCALLS = (
     "setdomainname", "mknod", "mknodat", "fanotify_init", "lookup_dcookie", "vhangup",
     "memfd_create", "memfd_secret", "move_pages", "migrate_pages", "msgget", "semget", "shmget",
     "mq_open", "uselib", "nfsservctl", "chown", "fchown", "lchown", "fchownat",
+    # file metadata: Landlock rules cover reading, writing, creating and removing files, not
+    # their attributes, so without these an escaped check could change the mode, times and
+    # extended attributes of any host file its uid may (world-writable ones included), read
+    # extended attributes, and watch host directories (inotify reports the names of the files
+    # created there)
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "utime", "utimes", "utimensat", "futimesat",
+    "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "removexattr", "lremovexattr",
+    "fremovexattr", "removexattrat", "getxattr", "lgetxattr", "fgetxattr", "getxattrat",
+    "listxattr", "llistxattr", "flistxattr", "listxattrat", "file_getattr", "file_setattr",
+    "inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_mark",
 )
+_UNIFIED_NUMBERS = {"fchmodat2": 452, "setxattrat": 463, "getxattrat": 464, "listxattrat": 465,
+                    "removexattrat": 466, "file_getattr": 468, "file_setattr": 469}
+"""Syscalls newer than some libseccomp releases know by name: numbered alike on every
+architecture since Linux 5.1, so they are denied by number where the name does not resolve."""
 WORKER_ONLY_DENIED = ("fork", "vfork", "clone", "clone3", "pidfd_open", "setrlimit")
 """What the lane template still needs (to fork workers, give the server their pidfds, and let
 them set their own limits), so only each worker's own filter denies it (with prlimit64 sets)."""
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
+# Inode flags (chattr: nodump, noatime...) and the fsxattr that holds them: metadata too.
+_FS_IOC_SETFLAGS, _FS_IOC32_SETFLAGS, _FS_IOC_FSSETXATTR = 0x40086602, 0x40046602, 0x401C5820
+_DENIED_IOCTLS = (_TIOCSTI, _TIOCLINUX, _FS_IOC_SETFLAGS, _FS_IOC32_SETFLAGS, _FS_IOC_FSSETXATTR)
 
 
 @functools.lru_cache(maxsize=None)
@@ -216,19 +239,25 @@ def load_seccomp(bpf: bytes) -> None:
 def build_seccomp_filter(denied: tuple = DENIED_SYSCALLS, prlimit: bool = True,
                          ioctls: bool = True):
     """A filter denying `denied` (EPERM); `prlimit`: also prlimit64 calls that set a limit;
-    `ioctls`: also the terminal ioctls that inject input."""
+    `ioctls`: also the terminal ioctls that inject input and those that set inode flags."""
     import pyseccomp as sc
 
     flt = sc.SyscallFilter(sc.ALLOW)
     for name in denied:
+        syscall = name
+        if name in _UNIFIED_NUMBERS and sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
+            syscall = _UNIFIED_NUMBERS[name]
         try:
-            flt.add_rule(sc.ERRNO(errno.EPERM), name)
+            flt.add_rule(sc.ERRNO(errno.EPERM), syscall)
         except (OSError, ValueError):
             continue  # not a syscall on this architecture
     if prlimit:
         flt.add_rule(sc.ERRNO(errno.EPERM), "prlimit64", sc.Arg(2, sc.NE, 0))  # set, not get
-    for request in (_TIOCSTI, _TIOCLINUX) if ioctls else ():
-        flt.add_rule(sc.ERRNO(errno.EPERM), "ioctl", sc.Arg(1, sc.EQ, request))
+    for request in _DENIED_IOCTLS if ioctls else ():
+        # The kernel reads the request as 32 bits: compare only those, or a request with
+        # high bits set would pass the filter and still reach the ioctl.
+        flt.add_rule(sc.ERRNO(errno.EPERM), "ioctl",
+                     sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, request))
     return flt
 
 

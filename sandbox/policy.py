@@ -116,8 +116,11 @@ def _make_sys_shim(recursion_cap: int) -> types.ModuleType:
         # The exception being handled: what an `except` clause already binds, and its
         # traceback is reachable from it anyway (`e.__traceback__`).
         "exc_info": real.exc_info, "getsizeof": real.getsizeof}
-    for name in ("maxsize", "float_info", "int_info", "version_info", "byteorder", "hexversion",
-                 "maxunicode", "float_repr_style", "hash_info", "exception"):
+    # Immutable facts about the interpreter that honest code branches on (`sys.platform ==
+    # "linux"`, `sys.maxsize`): strings, ints and struct sequences, nothing a check can change.
+    for name in ("platform", "version", "api_version", "maxsize", "float_info", "int_info",
+                 "version_info", "byteorder", "hexversion", "maxunicode", "float_repr_style",
+                 "hash_info", "exception"):
         if hasattr(real, name):  # sys.exception is new in 3.11
             attributes[name] = getattr(real, name)
     return _read_only_module("sys", attributes)

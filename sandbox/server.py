@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from sandbox import wire
 from sandbox.config import REASONS
-from sandbox.scratch import clear_dir
+from sandbox.scratch import clear_dir, reset_dir
 from sandbox.zygote import Template, Zygote
 
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
@@ -125,11 +125,13 @@ class Server:
         return path
 
     def _clean_lane_dir(self, lane: int) -> None:
-        """Empty the lane's scratch dir; if that fails (nothing a check leaves may stop the
-        server), give the lane a new one, and a new template confined to it. The old dir then
-        goes with the scratch tmpfs."""
+        """Empty the lane's scratch dir and reset its own metadata (mode, times, xattrs: a
+        channel to the next check otherwise); if that fails (nothing a check leaves may stop
+        the server), give the lane a new one, and a new template confined to it. The old dir
+        then goes with the scratch tmpfs."""
         template = self.templates[lane]
-        if not clear_dir(template.lane_dir) or not template.alive:
+        if (not clear_dir(template.lane_dir) or not reset_dir(template.lane_dir, 0o700)
+                or not template.alive):
             generation = int(time.monotonic() * 1e6)
             template.close()
             self.templates[lane] = self.zygote.template(

@@ -16,15 +16,23 @@ So only plain computation shares. Two gates, both on the source:
    attributes for you (`functools.update_wrapper`, `dataclass` applied to something else than
    the class it decorates), anything that evaluates annotation strings (`get_type_hints`),
    imports outside the allowlist, attribute stores on anything but `self`, strings that name
-   interpreter internals, and annotations that are more than type expressions (annotations
-   are kept as strings and could be evaluated later).
+   interpreter internals, annotations that are more than type expressions (annotations
+   are kept as strings and could be evaluated later), and defining `__eq__` or `__hash__`:
+   caches the interpreter keeps for every check of a process (struct's formats, `re`'s
+   patterns, `_strptime`'s regexes, typing's aliases) find an entry by hash and equality, so
+   an object whose equality lies (a `str` subclass equal to everything, hashing like `"<I"`)
+   plants an entry that an honest neighbour's lookup then gets (`struct.unpack("<I", ...)`
+   decoding as `">I"`). Without our own `__eq__` a key compares as the builtin it is.
 
 Code refused by either gate is not rejected: it runs alone, in a fresh process forked from a
 clean zygote (see `sandbox.server`). And whatever the gates say, a `pass` is only reported after
 the pair ran end to end alone, so a gate that misses something can at worst make a neighbour
 fail, never pass. One known miss: a method of the code's own class called through the class
 with a foreign object (`A.m(collections.Counter)`) sets attributes on that object, which later
-checks in the same worker see.
+checks in the same worker see. Another: equality inherited from the standard library over state
+the code can change (a `collections.UserString` subclass that sets `self.data`) can leave a
+stale key in a cache that accepts such keys (typing's); `sandbox.worker` clears the caches
+named above between the checks of a worker, whatever the gate let through.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ SAFE_DUNDERS = frozenset((
     "__init__", "__repr__", "__str__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__",
     "__ge__", "__hash__", "__len__", "__iter__", "__next__", "__getitem__", "__contains__",
     "__add__", "__sub__", "__mul__", "__bool__", "__call__", "__future__"))
+CUSTOM_EQUALITY = frozenset(("__eq__", "__hash__"))
+"""Names whose definition sends code to a process of its own (see the module docstring)."""
 _TYPE_EXPRESSION_NODES = (ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List,
                           ast.Constant, ast.BinOp, ast.expr_context, ast.BitOr)
 
@@ -113,6 +123,9 @@ def _own_reason(tree: ast.Module) -> str | None:
     decorating: set[int] = set()  # ids of Name/Attribute nodes used as allowed decorators
     own_stores: set[int] | None = None  # found on the first attribute store (most code has none)
     for node in ast.walk(tree):
+        reason = _custom_equality_reason(node)
+        if reason:
+            return reason
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             allowed = CLASS_DECORATORS if isinstance(node, ast.ClassDef) else \
                 FUNCTION_DECORATORS
@@ -152,6 +165,24 @@ def _own_reason(tree: ast.Module) -> str | None:
             text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
             if any(p in text for p in INTERNAL_STRINGS):
                 return "string constant naming interpreter internals"
+    return None
+
+
+def _custom_equality_reason(node: ast.AST) -> str | None:
+    """Whether `node` binds `__eq__` or `__hash__`, in whatever way a class body can: a def,
+    an assignment (any target, walrus, for, with), an import alias, an except name."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        bound = node.name
+    elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        bound = node.id
+    elif isinstance(node, ast.alias):
+        bound = node.asname or node.name
+    elif isinstance(node, ast.ExceptHandler):
+        bound = node.name
+    else:
+        return None
+    if bound in CUSTOM_EQUALITY:
+        return f"defines {bound} (a lying one can poison caches every check of a worker uses)"
     return None
 
 

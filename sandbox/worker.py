@@ -158,7 +158,10 @@ def _harden_worker(settings: dict, layers) -> None:
 
 def _reset_interpreter_state(policy) -> None:
     """Undo what a previous check in this process could change through the modules it
-    imported: random's state, decimal's context, the recursion limit."""
+    imported: random's state, decimal's context, the recursion limit, and the caches keyed by
+    what a check passes in (struct's formats, re's patterns, _strptime's regexes, typing's
+    aliases), where a key with a lying `__eq__` plants a wrong entry for every later lookup
+    (see sandbox.sharing, which sends code defining `__eq__` to a process of its own)."""
     imported = policy.imported
     if not imported:
         return
@@ -169,7 +172,36 @@ def _reset_interpreter_state(policy) -> None:
         decimal.setcontext(decimal.Context())
     if "sys" in imported:
         sys.setrecursionlimit(_RECURSION_LIMIT)
+    for name in _CACHES.keys() & imported:
+        _CACHES[name]()
     imported.clear()
+
+
+def _clear_strptime_cache() -> None:
+    import _strptime  # imported by ModulePolicy; `time.strptime` imports it through the policy
+    with _strptime._cache_lock:
+        _strptime._regex_cache.clear()
+
+
+def _clear_typing_caches() -> None:
+    import typing
+    for clear in typing._cleanups:
+        clear()
+
+
+def _clear_struct_cache() -> None:
+    import struct
+    struct._clearcache()
+
+
+def _clear_re_cache() -> None:
+    import re
+    re.purge()
+
+
+_CACHES = {"struct": _clear_struct_cache, "re": _clear_re_cache,
+           "_strptime": _clear_strptime_cache, "typing": _clear_typing_caches}
+"""Module (as a check imports it) -> what clears the interpreter-wide cache it fills."""
 
 
 def _send(nonce: str, payload: dict) -> None:

@@ -14,6 +14,7 @@ from selfplay.attempts import HUMAN_ORIGINS
 from selfplay.context import RoundContext
 from selfplay.stages.dedup import PROPOSER
 from selfplay.stages.verify import ATTEMPT_STAGES
+from selfplay.stages.verify import NONDETERMINISTIC
 from selfplay.summaries import SelectSummary, load_summary
 
 
@@ -75,9 +76,13 @@ def run(ctx: RoundContext) -> SelectSummary:
     solved = kept = new_pairs = on_solved = 0
     # The model's own puzzles (origin generated) kept apart from human ones it solved.
     own_solved = own_by_solver = own_pairs = human_solved = 0
+    untrusted: set[int] = set()  # puzzles whose verdicts disagreed this round (see verify)
     with store.transaction():
         for puzzle_hash, attempts in by_puzzle.items():
             sp = store.puzzle(puzzle_hash)
+            if any(a.verdict == NONDETERMINISTIC for a in attempts):
+                untrusted.add(sp.id)
+                continue  # never trains: neither its passes, its fails, nor its human pairs
             # Solutions stored before this round (a human's or an earlier round's): the model
             # writing one of them again is no new data. (This round's own, from a run cut off
             # mid-stage, are not "earlier": a resumed select ends as an uninterrupted one.)
@@ -126,7 +131,7 @@ def run(ctx: RoundContext) -> SelectSummary:
         human_pool = [(s.puzzle_id, s.id) for s in store.solutions()
                       if s.origin in HUMAN_ORIGINS]
         train_ids = {sp.id for sp in store.puzzles(split="train")}
-        human_pool = [h for h in human_pool if h[0] in train_ids]
+        human_pool = [h for h in human_pool if h[0] in train_ids and h[0] not in untrusted]
         rng = random.Random(ctx.seed("select"))
         n_syn, n_hum = plan_mix(len(synthetic), len(human_pool), cfg.human_share,
                                 cfg.min_examples, cfg.min_human)

@@ -2,8 +2,10 @@
 cannot touch files, run programs, open sockets, outlive its check, or hurt the host."""
 
 import os
+import pathlib
 import shutil
 import socket
+import tempfile
 
 import pytest
 
@@ -198,4 +200,70 @@ def test_raising_limits(verifier, walk, healthy):
 def test_import_tricks(verifier, walk, body, healthy):
     v = _check(verifier, walk, body)
     assert v.verdict in ("error", "fail"), v
+    healthy(verifier)
+
+
+@pytest.fixture
+def seccomp(verifier):
+    status = verifier.layers().get("seccomp")
+    if status is not True:
+        pytest.skip(f"seccomp is not active here: {status}")
+
+
+@pytest.fixture
+def reachable():
+    """A world-writable dir that any uid can reach (pytest's tmp_path sits under a dir only
+    its owner may enter, which would stop a worker uid before any sandbox layer does)."""
+    path = tempfile.mkdtemp(prefix="selfplay-metadata-", dir="/tmp")
+    os.chmod(path, 0o777)
+    yield pathlib.Path(path)
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("body", [
+    "    os['utime']({p!r})\n",  # to now: needs only write permission, which 0o666 gives
+    "    os['setxattr']({p!r}, 'user.note', b'x')\n",
+    "    os['removexattr']({p!r}, 'user.kept')\n",
+    "    os['listxattr']({p!r})\n",
+    # its own scratch dir, which it owns: the channel to the next check that sandbox.server
+    # also closes by resetting the dir
+    "    os['chmod']('.', 0o755)\n",
+    "    os['utime']('.', (12345, 12345))\n",
+], ids=["utime", "setxattr", "removexattr", "listxattr", "chmod-own", "utime-own"])
+def test_no_file_metadata_outside_scratch(verifier, walk, reachable, body, seccomp, healthy):
+    # Landlock has no right for metadata: without seccomp's denial these reach a world-writable
+    # host file (setxattr of user.* and utime to now need only write permission).
+    victim = reachable / "shared.txt"
+    victim.write_text("x")
+    victim.chmod(0o666)
+    try:
+        os.setxattr(victim, "user.kept", b"1")
+    except OSError:  # a file system without user xattrs: the other calls still count
+        pass
+    os.utime(victim, (1_000_000, 1_000_000))
+    before = (os.stat(victim), os.stat(reachable).st_mode, _xattrs(victim))
+    v = _check(verifier, walk, body.format(p=str(victim), d=str(reachable)))
+    assert v.verdict == "error" and "PermissionError" in v.detail, v
+    after = (os.stat(victim), os.stat(reachable).st_mode, _xattrs(victim))
+    assert after[0].st_mtime == before[0].st_mtime and after[0].st_mode == before[0].st_mode
+    assert after[1:] == before[1:]
+    healthy(verifier)
+
+
+def _xattrs(path) -> dict:
+    try:
+        return {name: os.getxattr(path, name) for name in os.listxattr(path)}
+    except OSError:
+        return {}
+
+
+def test_no_watching_host_directories(verifier, walk, reachable, seccomp, healthy):
+    # inotify on a host dir reports the names of the files the host creates there.
+    g = ("def g():\n" + walk +
+         "    libc = os['sys'].modules['ctypes'].CDLL(None)\n"
+         "    fd = libc.inotify_init1(0)\n"
+         f"    watch = libc.inotify_add_watch(fd, {str(reachable).encode()!r}, 0x100)\n"
+         "    return min(fd, watch)\n")
+    opened = "def f(x: int):\n    return x >= 0\n"  # passes iff both calls worked
+    assert verifier.verify(Pair(opened, g)).verdict == "fail"
     healthy(verifier)

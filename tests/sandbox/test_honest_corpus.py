@@ -79,6 +79,21 @@ CORPUS = {
             def g():
                 return sys.getsizeof(0)
             """), "pass"),
+    "sys.platform and other facts about the interpreter": (
+        _src("""
+            import sys
+            def f(s: str):
+                return s == "ok"
+            """),
+        _src("""
+            import sys
+            def g():
+                facts = [sys.platform.startswith("linux"), sys.maxsize > 2 ** 31,
+                         sys.version_info >= (3, 8), sys.byteorder in ("little", "big"),
+                         sys.float_info.epsilon < 1e-9, sys.int_info.bits_per_digit > 0,
+                         sys.hexversion > 0x03000000, "." in sys.version]
+                return "ok" if all(facts) else str(facts)
+            """), "pass"),
     # -- from __future__ ----------------------------------------------------------------------
     "future annotations in the puzzle": (
         _src("""

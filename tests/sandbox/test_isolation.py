@@ -132,6 +132,13 @@ def test_reading_other_checks_data_finds_nothing(verifier, walk):
     ("frame attribute", "def g():\n    def h():\n        yield 1\n    return h().gi_frame\n"),
     ("private name (RestrictedPython)", "def g():\n    _x = 41\n    return _x + 1\n"),
     ("exec (RestrictedPython)", "def g():\n    return exec('1')\n"),
+    ("own __eq__", "def g():\n    class S(str):\n        def __eq__(self, other):\n"
+                   "            return True\n    return 1\n"),
+    ("own __hash__ by assignment", "def g():\n    class S(str):\n        __hash__ = len\n"
+                                   "    return 1\n"),
+    ("__eq__ imported under that name",
+     "def g():\n    class S(str):\n        from operator import is_not as __eq__\n"
+     "    return 1\n"),
 ])
 def test_the_sharing_gate_sends_dynamic_code_to_a_process_of_its_own(name, source):
     assert isolation_reason(ast.parse(source)) is not None, name
@@ -162,6 +169,40 @@ def test_code_restrictedpython_refuses_is_isolated_and_judged_correctly(verifier
     assert "RestrictedPython" in isolation_reason(ast.parse(right))
     verdicts = verifier.verify_many([Pair(PUZZLE, s) for s in (right, wrong) * 3])
     assert [v.verdict for v in verdicts] == ["pass", "fail"] * 3
+
+
+# Gate-passing code whose keys lie about equality, planting entries in the interpreter's own
+# caches for the formats, regexes and patterns an honest neighbour then looks up.
+POISONERS = [
+    "def g():\n    import struct\n    class S(str):\n        def __hash__(self):\n"
+    "            return hash('<I')\n        def __eq__(self, other):\n            return True\n"
+    "    struct.unpack(S('>I'), bytes(4))\n    return 0\n",
+    "def g():\n    import time\n    class S(str):\n        def __hash__(self):\n"
+    "            return hash('%Y')\n        def __eq__(self, other):\n            return True\n"
+    "    time.strptime('07', S('%d'))\n    return 0\n",
+    "def g():\n    import re\n    class F(int):\n        def __hash__(self):\n"
+    "            return hash(0)\n        def __eq__(self, other):\n            return True\n"
+    "    re.compile('ab', F(re.IGNORECASE))\n    return 0\n",
+]
+POISONED = ("def g():\n    import re, struct, time\n"
+            "    one = struct.unpack('<I', bytes([1, 0, 0, 0]))[0]\n"
+            "    year = time.strptime('2020', '%Y').tm_year\n"
+            "    case = re.fullmatch('ab', 'AB') is None\n"
+            "    return one if year == 2020 and case else 0\n")
+CACHE_PUZZLE = "def f(x: int):\n    return x == 1\n"
+
+
+@pytest.mark.parametrize("shared", ["gate", "no_gate"])
+def test_lying_keys_do_not_poison_the_caches_of_honest_neighbours(shared, request):
+    # Through the gate, such code runs alone; with every check sharing (no gate), the worker
+    # clears those caches between checks. Either way the honest checks after it pass.
+    v = request.getfixturevalue("verifier" if shared == "gate" else "no_gate")
+    poisoners = [Pair(CACHE_PUZZLE, g, id=f"p{i}") for i, g in enumerate(POISONERS)]
+    honest = [Pair(CACHE_PUZZLE, POISONED, id=f"h{i}") for i in range(8)]
+    if shared == "gate":
+        assert all(isolation_reason(ast.parse(g)) for g in POISONERS)
+    verdicts = v.verify_many(poisoners + honest)
+    assert [x.verdict for x in verdicts] == ["fail"] * 3 + ["pass"] * 8, verdicts
 
 
 def _returns_within(seconds: float, fn):
@@ -199,12 +240,55 @@ def test_a_scratch_tree_no_cleanup_can_recurse_through(verifier, walk, healthy):
          "        new = os['open']('d\\n\\x01', os['O_RDONLY'], dir_fd=fd)\n"
          "        os['close'](fd)\n"
          "        fd = new\n"
-         "    os['fchmod'](fd, 0o500)\n"
+         "    os['mkdir']('read-only', 0o500, dir_fd=fd)\n"
+         "    try:\n"
+         "        os['fchmod'](fd, 0o500)\n"
+         "    except PermissionError:\n"  # seccomp denies mode changes where it is active
+         "        pass\n"
          "    return 42\n")
     verdicts = verifier.verify_many([Pair(PUZZLE, g)] + [Pair(PUZZLE, RIGHT)] * 4)
     assert verdicts[0].verdict == "pass", verdicts[0]
     assert [v.verdict for v in verdicts[1:]] == ["pass"] * 4
     healthy(verifier)
+
+
+FLAGS = ("    ioctl = os['sys'].modules['fcntl'].ioctl\n"
+         "    fd = os['open']('.', os['O_RDONLY'])\n"
+         "    try:\n"
+         "        flags = ioctl(fd, 0x80086601, bytes(8))\n"  # FS_IOC_GETFLAGS
+         "    except OSError:\n"  # a scratch file system without inode flags
+         "        flags = bytes(8)\n")
+
+
+def test_what_a_check_sets_on_its_scratch_dir_the_next_one_does_not_see(walk):
+    # Without seccomp (which denies these calls where it is active), a check owns its lane's
+    # dir and can set the dir's mode, times and xattrs; emptying the dir leaves those, so the
+    # next check in the lane read them: a channel between checks.
+    marks = ("def g():\n" + walk +
+             "    os['chmod']('.', 0o755)\n"
+             "    os['utime']('.', (12345, 12345))\n"
+             "    try:\n"
+             "        os['setxattr']('.', 'user.note', b'hi')\n"
+             "    except OSError:\n"  # a scratch file system without user xattrs
+             "        pass\n"
+             + FLAGS +
+             "    try:\n"
+             "        ioctl(fd, 0x40086602, bytes([flags[0] | 0x40]) + flags[1:])\n"  # nodump
+             "    except OSError:\n"
+             "        pass\n"
+             "    return 'marked'\n")
+    reads = ("def g():\n" + walk + FLAGS +
+             "    st = os['stat']('.')\n"
+             "    seen = [oct(st.st_mode & 0o777), int(st.st_mtime), os['listxattr']('.'),\n"
+             "            flags[0] & 0x40]\n"
+             "    return 'clean' if seen == ['0o700', 0, [], 0] else str(seen)\n")
+    puzzle = "def f(s: str):\n    return s in ('marked', 'clean')\n"
+    with pytest.warns(RuntimeWarning, match="seccomp"):
+        v = Verifier(VerifierConfig(timeout=5.0, workers=1, disable_layers=("seccomp",)))
+    with v:
+        first, second = (v.verify(Pair(puzzle, g)) for g in (marks, reads))
+    assert first.verdict == "pass", first
+    assert second.verdict == "pass", second
 
 
 def test_huge_literals_are_rejected_in_bounded_time(verifier):
