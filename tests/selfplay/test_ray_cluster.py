@@ -1,7 +1,7 @@
 """`executor.kind = "ray"` on a real cluster of two Ray nodes on this machine (Ray's
 `cluster_utils.Cluster`: a head and a worker node, each a raylet of its own with 1 CPU, so the
-two verify actors land one on each): the verify stage fans out over both nodes and ends with
-the local verifier's store; and when the worker node itself is killed mid-stage (its raylet,
+two verify actors, and the two sampler actors, land one on each): the verify stage and a
+whole round's sampling fan out over both nodes and end with a local run's store; and when the worker node itself is killed mid-stage (its raylet,
 its object store and every worker process on it, not only an actor), the chunks it held are
 verified again on the node that replaces it, each attempt written once, the store again the
 local run's."""
@@ -13,8 +13,12 @@ import time
 
 import pytest
 
+from selfplay import samplers
+from selfplay.loop import run
 from selfplay.stages import verify
+from test_loop_e2e import dump
 from test_ray_executor import _ray, _verify, local, pending  # noqa: F401 (fixtures)
+from test_ray_sampling import RAY, local_run, small_run  # noqa: F401 (a fixture)
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -77,6 +81,25 @@ def test_verify_fans_out_over_both_nodes_and_stores_what_a_local_run_does(
     assert sorted(written) == sorted(verdicts)  # each attempt written once
     per_node = _chunks_per_node(log_dir)
     assert set(per_node) == set(_alive_nodes())  # both nodes verified chunks
+
+
+def test_a_round_sampled_and_verified_on_both_nodes_stores_what_a_local_round_does(
+        cluster, local_run, tmp_path, monkeypatch):
+    log_dir = tmp_path / "chunks"
+    log_dir.mkdir()
+    real_sample = samplers.sample_chunk
+
+    def sample_chunk(loaded, job):
+        node = ray.get_runtime_context().get_node_id()
+        with open(log_dir / f"{node}.{os.getpid()}.{time.monotonic_ns()}", "w"):
+            pass
+        return real_sample(loaded, job)
+
+    monkeypatch.setattr(samplers, "sample_chunk", sample_chunk)
+    ray_run = small_run(tmp_path / "ray", RAY)
+    run(ray_run, rounds=1)
+    assert dump(ray_run) == dump(local_run)  # every table, completions and pass@k included
+    assert set(_chunks_per_node(log_dir)) == set(_alive_nodes())  # both nodes sampled
 
 
 def test_a_node_killed_mid_stage_loses_no_chunk_and_writes_none_twice(
