@@ -25,7 +25,7 @@ import warnings
 from typing import Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import parse_puzzle, solution_tree
+from puzzles.format import parse_puzzle, recursion_headroom, solution_tree
 from puzzles.types import conforms
 from sandbox import wire
 from sandbox.config import Pair, Verdict, VerifierConfig
@@ -44,7 +44,8 @@ _CHUNK = 128  # checks per message: small enough that workers start while the ho
 def _compile(tree: ast.Module, name: str) -> tuple[bytes, bool]:
     """Marshalled code for the worker, and whether the sharing gate wants it run alone."""
     code = compile_check(tree, name)
-    alone = isolation_reason(tree) is not None  # spends the tree: compiled above
+    with recursion_headroom():  # RestrictedPython's transformer recurses once a level too
+        alone = isolation_reason(tree) is not None  # spends the tree: compiled above
     return marshal.dumps(code), alone
 
 
@@ -58,8 +59,8 @@ def _compile_checker(source: str) -> tuple[bytes, bool]:
 def _compile_solution(source: str, puzzle) -> tuple[bytes, bool] | Verdict:
     """g parsed, checked against its puzzle and compiled here, on the host, like f: a worker
     then only unmarshals (a parse inside a freshly forked worker costs it page faults too).
-    The parser and compiler bound their own depth (RecursionError, SyntaxError) and sources
-    are capped at puzzles.format.MAX_SOURCE_CHARS, so untrusted source cannot stall them."""
+    Sources are capped at puzzles.format.MAX_SOURCE_CHARS, their trees at MAX_NESTING levels
+    and MAX_FOLDED_BYTES of folded constants, so untrusted source cannot stall the host."""
     try:
         return _compile(solution_tree(source, puzzle), "g")
     except PuzzleError as e:

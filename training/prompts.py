@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution
+from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution, unparse
 
 # A newline followed by anything but whitespace starts a line at column 0: the function ended.
 _FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
@@ -99,7 +99,7 @@ def rename_function(source: str, old: str, new: str) -> str:
             node.name = new
         elif isinstance(node, ast.Name) and node.id == old:
             node.id = new
-    return ast.unparse(tree) + "\n"
+    return unparse(tree) + "\n"  # with the headroom a stored 400-term sum needs
 
 
 def propose_prompt(examples: list[Puzzle], rng: random.Random, config: PromptConfig = PromptConfig(),
@@ -134,8 +134,8 @@ def parse_proposal(completion: str, prompt_k: int) -> Puzzle:
     source = f"def {name}(" + _finished(completion)
     try:
         source = rename_function(source, name, "f")  # recursive calls too, not just the def
-    except (SyntaxError, ValueError, RecursionError):
-        pass  # parse_puzzle says what is wrong, naming the line
+    except (SyntaxError, ValueError, RecursionError, MemoryError, PuzzleError):
+        pass  # parse_puzzle says what is wrong, naming the line, as a PuzzleError
     return parse_puzzle(source)
 
 
