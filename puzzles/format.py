@@ -184,28 +184,64 @@ def bound_tree(tree: ast.AST, what: str) -> None:
     constants is taken to be folded; a `*`, `**` or `<<` into at most _MAX_REPEATED_ITEMS items
     of its operands' widest, any other operator (`+`: concatenation) into as many bytes as both
     operands; a tuple shallow (its items are pointers to constants that exist already)."""
+    # Level by level (breadth first): the depth comes for free, and the foldable nodes, taken
+    # in reverse, come children before parents. Operator and context nodes (leaves shared by
+    # the whole tree) are not visited. This runs on every source the host parses: kept lean.
+    level, depth, foldable = [tree], 0, []
+    while level:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise PuzzleError(f"{what} line {getattr(level[0], 'lineno', '?')}: nested over "
+                              f"{MAX_NESTING:,} levels deep", "too_deep")
+        below: list = []
+        for node in level:
+            if isinstance(node, _FOLDABLE):
+                foldable.append(node)
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if type(value) is list:
+                    below += [v for v in value if isinstance(v, _VISITED)]
+                elif isinstance(value, _VISITED):
+                    below.append(value)
+        level = below
     sizes: dict[ast.AST, tuple[int, int]] = {}  # foldable node -> (bytes, bytes per item)
     folded = 0
-    stack: list = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth < 0:  # second visit, children done: post-order
-            size = _folded_size(node, sizes)
-            if size is not None:
-                sizes[node] = size
-                if not isinstance(node, ast.Constant):
-                    folded += size[0]
-                    if folded > MAX_FOLDED_BYTES:
-                        raise PuzzleError(
-                            f"{what} has constant expressions that compiling would fold into "
-                            f"over {MAX_FOLDED_BYTES >> 20} MiB of constants", "too_long")
+    for node in reversed(foldable):
+        size = _folded_size(node, sizes)
+        if size is None:
             continue
-        if depth > MAX_NESTING:
-            raise PuzzleError(f"{what} line {getattr(node, 'lineno', '?')}: nested over "
-                              f"{MAX_NESTING:,} levels deep", "too_deep")
-        if isinstance(node, ast.expr):
-            stack.append((node, -1))
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        sizes[node] = size
+        if not isinstance(node, ast.Constant):
+            folded += size[0]
+            if folded > MAX_FOLDED_BYTES:
+                raise PuzzleError(f"{what} has constant expressions that compiling would fold "
+                                  f"into over {MAX_FOLDED_BYTES >> 20} MiB of constants",
+                                  "too_long")
+
+
+_FOLDABLE = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.Subscript, ast.Slice, ast.Name)
+_VISITED = (ast.expr, ast.stmt, ast.arguments, ast.arg, ast.keyword, ast.comprehension,
+            ast.excepthandler, ast.withitem, ast.match_case, ast.pattern, ast.alias,
+            ast.type_ignore, ast.mod)
+"""Node classes below which a tree goes on (not operators, contexts: shared leaves)."""
+
+
+def _bounded_by_its_length(source: str) -> bool:
+    """True when `source` is too short to break either bound of bound_tree, which then need not
+    walk its tree (the walk costs about as much as parsing; most solutions are this short).
+
+    Depth: a node's source span holds its children's, narrowing by a character at least every
+    few levels (implicit nodes, like `Expr` around its value, add one), so depth stays under
+    3 * length + 10 (measured, every construct nested: under length + 10). Folding: each folded
+    node needs an operator character (or `not`), and none can fold into more than 8 bytes per
+    character (a str is at most 4 a character, a tuple 8 an item) plus what `*` and `<<` repeat
+    (_MAX_REPEATED_ITEMS items of at most 8 bytes each)."""
+    n = len(source)
+    if 3 * n + 10 > MAX_NESTING:
+        return False
+    folds = sum(map(source.count, "+-*/%@&|^~<>,[")) + source.count("not")
+    repeats = source.count("*") + source.count("<<")
+    return folds * (8 * n + 8 * _MAX_REPEATED_ITEMS * repeats) <= MAX_FOLDED_BYTES
 
 
 def _folded_size(node: ast.AST, sizes: dict) -> tuple[int, int] | None:
@@ -265,7 +301,8 @@ def _parse(source: str, what: str) -> ast.Module:
         raise PuzzleError(f"{what} cannot be parsed: MemoryError", "too_long") from None
     except ValueError as e:  # a NUL byte; a lone surrogate, which UTF-8 cannot encode
         raise PuzzleError(f"{what} cannot be parsed: {type(e).__name__}", "syntax") from None
-    bound_tree(tree, what)
+    if not _bounded_by_its_length(source):
+        bound_tree(tree, what)
     return tree
 
 

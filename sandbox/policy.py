@@ -48,18 +48,20 @@ _HIDDEN_BUILTINS = ("open", "input", "breakpoint", "help", "exit", "quit", "copy
 COMPILE_FLAGS = __future__.annotations.compiler_flag  # `x: List[int]` needs no import
 
 
-def compile_check(source: str | ast.Module, name: str):
+def compile_check(source: str | ast.Module, name: str, *, bounded: bool = False):
     """Compile untrusted source the way the worker runs it (annotations stay unevaluated).
 
     This runs on the host, outside every sandbox limit, so the tree is bounded first
     (puzzles.format.bound_tree: its depth, and the bytes of constants CPython's optimiser would
-    fold, which it does without a size limit) and compiled with the recursion headroom that
-    depth needs; PuzzleError says which bound it broke. Compiler warnings (e.g. SyntaxWarning
-    for `x is 1`) are the model's business, not the user's terminal's: they are silenced."""
+    fold, which it does without a size limit; `bounded`: the tree comes from puzzles.format's
+    parser, which bounded it already) and compiled with the recursion headroom that depth
+    needs; PuzzleError says which bound it broke. Compiler warnings (e.g. SyntaxWarning for
+    `x is 1`) are the model's business, not the user's terminal's: they are silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = ast.parse(source) if isinstance(source, str) else source
-        bound_tree(tree, name)
+        if not bounded:
+            bound_tree(tree, name)
         with recursion_headroom():
             return compile(tree, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
 

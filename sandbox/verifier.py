@@ -41,9 +41,11 @@ _PUZZLE_CACHE = 4096
 _CHUNK = 128  # checks per message: small enough that workers start while the host parses
 
 
-def _compile(tree: ast.Module, name: str) -> tuple[bytes, bool]:
-    """Marshalled code for the worker, and whether the sharing gate wants it run alone."""
-    code = compile_check(tree, name)
+def _compile(tree: ast.Module, name: str, bounded: bool) -> tuple[bytes, bool]:
+    """Marshalled code for the worker, and whether the sharing gate wants it run alone.
+    `bounded`: puzzles.format parsed the tree, bounding its depth and folding (see
+    compile_check)."""
+    code = compile_check(tree, name, bounded=bounded)
     with recursion_headroom():  # RestrictedPython's transformer recurses once a level too
         alone = isolation_reason(tree) is not None  # spends the tree: compiled above
     return marshal.dumps(code), alone
@@ -51,7 +53,7 @@ def _compile(tree: ast.Module, name: str) -> tuple[bytes, bool]:
 
 def _compile_checker(source: str) -> tuple[bytes, bool]:
     try:
-        return _compile(ast.parse(source), "f")
+        return _compile(ast.parse(source), "f", bounded=False)  # once a puzzle: cached
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise PuzzleError(f"f does not compile: {type(e).__name__}: {e}") from None
 
@@ -62,7 +64,7 @@ def _compile_solution(source: str, puzzle) -> tuple[bytes, bool] | Verdict:
     Sources are capped at puzzles.format.MAX_SOURCE_CHARS, their trees at MAX_NESTING levels
     and MAX_FOLDED_BYTES of folded constants, so untrusted source cannot stall the host."""
     try:
-        return _compile(solution_tree(source, puzzle), "g")
+        return _compile(solution_tree(source, puzzle), "g", bounded=True)
     except PuzzleError as e:
         return Verdict("rejected", f"solution: {e}", 0.0, reason="invalid_solution")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:

@@ -117,3 +117,21 @@ def test_folding_within_the_bound_compiles_within_it():
         tracemalloc.stop()
     assert 4 << 20 < peak < MAX_FOLDED_BYTES + (4 << 20)  # the fold did happen, bounded
     assert compile_check("x = 'a' * 4096 + 'b'\n", "f") is not None
+
+
+@pytest.mark.parametrize("source", [
+    "x = " + "-" * 320 + "1",
+    "x = " + "+".join(["'a'*4096"] * 36),
+    "x = " + "+".join(["(1,)*256"] * 36),
+    "x = " + "[" * 100 + "]" * 100,
+    "x = f(" + "a=f(" * 60 + ")" * 61,
+])
+def test_sources_short_enough_to_skip_the_walk_are_within_both_bounds(source):
+    """_parse skips bound_tree for short sources: its length argument must hold for them."""
+    import ast
+
+    from puzzles.format import _bounded_by_its_length, bound_tree
+    if _bounded_by_its_length(source):
+        bound_tree(ast.parse(source), "x")  # would raise if the argument were wrong
+    # And the argument is not vacuous: the short honest case skips the walk.
+    assert _bounded_by_its_length("def g(a=3):\n    return 10 ** 6 * a + 1\n")
