@@ -312,7 +312,7 @@ def _describe_exception(e: BaseException) -> str:
         message = _text(str(e))  # str() runs the exception's own __str__: untrusted
     except BaseException:
         message = "(unprintable)"
-    return f"{name}: {message}" if message else name
+    return (f"{name}: {message}" if message else name)[:_DETAIL_CHARS]
 
 
 def _text(value) -> str:
