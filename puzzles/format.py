@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
 import re
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -91,6 +93,189 @@ literal costs time quadratic in its length, a million digits tens of seconds."""
 _LONG_DIGITS = re.compile(r"\d{%d,}" % (MAX_INT_DIGITS + 1))
 
 
+MAX_NESTING = 1_000
+"""Deepest syntax tree accepted, in nodes from the module down. Each operator of a chain nests
+the ones before it (`1 + 1 + ... + 1` with 400 terms is ~400 deep), so honest sums and string
+concatenations reach hundreds; CPython's parser stops near 3,000 on its own. Deeper source is
+refused with reason `too_deep`, so the recursive walkers used on accepted trees (ast.unparse,
+the compiler) run with a bounded recursion headroom (`recursion_headroom`), never unbounded."""
+MAX_FOLDED_BYTES = 16 << 20
+"""Most bytes of constants that compiling a source may build by folding constant expressions
+(`'a' * 4096 + 'a' * 4096 + ...`). CPython's AST optimiser folds `+` without a size limit and
+keeps every intermediate until the compile ends, so 13 KB of source can take a GB of host
+memory: such source is refused with reason `too_long` before it is compiled. Host memory for
+compiling accepted source is its syntax tree plus at most this."""
+_FRAMES_PER_LEVEL = 5
+"""Python frames the standard library's recursive tree walkers take per level of a tree:
+ast.unparse about 3, fix_missing_locations 1; the compiler's C checks count about 1."""
+
+
+class _Headroom:
+    """A raised recursion limit while any thread needs one, the caller's limit back after the
+    last leaves. The limit is process-wide, so a thread must not lower it while another one is
+    still deep in a tree: a count and a lock, not each caller restoring what it saw."""
+
+    def __init__(self, extra: int):
+        self.extra = extra
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self.lock:
+            if self.users == 0:
+                self.saved = sys.getrecursionlimit()
+                sys.setrecursionlimit(self.saved + self.extra)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    sys.setrecursionlimit(self.saved)
+
+
+recursion_headroom = _Headroom(_FRAMES_PER_LEVEL * MAX_NESTING + 500)
+"""`with recursion_headroom():` around a recursive walk of a tree that `_parse` accepted (at
+most MAX_NESTING deep): ast.unparse, fix_missing_locations, compile."""
+
+
+def unparse(tree: ast.AST) -> str:
+    """ast.unparse of an accepted tree, with the recursion headroom its depth needs (a 400-term
+    sum is past the default limit of 1,000 frames). Raises PuzzleError if it still fails."""
+    try:
+        with recursion_headroom(), unlimited_int_digits():
+            return ast.unparse(tree)
+    except RecursionError:
+        raise PuzzleError(f"source is nested too deeply to write back (over {MAX_NESTING:,} "
+                          "levels)", "too_deep") from None
+
+
+_MAX_REPEATED_ITEMS = 4096
+"""Most items a `*` of constants folds into: CPython's optimiser refuses to fold a str or
+bytes longer than 4,096 items, a tuple over 256 or an int over 128 bits (and `**`, `<<` into
+an int over 128 bits)."""
+
+
+def _constant_size(value) -> tuple[int, int]:
+    """(bytes, bytes per item) of a constant: a str's items are 1, 2 or 4 bytes as CPython
+    stores them, a tuple's 8 (pointers to items that exist already)."""
+    if isinstance(value, str):
+        top = max(value) if value else ""
+        width = 4 if top > "\uffff" else 2 if top > "\xff" else 1
+        return len(value) * width, width
+    if isinstance(value, bytes):
+        return len(value), 1
+    if isinstance(value, (tuple, frozenset)):
+        return 8 * len(value), 8
+    if isinstance(value, int):
+        return value.bit_length() // 8 + 1, 1
+    return 16, 4
+
+
+def bound_tree(tree: ast.AST, what: str) -> None:
+    """Refuse a tree deeper than MAX_NESTING, or whose constant expressions compiling would fold
+    into more than MAX_FOLDED_BYTES, without recursion and without building any constant.
+
+    The folding model follows CPython's AST optimiser (Python/ast_opt.c) and over-approximates
+    it: a constant tuple, a unary or binary operation or a subscript whose operands are all
+    constants is taken to be folded; a `*`, `**` or `<<` into at most _MAX_REPEATED_ITEMS items
+    of its operands' widest, any other operator (`+`: concatenation) into as many bytes as both
+    operands; a tuple shallow (its items are pointers to constants that exist already)."""
+    # Level by level (breadth first): the depth comes for free, and the foldable nodes, taken
+    # in reverse, come children before parents. Operator and context nodes (leaves shared by
+    # the whole tree) are not visited. This runs on every source the host parses: kept lean.
+    level, depth, foldable = [tree], 0, []
+    while level:
+        depth += 1
+        if depth > MAX_NESTING:
+            raise PuzzleError(f"{what} line {getattr(level[0], 'lineno', '?')}: nested over "
+                              f"{MAX_NESTING:,} levels deep", "too_deep")
+        below: list = []
+        for node in level:
+            if isinstance(node, _FOLDABLE):
+                foldable.append(node)
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if type(value) is list:
+                    below += [v for v in value if isinstance(v, _VISITED)]
+                elif isinstance(value, _VISITED):
+                    below.append(value)
+        level = below
+    sizes: dict[ast.AST, tuple[int, int]] = {}  # foldable node -> (bytes, bytes per item)
+    folded = 0
+    for node in reversed(foldable):
+        size = _folded_size(node, sizes)
+        if size is None:
+            continue
+        sizes[node] = size
+        if not isinstance(node, ast.Constant):
+            folded += size[0]
+            if folded > MAX_FOLDED_BYTES:
+                raise PuzzleError(f"{what} has constant expressions that compiling would fold "
+                                  f"into over {MAX_FOLDED_BYTES >> 20} MiB of constants",
+                                  "too_long")
+
+
+_FOLDABLE = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Tuple, ast.Subscript, ast.Slice, ast.Name)
+_VISITED = (ast.expr, ast.stmt, ast.arguments, ast.arg, ast.keyword, ast.comprehension,
+            ast.excepthandler, ast.withitem, ast.match_case, ast.pattern, ast.alias,
+            ast.type_ignore, ast.mod)
+"""Node classes below which a tree goes on (not operators, contexts: shared leaves)."""
+
+
+def _bounded_by_its_length(source: str) -> bool:
+    """True when `source` is too short to break either bound of bound_tree, which then need not
+    walk its tree (the walk costs about as much as parsing; most solutions are this short).
+
+    Depth: a node's source span holds its children's, narrowing by a character at least every
+    few levels (implicit nodes, like `Expr` around its value, add one), so depth stays under
+    3 * length + 10 (measured, every construct nested: under length + 10). Folding: each folded
+    node needs an operator character (or `not`), and none can fold into more than 8 bytes per
+    character (a str is at most 4 a character, a tuple 8 an item) plus what `*` and `<<` repeat
+    (_MAX_REPEATED_ITEMS items of at most 8 bytes each)."""
+    n = len(source)
+    if 3 * n + 10 > MAX_NESTING:
+        return False
+    folds = sum(map(source.count, "+-*/%@&|^~<>,[")) + source.count("not")
+    repeats = source.count("*") + source.count("<<")
+    return folds * (8 * n + 8 * _MAX_REPEATED_ITEMS * repeats) <= MAX_FOLDED_BYTES
+
+
+def _folded_size(node: ast.AST, sizes: dict) -> tuple[int, int] | None:
+    """(bytes, bytes per item) of the constant `node` folds to, None if it is not folded (see
+    bound_tree)."""
+    if isinstance(node, ast.Constant):
+        return _constant_size(node.value)
+    if isinstance(node, ast.BinOp):
+        left, right = sizes.get(node.left), sizes.get(node.right)
+        if left is None or right is None:
+            return None
+        unit = max(left[1], right[1])
+        if isinstance(node.op, (ast.Mult, ast.Pow, ast.LShift)):
+            return _MAX_REPEATED_ITEMS * unit, unit
+        return left[0] + right[0], unit
+    if isinstance(node, ast.UnaryOp):
+        return sizes.get(node.operand)
+    if isinstance(node, ast.Tuple):
+        if all(e in sizes for e in node.elts):
+            return 8 * len(node.elts), 8
+        return None
+    if isinstance(node, ast.Subscript):
+        if node.value in sizes and node.slice in sizes:
+            return sizes[node.value]
+        return None
+    if isinstance(node, ast.Slice):
+        if all(part is None or part in sizes for part in (node.lower, node.upper, node.step)):
+            return 0, 1
+        return None
+    if isinstance(node, ast.Name) and node.id == "__debug__":
+        return 1, 1
+    return None
+
+
 def _parse(source: str, what: str) -> ast.Module:
     if not isinstance(source, str) or not source.strip():
         raise PuzzleError(f"{what} source is empty", "empty")
@@ -105,12 +290,39 @@ def _parse(source: str, what: str) -> ast.Module:
         # Model-written code draws SyntaxWarnings (`x is 1`, `[...][...]`): not for the user.
         with unlimited_int_digits(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ast.parse(source)
+            tree = ast.parse(source)
     except SyntaxError as e:
         raise PuzzleError(f"{what} has a syntax error at line {e.lineno}: {e.msg}",
                           "syntax") from None
-    except (ValueError, RecursionError, MemoryError) as e:
+    except RecursionError:  # the parser's own depth check, near 3,000 levels
+        raise PuzzleError(f"{what} is nested over {MAX_NESTING:,} levels deep",
+                          "too_deep") from None
+    except MemoryError:
+        raise PuzzleError(f"{what} cannot be parsed: MemoryError", "too_long") from None
+    except ValueError as e:  # a NUL byte; a lone surrogate, which UTF-8 cannot encode
         raise PuzzleError(f"{what} cannot be parsed: {type(e).__name__}", "syntax") from None
+    if not _bounded_by_its_length(source):
+        bound_tree(tree, what)
+    return tree
+
+
+def _typed_failures(parser):
+    """`parser` (of model text) raising only PuzzleError, with a reason: whatever else a step
+    on untrusted source throws (the parser, unparse, a str operation on a lone surrogate) is
+    a refusal of that source, never an exception that stops a loop stage."""
+    @functools.wraps(parser)
+    def parse(*args, **kwargs):
+        try:
+            return parser(*args, **kwargs)
+        except RecursionError:
+            raise PuzzleError(f"source is nested over {MAX_NESTING:,} levels deep",
+                              "too_deep") from None
+        except MemoryError:
+            raise PuzzleError("source cannot be parsed: MemoryError", "too_long") from None
+        except (ValueError, OverflowError, SystemError) as e:
+            raise PuzzleError(f"source cannot be parsed: {type(e).__name__}: {e}"[:300],
+                              "invalid") from None
+    return parse
 
 
 def _the_function(tree: ast.Module, fname: str, what: str) -> ast.FunctionDef:
@@ -175,10 +387,12 @@ def _canonical(tree: ast.Module) -> str:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             node.returns = None
-    with unlimited_int_digits():
-        return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    with recursion_headroom():
+        ast.fix_missing_locations(tree)
+    return unparse(tree) + "\n"
 
 
+@_typed_failures
 def canonical_source(source: str) -> str:
     """Normalised source: comments, docstrings, `-> bool` and formatting dropped."""
     return _canonical(_parse(source, "source"))
@@ -215,6 +429,7 @@ def string_literal(text: str) -> str:
     return '"""' + "".join(out) + '"""'
 
 
+@_typed_failures
 def source_with_docstring(puzzle: Puzzle) -> str:
     """The puzzle's source with its docstring put back as the first statement of `f`: what
     every writer of puzzle files shows people. Re-parsing it gives the same puzzle, the same
@@ -238,6 +453,7 @@ def source_with_docstring(puzzle: Puzzle) -> str:
     return "\n".join(lines[:at] + [doc] + lines[at:])
 
 
+@_typed_failures
 def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:
     """Validate puzzle source and return its canonical Puzzle.
 
@@ -276,8 +492,7 @@ def parse_puzzle(source: str, *, rename: str | None = None, **meta) -> Puzzle:
     if not _has_return(fn):
         raise PuzzleError(f"{what} line {fn.lineno}: `f` never returns a value", "no_return")
     docstring = _drop_docstring(fn)
-    with unlimited_int_digits():
-        extra = tuple((a.arg, ast.unparse(d)) for a, d in zip(args.args[1:], args.defaults))
+    extra = tuple((a.arg, unparse(d)) for a, d in zip(args.args[1:], args.defaults))
     split = meta.pop("split", "none") or "none"
     if split not in SPLITS:
         raise PuzzleError(f"{what}: split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -305,6 +520,7 @@ def _is_text(value: str) -> bool:
     return True
 
 
+@_typed_failures
 def solution_tree(source: str, puzzle: Puzzle | None = None, *, rename: str | None = None,
                   ) -> ast.Module:
     """The validated syntax tree of solution source (defines `g`), not canonicalised: what a
@@ -334,6 +550,7 @@ def solution_tree(source: str, puzzle: Puzzle | None = None, *, rename: str | No
     return tree
 
 
+@_typed_failures
 def parse_solution(source: str, puzzle: Puzzle | None = None, *, rename: str | None = None,
                    ) -> Solution:
     """Validate solution source (defines `g`); with `puzzle`, check the extra arguments match."""

@@ -27,6 +27,15 @@ class AnswerType:
         return f"List[{self.item}]" if self.name == "list" else self.name
 
 
+MAX_TYPE_DEPTH = 32
+"""Deepest answer type accepted (`List[List[...]]`; P3's deepest is 3). Checking and coercing
+an answer recurse once per level, so the depth is bounded where the type is parsed."""
+
+_PARSE_FAILURES = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
+"""What parsing an annotation string can raise: a lone surrogate in it (UnicodeEncodeError
+is a ValueError), a NUL, nesting past the parser's limits."""
+
+
 def parse_type(annotation: str | ast.expr) -> AnswerType:
     """Parse an annotation (source text or an ast node) into an AnswerType.
 
@@ -36,32 +45,39 @@ def parse_type(annotation: str | ast.expr) -> AnswerType:
     if isinstance(annotation, str):
         try:
             node = ast.parse(annotation.strip(), mode="eval").body
-        except SyntaxError:
-            raise PuzzleError(f"answer type {annotation!r} is not a valid annotation",
+        except _PARSE_FAILURES:
+            raise PuzzleError(f"answer type {annotation!r:.200} is not a valid annotation",
                               "signature") from None
-    result = _from_node(node)
+    result = _from_node(node, 0)
     if result is None:
-        text = annotation if isinstance(annotation, str) else ast.unparse(annotation)
+        try:
+            text = annotation if isinstance(annotation, str) else ast.unparse(annotation)
+        except _PARSE_FAILURES:
+            text = "(an annotation nested too deeply to show)"
         raise PuzzleError(
-            f"answer type {text!r} is not allowed: use bool, int, float, str or List[...] of them",
-            "answer_type")
+            f"answer type {text!r:.200} is not allowed: use bool, int, float, str or List[...] "
+            f"of them, nested at most {MAX_TYPE_DEPTH} deep", "answer_type")
     return result
 
 
-def _from_node(node: ast.expr) -> AnswerType | None:
+def _from_node(node: ast.expr, depth: int) -> AnswerType | None:
+    """The type `node` denotes, None if it is not an answer type (or nested past
+    MAX_TYPE_DEPTH: one call per level, so no annotation recurses further than that)."""
+    if depth > MAX_TYPE_DEPTH:
+        return None
     if isinstance(node, ast.Name) and node.id in SCALARS:
         return AnswerType(node.id)
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         try:
-            return _from_node(ast.parse(node.value, mode="eval").body)
-        except SyntaxError:
+            return _from_node(ast.parse(node.value, mode="eval").body, depth + 1)
+        except _PARSE_FAILURES:
             return None
     if isinstance(node, ast.Subscript):
         base = node.value
         base_name = base.id if isinstance(base, ast.Name) else (
             base.attr if isinstance(base, ast.Attribute) else None)
         if base_name in ("List", "list"):
-            item = _from_node(node.slice)
+            item = _from_node(node.slice, depth + 1)
             return AnswerType("list", item) if item else None
     return None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from puzzles.errors import as_text
+
 VERDICTS = ("pass", "fail", "error", "timeout", "memory", "rejected")
 SHARING = ("gate", "never", "always")
 KERNEL_LAYERS = ("setuid", "namespaces", "landlock", "seccomp")
@@ -108,6 +110,14 @@ class Verdict:
     returned: str | None = None
     """For wrong_answer: what f returned instead of True ("False", "None", "3", "a list");
     for wrong_type: the type g's answer had ("str", "an object of another type")."""
+
+    def __post_init__(self):
+        # Its text fields come from untrusted code (an exception's message, an answer) and are
+        # stored: each as valid text, whatever line a worker wrote (see puzzles.errors.as_text).
+        for name in ("detail", "answer", "exception", "returned"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, as_text(value))
 
     @property
     def passed(self) -> bool:

@@ -17,6 +17,8 @@ import sys
 import types
 import warnings
 
+from puzzles.format import bound_tree, recursion_headroom
+
 ALLOWED_MODULES = (
     "math", "cmath", "itertools", "collections", "collections.abc", "heapq", "functools", "re",
     "string", "fractions", "decimal", "bisect", "operator", "random", "typing", "statistics",
@@ -46,14 +48,22 @@ _HIDDEN_BUILTINS = ("open", "input", "breakpoint", "help", "exit", "quit", "copy
 COMPILE_FLAGS = __future__.annotations.compiler_flag  # `x: List[int]` needs no import
 
 
-def compile_check(source: str | ast.Module, name: str):
+def compile_check(source: str | ast.Module, name: str, *, bounded: bool = False):
     """Compile untrusted source the way the worker runs it (annotations stay unevaluated).
 
-    Compiler warnings (e.g. SyntaxWarning for `x is 1`) are the model's business, not the
-    user's terminal's: they are silenced."""
+    This runs on the host, outside every sandbox limit, so the tree is bounded first
+    (puzzles.format.bound_tree: its depth, and the bytes of constants CPython's optimiser would
+    fold, which it does without a size limit; `bounded`: the tree comes from puzzles.format's
+    parser, which bounded it already) and compiled with the recursion headroom that depth
+    needs; PuzzleError says which bound it broke. Compiler warnings (e.g. SyntaxWarning for
+    `x is 1`) are the model's business, not the user's terminal's: they are silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return compile(source, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+        tree = ast.parse(source) if isinstance(source, str) else source
+        if not bounded:
+            bound_tree(tree, name)
+        with recursion_headroom():
+            return compile(tree, f"<{name}>", "exec", flags=COMPILE_FLAGS, dont_inherit=True)
 
 
 class _ReadOnlyModule(types.ModuleType):

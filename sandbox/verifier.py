@@ -25,7 +25,7 @@ import warnings
 from typing import Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import parse_puzzle, solution_tree
+from puzzles.format import parse_puzzle, recursion_headroom, solution_tree
 from puzzles.types import conforms
 from sandbox import wire
 from sandbox.config import KERNEL_LAYERS, Pair, Verdict, VerifierConfig
@@ -40,10 +40,13 @@ _PUZZLE_CACHE = 4096
 _CHUNK = 128  # checks per message: small enough that workers start while the host parses
 
 
-def _compile(tree: ast.Module, name: str) -> tuple[bytes, bool]:
-    """Marshalled code for the worker, and whether the sharing gate wants it run alone."""
-    code = compile_check(tree, name)
-    alone = isolation_reason(tree) is not None  # spends the tree: compiled above
+def _compile(tree: ast.Module, name: str, bounded: bool) -> tuple[bytes, bool]:
+    """Marshalled code for the worker, and whether the sharing gate wants it run alone.
+    `bounded`: puzzles.format parsed the tree, bounding its depth and folding (see
+    compile_check)."""
+    code = compile_check(tree, name, bounded=bounded)
+    with recursion_headroom():  # RestrictedPython's transformer recurses once a level too
+        alone = isolation_reason(tree) is not None  # spends the tree: compiled above
     return marshal.dumps(code), alone
 
 
@@ -52,7 +55,7 @@ def _compile_checker(source: str) -> tuple[bytes, bool]:
         with warnings.catch_warnings():  # the model's `1if x` is not the user's business
             warnings.simplefilter("ignore")
             tree = ast.parse(source)
-        return _compile(tree, "f")
+        return _compile(tree, "f", bounded=False)  # once a puzzle: cached
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise PuzzleError(f"f does not compile: {type(e).__name__}: {e}") from None
 
@@ -60,10 +63,10 @@ def _compile_checker(source: str) -> tuple[bytes, bool]:
 def _compile_solution(source: str, puzzle) -> tuple[bytes, bool] | Verdict:
     """g parsed, checked against its puzzle and compiled here, on the host, like f: a worker
     then only unmarshals (a parse inside a freshly forked worker costs it page faults too).
-    The parser and compiler bound their own depth (RecursionError, SyntaxError) and sources
-    are capped at puzzles.format.MAX_SOURCE_CHARS, so untrusted source cannot stall them."""
+    Sources are capped at puzzles.format.MAX_SOURCE_CHARS, their trees at MAX_NESTING levels
+    and MAX_FOLDED_BYTES of folded constants, so untrusted source cannot stall the host."""
     try:
-        return _compile(solution_tree(source, puzzle), "g")
+        return _compile(solution_tree(source, puzzle), "g", bounded=True)
     except PuzzleError as e:
         return Verdict("rejected", f"solution: {e}", 0.0, reason="invalid_solution")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:

@@ -38,6 +38,7 @@ import random
 import sys
 import types
 
+from puzzles.errors import as_text
 from puzzles.types import coerce, conforms, parse_type
 from sandbox.policy import compile_check
 from sandbox.server import TASK_ENTRY, TASK_HEADER
@@ -205,6 +206,10 @@ _CACHES = {"struct": _clear_struct_cache, "re": _clear_re_cache,
 
 
 def _send(nonce: str, payload: dict) -> None:
+    # Every text field as valid text (the answer "a" is JSON, ASCII already): the server and
+    # the host store what it says, and a lone surrogate would fail that write.
+    payload = {key: as_text(value) if type(value) is str and key != "a" else value
+               for key, value in payload.items()}
     data = (nonce + json.dumps(payload) + "\n").encode()
     while data:
         data = data[os.write(_RESULT_FD, data):]
@@ -320,18 +325,33 @@ def _describe_value(value) -> str:
     return "a " + _describe_type(value) + " (not True)"
 
 
+_TYPE_NAME = type.__dict__["__name__"].__get__
+"""The name a class was given (its C-level name), read past any metaclass: `type(e).__name__`
+runs a metaclass's `__name__` property, which untrusted code defines and can make raise."""
+
+
 def _exception_name(e: BaseException) -> str:
-    return type(e).__name__[:_DETAIL_CHARS]
+    """The name of `e`'s type as valid text, whatever the untrusted class does."""
+    try:
+        return _text(_TYPE_NAME(type(e)))
+    except BaseException:  # not expected (every metaclass is a type); a safe name all the same
+        return "exception"
 
 
 def _describe_exception(e: BaseException) -> str:
+    name = _exception_name(e)
     try:
-        name = type(e).__name__
-        message = str(e)
+        message = _text(str(e))  # str() runs the exception's own __str__: untrusted
     except BaseException:
-        name, message = "exception", "(unprintable)"
-    text = f"{name}: {message}" if message else name
-    return text[:_DETAIL_CHARS]
+        message = "(unprintable)"
+    return (f"{name}: {message}" if message else name)[:_DETAIL_CHARS]
+
+
+def _text(value) -> str:
+    """What a check's code made (a name, a message) as at most _DETAIL_CHARS of valid text: an
+    exact str, lone surrogates as their escapes. A str subclass's own methods (`__format__`,
+    `__getitem__`) never run: str's are called on it."""
+    return as_text(str.__getitem__(value, slice(0, _DETAIL_CHARS)))
 
 
 def warm_up(policy) -> None:

@@ -20,7 +20,8 @@ from functools import lru_cache
 
 from puzzles.checks import check_ranges
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import Puzzle, Solution, parse_puzzle, parse_solution, solution_from_body
+from puzzles.format import (Puzzle, Solution, parse_puzzle, parse_solution, solution_from_body,
+                            unparse)
 
 # A newline followed by anything but whitespace starts a line at column 0: the function ended.
 _FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
@@ -123,7 +124,7 @@ def rename_function(source: str, old: str, new: str) -> str:
             node.name = new
         elif isinstance(node, ast.Name) and node.id == old:
             node.id = new
-    return ast.unparse(tree) + "\n"
+    return unparse(tree) + "\n"  # with the headroom a stored 400-term sum needs
 
 
 def propose_prompt(examples: list[Puzzle], rng: random.Random, config: PromptConfig = PromptConfig(),
@@ -158,8 +159,8 @@ def parse_proposal(completion: str, prompt_k: int) -> Puzzle:
     source = f"def {name}(" + _finished(completion)
     try:
         source = rename_function(source, name, "f")  # recursive calls too, not just the def
-    except (SyntaxError, ValueError, RecursionError):
-        pass  # parse_puzzle says what is wrong, naming the line
+    except (SyntaxError, ValueError, RecursionError, MemoryError, PuzzleError):
+        pass  # parse_puzzle says what is wrong, naming the line, as a PuzzleError
     return parse_puzzle(source)
 
 

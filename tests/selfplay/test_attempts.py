@@ -210,3 +210,23 @@ def test_evaluation_advances_a_progress_bar_over_its_problems(ctx, sampler, monk
     evaluate_set(ctx, str(eval_file), ks=[1], n=2, max_problems=0)
     [bar] = bars
     assert (bar.total, bar.n, bar.desc) == (3, 3, f"eval {eval_file}")
+
+
+HOSTILE = ["    return " + "-" * 400 + "1\n",  # valid, 400 deep: used to stop the stage
+           "    return " + " + ".join(["1"] * 400) + "\n",  # an honest 400-term sum
+           "    return " + " + ".join(["1"] * 1200) + "\n",  # deeper than MAX_NESTING
+           "    return " + "-" * 5000 + "1\n",  # deeper than the parser goes
+           "    return " + " + ".join(["'a' * 4096"] * 300) + "\n"]  # folds into 184 MB
+
+
+def test_completions_that_break_a_parser_are_rejected_not_a_stopped_stage(ctx, monkeypatch):
+    def sample(loaded, prompts, n, config, seed):
+        return [[HOSTILE[(p + i) % len(HOSTILE)] for i in range(n)] for p in range(len(prompts))]
+    monkeypatch.setattr(training.sampling, "sample", sample)
+    solve.run(ctx)  # used to raise RecursionError
+    attempts = {a.completion: a for a in ctx.store.attempts(1, "solve") if a.completion}
+    assert set(attempts) == set(HOSTILE)
+    for parsed in HOSTILE[:2]:
+        assert attempts[parsed].verdict == "pending" and attempts[parsed].solution
+    for refused, why in zip(HOSTILE[2:], ("levels deep", "levels deep", "MiB of constants")):
+        assert attempts[refused].verdict == "rejected" and why in attempts[refused].detail
