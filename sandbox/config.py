@@ -38,6 +38,13 @@ class VerifierConfig:
     max_answer_bytes: int = 128 << 20
     """Largest answer accepted from `g`, in bytes of JSON; a larger answer fails the check.
     (P3's largest reference answer, ExponentialCoinMoves:0, is 81 MB of big ints.)"""
+    held_answer_bytes: int = 256 << 20
+    """Bytes of answers the server holds at most, from g stages waiting for their f stage,
+    before it starts f stages only (and stops a g worker after its next answer; it takes no
+    more checks from the host meanwhile). The server's memory is then bounded by settings,
+    not by the batch: about its own ~50 MiB, plus this, plus `workers` x max_answer_bytes
+    (one answer per lane that finishes while over it), plus twice the line being read per lane
+    (at most 2 x max_answer_bytes each). See bench/server_memory.py."""
     report_answer_bytes: int = 65_536
     """Answers up to this size are copied into `Verdict.answer`; larger ones are left out."""
     scratch_mb: int = 16
@@ -68,6 +75,9 @@ class VerifierConfig:
                                 f"not {self.sharing!r}")
         if self.batch_size < 1:
             raise SelfplayError(f"VerifierConfig.batch_size must be >= 1, not {self.batch_size!r}")
+        if self.held_answer_bytes < 1:
+            raise SelfplayError("VerifierConfig.held_answer_bytes must be >= 1, not "
+                                f"{self.held_answer_bytes!r}")
 
     @property
     def n_workers(self) -> int:
