@@ -61,7 +61,9 @@ def test_nested_containers_are_refused_before_any_is_built(no_digit_limit):
 
 @pytest.mark.parametrize("body", [
     '{"k": 0, "v": "answer", "a": "42", "z": "extra key"}',
-    '{"k": 0, "v": "answer", "a": "42", "a": "43"}',
+    '{"k": 0, "v": "ready", ' + ", ".join(['"d": "x"'] * 8) + '}',
+    '{"k": 0, "v": "ready", "d": "\\x"}',
+    '{"k": 0123, "v": "ready"}',
     '{"k": 0.5, "v": "ready"}',
     '{"k": 0, "v": "ready"} trailing',
     '{"k": 0, "v": "ready"',
@@ -76,7 +78,8 @@ def test_what_workers_write_still_decodes():
     results = [{"k": 3, "v": "answer", "a": json.dumps("a\u00e9\"\\")},
                {"k": 0, "v": "fail", "c": "wrong_answer", "r": "False", "d": "f returned False"},
                {"k": 1, "v": "error", "c": "g_raised", "x": "ValueError", "d": "g raised \u00e9"},
-               {"k": -1, "v": "setup", "d": "lane setup: OSError"}]
+               {"k": -1, "v": "setup", "d": "lane setup: OSError"},
+               {"k": 2, "v": "answer", "a": json.dumps(["\u00e9\"\\"] * 50_000)}]  # long
     for message in results:
         assert _parse_line(line(json.dumps(message)), NONCE) == message
 
