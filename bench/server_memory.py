@@ -54,7 +54,8 @@ def main() -> None:
         after = peak_rss(v._proc.pid)
     passed = sum(x.passed for x in verdicts)
     unbounded = args.pairs * size
-    bound = getattr(config, "held_answer_bytes", unbounded) + args.workers * size + args.workers * 2 * (size + 64)
+    held = getattr(config, "held_answer_bytes", unbounded)
+    bound = held + args.workers * size + args.workers * 2 * (size + 64)
     mib = 1 << 20
     print(f"{args.pairs} checks, {args.answer_mb} MB answers, {args.workers} workers, "
           f"held_answer_bytes {args.held_mb} MiB: {passed} passed in {seconds:.1f} s")
