@@ -274,3 +274,21 @@ def test_verdicts_do_not_depend_on_a_hash_seed():
         with Verifier(VerifierConfig(workers=1)) as v:
             seen.append([(x.verdict, x.returned) for x in v.verify_many(pairs)])
     assert seen[0] == seen[1]
+
+
+def test_a_server_started_from_a_thread_that_ended_keeps_serving():
+    # PR_SET_PDEATHSIG fires when the *thread* that started the server exits: the server must
+    # see that its host process is still there and carry on.
+    import threading
+
+    made = []
+    starter = threading.Thread(target=lambda: made.append(Verifier(VerifierConfig(workers=1))))
+    starter.start()
+    starter.join()
+    with made[0] as v:
+        server = v._proc.pid
+        deadline = time.monotonic() + 2  # the signal, if any, is handled within this
+        while time.monotonic() < deadline and v._proc.poll() is None:
+            time.sleep(0.1)
+        assert v.verify(Pair(PUZZLE, RIGHT)).passed
+        assert v._proc.pid == server, "the server died with its starting thread"
