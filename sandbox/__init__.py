@@ -39,8 +39,10 @@ What each layer adds, and what it does not cover:
   `stat` of a host path a check names (existence, size, times; never contents).
 
 Host-side work on untrusted source is bounded (`puzzles.format`: size and integer-literal
-length); the server gets a minimal environment (no caller secrets), and it, the zygote, the
-lane templates and the workers die with the process that started them. A layer the kernel or privileges do not offer
+length); the server gets a minimal environment (no caller secrets; a fixed hash seed, so
+that no verdict depends on one), decodes what workers write in linear time and memory, holds
+answers up to a budget (`VerifierConfig.held_answer_bytes`), and it, the zygote, the lane
+templates and the workers die with the process that started them. A layer the kernel or privileges do not offer
 is reported by `Verifier.layers()` and `selfplay doctor` (`strict=True` refuses to start).
 Not protected: kernel bugs, side channels (timing, cache), and a denial of service by a
 checker that is slow for every answer (it gets `timeout` each time).

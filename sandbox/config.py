@@ -48,6 +48,13 @@ class VerifierConfig:
     max_answer_bytes: int = 128 << 20
     """Largest answer accepted from `g`, in bytes of JSON; a larger answer fails the check.
     (P3's largest reference answer, ExponentialCoinMoves:0, is 81 MB of big ints.)"""
+    held_answer_bytes: int = 256 << 20
+    """Bytes of answers the server holds at most, from g stages waiting for their f stage,
+    before it starts f stages only (and stops a g worker after its next answer; it takes no
+    more checks from the host meanwhile). The server's memory is then bounded by settings,
+    not by the batch: about its own ~50 MiB, plus this, plus `workers` x max_answer_bytes
+    (one answer per lane that finishes while over it), plus twice the line being read per lane
+    (at most 2 x max_answer_bytes each). See bench/server_memory.py."""
     report_answer_bytes: int = 65_536
     """Answers up to this size are copied into `Verdict.answer`; larger ones are left out."""
     scratch_mb: int = 16
@@ -70,7 +77,7 @@ class VerifierConfig:
         check_ranges(self, "verifier", timeout="> 0", memory_mb=">= 16", workers=">= 0",
                      batch_size=">= 1", max_answer_bytes=">= 1", report_answer_bytes=">= 0",
                      scratch_mb=">= 1", uid_base=">= 1",
-                     reference_timeout_factor=">= 1")
+                     reference_timeout_factor=">= 1", held_answer_bytes=">= 1")
         check_choice("verifier.sharing", self.sharing, SHARING)
         for layer in self.disable_layers:
             check_choice("verifier.disable_layers", layer, KERNEL_LAYERS)

@@ -46,6 +46,7 @@ from sandbox.zygote import Template, Zygote
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
 _SETUP_SECONDS = 10.0
 _PARENT_POLL = 1.0  # seconds between checks that the host is still alive
+_PR_SET_PDEATHSIG = 1
 _REQUEUES_BEFORE_ALONE = 2  # a check whose shared workers died this often then runs alone
 _MAX_RUNS = 6  # a check handed to this many workers without a verdict gets one of its own
 # (a check needs at most 3 without failures: g shared, g alone when the gate asks, f; a
@@ -107,6 +108,8 @@ class Server:
         self.n_lanes = settings["workers"]
         self.timeout = settings["timeout"]
         self.batch_size = settings["batch_size"]
+        self.answer_budget = settings.get("held_answer_bytes", 256 << 20)
+        self.held = 0  # bytes of answers held for checks without a verdict (see _hold)
         self.templates: list[Template] = []
         for lane in range(self.n_lanes):
             path = self._make_lane_dir(lane)
@@ -170,7 +173,16 @@ class Server:
             self.more = False
             return
         for check in message[1]:
+            self.held += len(check.answer or "")  # check_answers: the host's answer
             self._enqueue(check)
+
+    def _hold(self, check: Check, answer: str | None) -> None:
+        """Set the answer the check's f stage will judge, counting the bytes held. Above the
+        budget (VerifierConfig.held_answer_bytes) the server takes no more checks from the
+        host and starts no g stage; a running g worker is stopped after the answer that
+        crossed it (see _handle_line): answers then wait only for f stages, which free them."""
+        self.held += len(answer or "") - len(check.answer or "")
+        check.answer = answer
 
     def _enqueue(self, check: Check, front: bool = False) -> None:
         stage = "g" if check.g_code is not None and check.answer is None else "f"
@@ -188,6 +200,14 @@ class Server:
         partial batches only when no more checks are coming or nothing is running (a fresh
         process per handful of checks is what makes per-check isolation slow)."""
         q = self.queues
+        if self.held >= self.answer_budget:  # only what frees answers: f stages, at once
+            for alone in (True, False):
+                queue = q["f", alone]
+                if queue:
+                    size = 1 if alone else min(len(queue), self.batch_size)
+                    self._spawn("f", [queue.popleft() for _ in range(size)], alone=alone)
+                    return True
+            return False
         for stage in "gf":  # the slow lone checks first, so they overlap the batches
             if q[stage, True]:
                 self._spawn(stage, [q[stage, True].popleft()], alone=True)
@@ -236,7 +256,10 @@ class Server:
             timeout = min(timeout, max(0.0, min(r.deadline for r in self.running.values()) - now))
         # The host's pipe is watched even after "end": EOF there means the host died.
         templates = {t.fd: t for t in self.templates if t.alive}
-        fds = list(self.running) + [self.in_fd, self.zygote.fd, *templates]
+        # Over the answer budget, no more checks are taken from the host (its sender thread
+        # waits on the full pipe); the getppid check below still sees it die.
+        taking = self.held < self.answer_budget or not (self.running or any(self.queues.values()))
+        fds = list(self.running) + [self.in_fd] * taking + [self.zygote.fd, *templates]
         readable, _, _ = select.select(fds, [], [], timeout)
         for fd in readable:
             if fd == self.in_fd:
@@ -255,33 +278,42 @@ class Server:
         now = time.monotonic()
         for run in list(self.running.values()):
             if run.fd in self.running and now >= run.deadline:
+                self._read(run)  # what it wrote while the server was busy counts
+            if run.fd in self.running and now >= run.deadline:
                 self._expire(run)
 
     def _read(self, run: Running) -> None:
-        eof = False
-        while True:
+        """Take what the worker wrote. Lines are handled as they complete, and only new bytes
+        are searched for the newline: reading a line costs time linear in its size however
+        slowly it arrives (a pipe holds 64 KiB, so a big answer comes in many wake-ups)."""
+        while run.fd in self.running:
             try:
                 chunk = os.read(run.fd, 1 << 20)
             except BlockingIOError:
-                break
+                return
             if not chunk:
-                eof = True
-                break
+                return self._exited(run)
+            start = len(run.buffer)
             run.buffer += chunk
-            if len(run.buffer) > self.settings["max_answer_bytes"] * 2 + 65536:
-                return self._stop(run, "error", "result channel tampered with (oversized line)",
-                                  "tampered")
+            del chunk
+            self._take_lines(run, start)
+
+    def _take_lines(self, run: Running, start: int) -> None:
+        """Handle the complete lines in the buffer; no newline is before `start`."""
         while run.fd in self.running:
-            end = run.buffer.find(b"\n")
+            end = run.buffer.find(b"\n", start)
             if end < 0:
                 break
-            line = bytes(run.buffer[:end])
-            del run.buffer[:end + 1]
+            # The buffer becomes the line, the bytes after it a new buffer: a big line is
+            # never copied (and those bytes all came in the last read: at most 1 MiB).
+            line, run.buffer, start = run.buffer, run.buffer[end + 1:], 0
+            del line[end:]
             self._handle_line(run, line)
-        if eof and run.fd in self.running:
-            self._exited(run)
+        if run.fd in self.running and len(run.buffer) > self.settings["max_answer_bytes"] * 2 \
+                + 65536:  # an answer's JSON, escaped once more: at most twice its size
+            self._stop(run, "error", "result channel tampered with (oversized line)", "tampered")
 
-    def _handle_line(self, run: Running, line: bytes) -> None:
+    def _handle_line(self, run: Running, line: bytearray) -> None:
         message = _parse_line(line, run.nonce)
         if message is None:
             return self._stop(run, "error", "result channel tampered with", "tampered")
@@ -304,7 +336,7 @@ class Server:
             if len(message["a"]) > self.settings["max_answer_bytes"]:
                 self._finish(check, "fail", "g's answer is over the size cap", "too_large")
             else:
-                check.answer = message["a"]
+                self._hold(check, message["a"])
                 self._enqueue(check)
         elif v == "pass" and run.stage == "f":
             self._passed(check)
@@ -322,6 +354,15 @@ class Server:
                 c.requeues += 1
                 self._enqueue(c, front=True)
             return
+        if run.stage == "g" and self.held >= self.answer_budget and run.k < len(run.checks):
+            # Answers are over the budget: this worker stops here (its next item has only
+            # just started), and the rest wait in front of their queue, this run not counted
+            # against them (it judged nothing of theirs).
+            self._reap(run)
+            for c in reversed(run.checks[run.k:]):
+                c.runs -= 1
+                self._enqueue(c, front=True)
+            return
         if run.k == len(run.checks):
             run.deadline = now + _SETUP_SECONDS  # only exiting is left
 
@@ -332,7 +373,7 @@ class Server:
         check.confirming, check.runs = True, 0
         check.g_alone = check.f_alone = True
         if check.g_code is not None:
-            check.answer = None  # g runs again, alone, and f judges what it returns
+            self._hold(check, None)  # g runs again, alone, and f judges what it returns
         self._enqueue(check)
 
     def _finish(self, check: Check, verdict: str, detail: str, reason: str,
@@ -348,6 +389,7 @@ class Server:
             detail = (detail + " (in a run alone, after passing in a shared worker)")[:300]
         self.outbox.append(("result", check.idx, verdict, detail, round(check.seconds, 6),
                             answer, reason, exception, returned))
+        self._hold(check, None)  # done: its batch may run on, the answer is not needed
 
     def _expire(self, run: Running) -> None:
         if run.k == -1:
@@ -439,44 +481,64 @@ class Server:
 
 def _task_file(items: list) -> int:
     """A memfd holding the items, each pickled on its own behind an offset table, so that the
-    worker can load one item at a time (a check's neighbours are never in its memory at once)."""
-    blobs = [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL) for item in items]
-    table = bytearray(TASK_HEADER.pack(len(blobs)))
-    offset = TASK_HEADER.size + TASK_ENTRY.size * len(blobs)
-    for blob in blobs:
+    worker can load one item at a time (a check's neighbours are never in its memory at once).
+    Each item is pickled and written before the next: one copy of one answer at a time here."""
+    fd = os.memfd_create("selfplay-task", os.MFD_CLOEXEC)
+    table = bytearray(TASK_HEADER.pack(len(items)))
+    offset = TASK_HEADER.size + TASK_ENTRY.size * len(items)
+    os.lseek(fd, offset, os.SEEK_SET)
+    for item in items:
+        blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         table += TASK_ENTRY.pack(offset, len(blob))
         offset += len(blob)
-    fd = os.memfd_create("selfplay-task", os.MFD_CLOEXEC)
-    for data in (table, *blobs):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, blob)
+        del blob
+    os.lseek(fd, 0, os.SEEK_SET)
+    _write_all(fd, table)
     return fd
 
 
-def _parse_line(line: bytes, nonce: str) -> dict | None:
-    """A worker's result line, validated field by field; None if anything is off."""
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+_KEYS = frozenset("kvadcxr")  # what sandbox.worker sends: index, verdict, answer, detail...
+_TEXT_CHARS = 300
+
+
+def _parse_line(line: bytearray, nonce: str) -> dict | None:
+    """A worker's result line, validated field by field; None if anything is off. Consumes
+    `line` (emptied once decoded): an answer is then held as its text and its string, at most
+    twice the line's size, and decoding is linear in it whatever it holds (see
+    `wire.decode_flat`)."""
     prefix = nonce.encode()
-    if not line.startswith(prefix):
+    if not line.startswith(prefix) or not line.isascii():  # json.dumps writes ASCII only
         return None
-    try:
-        message = json.loads(line[len(prefix):])
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(message, dict) or type(message.get("k")) is not int:
+    with memoryview(line) as view, view[len(prefix):] as body:
+        text = str(body, "ascii")
+    line.clear()
+    message = wire.decode_flat(text)
+    del text
+    if message is None or not message.keys() <= _KEYS or type(message.get("k")) is not int:
         return None
     v = message.get("v")
     if v == "answer":
-        return message if type(message.get("a")) is str else None
+        # The answer is JSON text, which json.dumps writes in ASCII: anything else (a lone
+        # surrogate from a \u escape) was not written by a worker, and could not be stored.
+        a = message.get("a")
+        return message if type(a) is str and a.isascii() else None
     if v == "ready":
         return message
     if v == "setup" and type(message.get("d")) is str:
+        message["d"] = _text(message["d"])
         return message
     if v in _FINAL and type(message.get("d")) is str and message.get("c") in REASONS and all(
             type(message.get(key, "")) is str for key in ("x", "r")):
         for key in ("d", "x", "r"):
             if key in message:
-                message[key] = message[key][:300]
+                message[key] = _text(message[key])
         return message
     return None
 
@@ -490,6 +552,15 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return math.inf
+
+
+def _text(value: str) -> str:
+    """At most _TEXT_CHARS characters of valid text: a lone surrogate (which no UTF-8 writer,
+    SQLite's included, accepts) becomes its backslash escape."""
+    value = value[:_TEXT_CHARS]
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _signal_of(status: int) -> int | None:
@@ -506,13 +577,47 @@ def _status_text(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _ensure_big_stack() -> None:
-    """The main thread's stack limit is fixed at exec: raise it, then exec ourselves again."""
+HASH_SEED = "0"
+"""PYTHONHASHSEED of the server, and so of its zygote and every worker (forked: same seed):
+str hashes and set order, which checkers may depend on, are then the same in every run."""
+
+
+def _ensure_interpreter() -> None:
+    """The main thread's stack limit and the hash seed are fixed at exec: set them, then exec
+    ourselves again (the verifier starts us with both right, so this normally does nothing)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
     want = _STACK_BYTES if hard == resource.RLIM_INFINITY else min(_STACK_BYTES, hard)
-    if soft != resource.RLIM_INFINITY and soft < want:
+    stack = soft != resource.RLIM_INFINITY and soft < want
+    if stack:
         resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+    if stack or os.environ.get("PYTHONHASHSEED") != HASH_SEED:
+        os.environ["PYTHONHASHSEED"] = HASH_SEED
         os.execv(sys.executable, [sys.executable, "-s", "-P", "-c", ENTRY, *sys.argv[1:]])
+
+
+class _HostDied(BrokenPipeError):
+    pass
+
+
+def _die_with_host(host_pid: int) -> None:
+    """SIGTERM when the host dies, even while this process is busy (it polls for that only
+    between requests and wake-ups); the handler raises, so the cleanup in main() still runs.
+    The kernel sends it when the *thread* that started us exits: a host thread that started
+    the verifier and ended is no reason to stop, so the handler checks the process. The
+    zygote, templates and workers each die with their own parent (PR_SET_PDEATHSIG too)."""
+    def on_signal(signum, frame):
+        if os.getppid() != host_pid:
+            raise _HostDied("the verifier's process died")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed")
+    if os.getppid() != host_pid:  # it died before the signal was set
+        raise _HostDied("the verifier's process died")
 
 
 def free_uid_base(base: int, count: int) -> int:
@@ -547,30 +652,30 @@ def _wait_for_request(in_fd: int, host_pid: int):
 
 def main() -> None:
     settings = json.loads(sys.argv[1])
-    _ensure_big_stack()
-    sys.set_int_max_str_digits(0)
+    _ensure_interpreter()
     # Our protocol pipes move to private fds; stray prints cannot corrupt them.
     in_fd, out_fd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
     host_pid = settings["host_pid"]
-    if os.getppid() != host_pid:
-        return
+    layers = zygote = server = None
+    try:  # from here on, every way out removes the scratch dir (the host may be gone)
+        _die_with_host(host_pid)
+        sys.set_int_max_str_digits(0)
 
-    from sandbox import layers as kernel
-    import sandbox.worker  # noqa: F401  (imported once here, before the zygote forks)
-    from sandbox.policy import ModulePolicy
+        from sandbox import layers as kernel
+        import sandbox.worker  # noqa: F401  (imported once here, before the zygote forks)
+        from sandbox.policy import ModulePolicy
 
-    if os.geteuid() == 0:
-        settings["uid_base"] = free_uid_base(settings["uid_base"], settings["workers"])
-    policy = ModulePolicy()  # imports the allowlisted modules before any lockdown
-    layers = kernel.setup_server(settings["scratch_root"], settings["scratch_mb"],
-                                 settings["workers"], tuple(settings["disable_layers"]))
-    settings["server_pid"] = os.getpid()
-    zygote = Zygote(settings, layers, policy)
-    server = Server(settings, layers, zygote, host_pid)
-    try:
+        if os.geteuid() == 0:
+            settings["uid_base"] = free_uid_base(settings["uid_base"], settings["workers"])
+        policy = ModulePolicy()  # imports the allowlisted modules before any lockdown
+        layers = kernel.setup_server(settings["scratch_root"], settings["scratch_mb"],
+                                     settings["workers"], tuple(settings["disable_layers"]))
+        settings["server_pid"] = os.getpid()
+        zygote = Zygote(settings, layers, policy)
+        server = Server(settings, layers, zygote, host_pid)
         while True:
             message = _wait_for_request(in_fd, host_pid)
             if message is None:
@@ -584,17 +689,21 @@ def main() -> None:
     except (BrokenPipeError, ConnectionError):
         pass
     finally:
-        server.stop_all()
-        zygote.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut this short
+        if server is not None:
+            server.stop_all()
+        if zygote is not None:
+            zygote.stop()
         _remove_scratch(settings["scratch_root"], layers)
 
 
 def _remove_scratch(root: str, layers) -> None:
-    """Nothing of the verifier's scratch outlives it, even when the host was killed."""
-    from sandbox import layers as kernel
+    """Nothing of the verifier's scratch outlives it, even when the host was killed (or died
+    while this server was starting: `layers` is None then, and a tmpfs may be mounted)."""
+    if layers is None or layers.status.get("scratch_tmpfs") is True:
+        from sandbox import layers as kernel
 
-    if layers.status.get("scratch_tmpfs") is True:
-        kernel.unmount_scratch(root)
+        kernel.unmount_scratch(root)  # fails harmlessly where nothing is mounted
     clear_dir(root)
     try:
         os.rmdir(root)

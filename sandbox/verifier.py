@@ -31,7 +31,7 @@ from sandbox import wire
 from sandbox.config import KERNEL_LAYERS, Pair, Verdict, VerifierConfig
 from sandbox.policy import compile_check
 from sandbox.scratch import remove_tree
-from sandbox.server import ENTRY as SERVER_ENTRY, Check
+from sandbox.server import ENTRY as SERVER_ENTRY, HASH_SEED, Check
 from sandbox.sharing import isolation_reason
 
 SANDBOX_VERSION = "0.2"  # 0.2: clean zygote, passes confirmed alone, sharing gate on the AST
@@ -79,7 +79,22 @@ def _server_environment() -> dict[str, str]:
     variables may hold secrets that a check could raise into a verdict's detail."""
     return {"PYTHONPATH": os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH"))
                                           if p),
-            "PATH": os.defpath, "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+            "PATH": os.defpath, "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": HASH_SEED}  # verdicts must not depend on str hashes' seed
+
+
+def server_command(cfg: VerifierConfig, scratch: str, entry: str = SERVER_ENTRY) -> list[str]:
+    """The command line that starts a server for this process, with `scratch` as its scratch
+    root (`entry`: the code it runs; tests start a server that hangs)."""
+    settings = {"timeout": cfg.timeout, "memory_mb": cfg.memory_mb,
+                "workers": cfg.n_workers, "batch_size": cfg.batch_size,
+                "max_answer_bytes": cfg.max_answer_bytes, "scratch_mb": cfg.scratch_mb,
+                "report_answer_bytes": cfg.report_answer_bytes,
+                "held_answer_bytes": cfg.held_answer_bytes,
+                "uid_base": cfg.uid_base, "scratch_root": scratch,
+                "disable_layers": list(cfg.disable_layers), "host_pid": os.getpid(),
+                "sharing": cfg.sharing}
+    return [sys.executable, "-s", "-P", "-c", entry, json.dumps(settings)]
 
 
 class Verifier:
@@ -99,20 +114,19 @@ class Verifier:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def _start(self) -> None:
+        try:
+            self._start_server()
+        except BaseException:  # Ctrl-C or a failure while starting: no server, no scratch dir
+            self.close()
+            raise
+
+    def _start_server(self) -> None:
         cfg = self.config
         self._scratch = tempfile.mkdtemp(prefix="selfplay-sandbox-")
         os.chmod(self._scratch, 0o711)  # lane dirs below belong to the workers' uids
-        settings = {"timeout": cfg.timeout, "memory_mb": cfg.memory_mb,
-                    "workers": cfg.n_workers, "batch_size": cfg.batch_size,
-                    "max_answer_bytes": cfg.max_answer_bytes, "scratch_mb": cfg.scratch_mb,
-                    "report_answer_bytes": cfg.report_answer_bytes,
-                    "uid_base": cfg.uid_base, "scratch_root": self._scratch,
-                    "disable_layers": list(cfg.disable_layers), "host_pid": os.getpid(),
-                    "sharing": cfg.sharing}
         self._proc = subprocess.Popen(
-            [sys.executable, "-s", "-P", "-c", SERVER_ENTRY, json.dumps(settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_server_environment(),
-            close_fds=True, start_new_session=True)
+            server_command(cfg, self._scratch), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=_server_environment(), close_fds=True, start_new_session=True)
         reply = self._request(("layers",))
         if reply is None:
             self.close()

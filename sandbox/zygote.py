@@ -111,6 +111,7 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's is for the server
                 server_end.close()
                 _zygote_main(zygote_end, settings, layers, policy)
             finally:
