@@ -238,7 +238,8 @@ def share_round0(arm_dir: Path, arm_dirs: list[Path]) -> Path | None:
 
 def _round0_part(config: RunConfig) -> RunConfig:
     """A config with what only later rounds read set aside."""
-    return dataclasses.replace(config, select=SelectConfig(), train=TrainConfig())
+    # rounds too: an arm made by a `--rounds 0` call plans fewer rounds than one made later.
+    return dataclasses.replace(config, rounds=0, select=SelectConfig(), train=TrainConfig())
 
 
 def _copy_store(store: Store, to: Path) -> None:

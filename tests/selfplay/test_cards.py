@@ -136,7 +136,8 @@ def test_card_funnel_and_rejection_reasons_match_the_stage_summaries(run_dir):
     card = card_of(run_dir, 1)
     assert card["funnel"] == {"proposed": 6, "valid": 4, "novel": 3, "solve_targets": 3,
                               "attempts": 12, "parsed": 10, "passed": 5, "solved": 2, "new_pairs": 3,
-                              "selected": 2, "train_examples": 4}
+                              "selected": 2, "train_examples": 4, "own_solved": 0,
+                              "own_solved_by_solver": 0, "human_solved": 0, "own_pairs": 0}
     assert card["rejected"] == {"filter": {"invalid:syntax": 1, "trivial": 1},
                                 "dedup": {"duplicate": 1}, "verify": {"fail": 5, "rejected": 2}}
     assert card_of(run_dir, 2)["rejected"]["dedup"] == {"near_duplicate": 1}

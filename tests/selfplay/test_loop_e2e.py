@@ -150,7 +150,8 @@ def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
         # (where Ray is installed, as in CI's test extra; else only the chunk size changes).
         executor=dataclasses.replace(
             first.executor, kind="ray" if importlib.util.find_spec("ray") else "local",
-            actors=1, actor_cpus=1, chunk=7, max_retries=1, sampler_actors=1))
+            actors=1, actor_cpus=1, chunk=7, max_retries=1, sampler_actors=1,
+            restart_wait=first.executor.restart_wait + 1))
     # Every free key is changed above, but two: a key added to the list must be added here.
     before, after = (flat_settings(c) for c in (dataclasses.replace(first, rounds=1), resumed))
     differ = {k for k in after if after[k] != before[k]}

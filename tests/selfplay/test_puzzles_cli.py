@@ -110,7 +110,7 @@ def test_a_file_whose_every_puzzle_is_rejected_exits_non_zero_naming_each(tmp_pa
     assert main(["puzzles", "add", str(src), "--store", str(store)]) == 1
     captured = capsys.readouterr()
     assert "(wrong): reference solution fail" in captured.out and "(syntax)" in captured.out
-    assert f"{src}: every puzzle in it was rejected" in captured.err
+    assert f"every record of {src} was rejected" in captured.err
     # A file of puzzles the store holds already is no error: nothing was rejected.
     good = tmp_path / "good.jsonl"
     good.write_text(line(GOOD))

@@ -16,7 +16,9 @@ from selfplay.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_s
 from test_cards import hand_built_run
 
 ROUND1 = {"proposed": 6, "valid": 4, "novel": 3, "solve_targets": 3, "attempts": 12,
-          "parsed": 10, "passed": 5, "solved": 2, "new_pairs": 3, "selected": 2, "train_examples": 4}
+          "parsed": 10, "passed": 5, "solved": 2, "new_pairs": 3, "selected": 2, "train_examples": 4,
+          # A select summary stored before these counts read them as 0 (its dataclass default).
+          "own_solved": 0, "own_solved_by_solver": 0, "human_solved": 0, "own_pairs": 0}
 
 
 @pytest.fixture
@@ -82,7 +84,9 @@ def test_summaries_stored_by_earlier_versions_still_load():
     assert load_summary("eval", {"heldout": {"pass_at_k": {}}}) == {"heldout": {"pass_at_k": {}}}
     assert load_summary("verify", None) is None
     # A card written before the funnel had `passed` and `train_examples`.
-    older_card = {k: v for k, v in ROUND1.items() if k not in ("passed", "train_examples")}
+    older_card = {k: v for k, v in ROUND1.items() if k not in (
+        "passed", "train_examples", "own_solved", "own_solved_by_solver", "human_solved",
+        "own_pairs")}
     funnel = Funnel.from_dict(older_card)
-    assert funnel.passed is None and funnel.proposed == 6
-    assert [n for _, _, n in funnel.rows(only="plot")] == [6, 4, 3, 2, 2, None]
+    assert funnel.passed is None and funnel.proposed == 6 and funnel.own_solved is None
+    assert [n for _, _, n in funnel.rows(only="plot")] == [6, 4, 3, 2, None, 2, None]
