@@ -4,6 +4,8 @@
     python bench/train.py --models tiny --steps 4
     python bench/train.py --experiment loss-on   # held-out loss: solution-only vs whole example
     python bench/train.py --experiment rounds    # round 2: continue the adapter vs a fresh one
+    python bench/train.py --precision-ab --out bench/results/train_bf16_<cpu>.txt
+                                                 # fp32 vs bf16 on the cpu preset's train shape
 
 Every setup trains the same global batch, 16 blocks of 256 tokens a step (the issue's figure),
 on pairs of the seed corpus:
@@ -29,6 +31,12 @@ noisy; peak RSS is not affected):
     smollm2-135m  micro4            19  181.21   82.2%     5.29G
     smollm2-135m  micro4+gc          7  486.65   86.7%     3.02G
     smollm2-135m  micro1+gc          5  650.41   86.7%     1.63G
+
+`--precision-ab` trains smollm2-135m with the cpu preset's train settings (16 steps of 8 x 384
+tokens) on the seed pairs with mixed_precision "no" and "bf16", interleaved (fp32, bf16, fp32,
+bf16 by default: the machine is shared, so each pair of runs sees about the same load), each
+in its own process, and prints every run (tok/s, seconds, peak RSS, first and last loss), both
+loss curves, the first-step loss difference, the CPU and the load average.
 
 The experiments train `tiny` on the P3 train split (/work/shared/data/p3 or --p3) and measure
 the mean loss per solution token on P3 held-out pairs, whose families tiny never saw.
@@ -91,6 +99,92 @@ def run_setup(spec: dict) -> dict:
     return {"tok_s": summary.tokens / summary.seconds, "s_step": summary.seconds / summary.steps,
             "useful": summary.useful_token_share, "load_rss": load_rss, "peak_rss": peak,
             "loss": summary.last_loss}
+
+
+def run_precision(spec: dict) -> dict:
+    """One precision run of the A/B, in this process: the cpu preset's train shape."""
+    import dataclasses
+
+    from selfplay.config import preset
+    from training.models import load_model
+    from training.trainer import read_train_log, resolve_mixed_precision, train_adapter
+
+    base = load_model(spec["model"])
+    load_rss = rss_gb()
+    config = dataclasses.replace(preset("cpu").train, steps=spec["steps"], checkpoint_every=0,
+                                 mixed_precision=spec["precision"])
+    with tempfile.TemporaryDirectory() as out:
+        summary = train_adapter(base, seed_pairs(), out, config, resume=False)
+        curve = [row["loss"] for row in read_train_log(out)]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"tok_s": summary.tokens / summary.seconds, "seconds": summary.seconds,
+            "load_rss": load_rss, "peak_rss": peak, "curve": curve, "tokens": summary.tokens,
+            "auto": resolve_mixed_precision("auto", "cpu"), "threads": base.threads}
+
+
+def cpu_name() -> str:
+    import platform
+
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def precision_ab(model: str, order: list[str], steps: int, out: Path | None) -> None:
+    import datetime
+
+    from training.models import cpu_has_bf16
+
+    lines = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+        if out is not None:
+            out.write_text("\n".join(lines) + "\n")
+
+    say(f"LoRA training, fp32 vs bf16 interleaved: {model}, cpu preset train shape "
+        f"({steps} steps of 8 x 384 tokens), seed pairs")
+    say(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, "
+        f"{os.cpu_count()} CPUs, bf16 units: {cpu_has_bf16()}, "
+        f"load average at start {os.getloadavg()[0]:.1f}")
+    say(f"{'run':<5}{'precision':<11}{'tok/s':>8}{'seconds':>9}{'load RSS':>10}{'peak RSS':>10}"
+        f"{'first loss':>12}{'last loss':>11}{'load avg':>10}")
+    runs = []
+    for i, precision in enumerate(order, 1):
+        spec = json.dumps({"model": model, "precision": precision, "steps": steps})
+        proc = subprocess.run([sys.executable, __file__, "--child-precision", spec], cwd=ROOT,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            say(f"{i:<5}{precision:<11} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["precision"] = precision
+        runs.append(r)
+        say(f"{i:<5}{precision:<11}{r['tok_s']:>8.0f}{r['seconds']:>9.0f}{r['load_rss']:>9.2f}G"
+            f"{r['peak_rss']:>9.2f}G{r['curve'][0]:>12.5f}{r['curve'][-1]:>11.5f}"
+            f"{os.getloadavg()[0]:>10.1f}")
+    by = {p: [r for r in runs if r["precision"] == p] for p in ("no", "bf16")}
+    if not (by["no"] and by["bf16"]):
+        return
+    say(f"(threads {runs[0]['threads']}; mixed_precision auto resolves to "
+        f"{runs[0]['auto']!r} here)")
+    best = {p: max(r["tok_s"] for r in rs) for p, rs in by.items()}
+    peak = {p: max(r["peak_rss"] for r in rs) for p, rs in by.items()}
+    pairwise = ", ".join(f"{b['tok_s'] / a['tok_s']:.2f}x" for a, b in zip(by["no"], by["bf16"]))
+    say(f"bf16 / fp32 tok/s: best {best['bf16'] / best['no']:.2f}x, pairwise {pairwise}; "
+        f"peak RSS bf16 {peak['bf16']:.2f}G vs fp32 {peak['no']:.2f}G")
+    first = {p: rs[0]["curve"][0] for p, rs in by.items()}
+    say(f"first-step loss: fp32 {first['no']:.5f}, bf16 {first['bf16']:.5f}, "
+        f"diff {(first['bf16'] - first['no']) / first['no']:+.3%}")
+    same = {p: all(r["curve"] == rs[0]["curve"] for r in rs) for p, rs in by.items()}
+    say(f"curves repeat exactly across runs of a precision: fp32 {same['no']}, "
+        f"bf16 {same['bf16']}")
+    say(f"{'step':<6}{'fp32 loss':>11}{'bf16 loss':>11}{'diff':>9}")
+    for step, (a, b) in enumerate(zip(by["no"][0]["curve"], by["bf16"][0]["curve"]), 1):
+        say(f"{step:<6}{a:>11.5f}{b:>11.5f}{(b - a) / a:>+9.2%}")
 
 
 def throughput_table(models: list[str], setups: list[str], steps: int) -> None:
@@ -193,10 +287,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0, help="for the experiments")
     parser.add_argument("--heldout", type=int, default=300, help="held-out pairs to score")
     parser.add_argument("--p3", type=Path, default=P3_DIR, help="directory of P3 puzzles.json")
+    parser.add_argument("--precision-ab", action="store_true",
+                        help="fp32 vs bf16 on the cpu preset's train shape, interleaved")
+    parser.add_argument("--order", default="no,bf16,no,bf16",
+                        help="for --precision-ab: mixed_precision of each run, in order")
+    parser.add_argument("--ab-steps", type=int, default=16, help="for --precision-ab")
+    parser.add_argument("--ab-model", default="smollm2-135m", help="for --precision-ab")
+    parser.add_argument("--out", type=Path, help="for --precision-ab: also write the table here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-precision", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_setup(json.loads(args.child))))
+    elif args.child_precision:
+        print(json.dumps(run_precision(json.loads(args.child_precision))))
+    elif args.precision_ab:
+        precision_ab(args.ab_model, args.order.split(","), args.ab_steps, args.out)
     elif args.experiment == "loss-on":
         experiment_loss_on(args.p3, args.epochs, args.heldout)
     elif args.experiment == "rounds":

@@ -149,9 +149,15 @@ def sampling_dtype(device: torch.device | str = "cpu") -> str:
     device = torch.device(device)
     if device.type != "cpu":
         return str(resolve_dtype("auto", device)).removeprefix("torch.")
-    fast = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or \
-        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    return "bfloat16" if fast else "float32"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matmul units (AMX tiles or avx512_bf16), where bf16 matmuls run
+    several times faster than fp32. The one test for it: sampling's `dtype = "auto"`
+    (`sampling_dtype`) and training's `mixed_precision = "auto"` both ask here."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or
+                getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
 def _set_threads(threads: int, device: torch.device, n_params: int, cpus: int = 0) -> int:
@@ -442,5 +448,6 @@ def model_summary(loaded: LoadedModel) -> dict:
 
 
 __all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "ModelIdentity", "auto_threads",
-           "cache_dir", "convert_smollm2", "load_model", "model_identity", "model_summary",
-           "prepare_tokenizer", "sampling_dtype", "smollm2_gguf", "torch_threads"]
+           "cache_dir", "convert_smollm2", "cpu_has_bf16", "load_model", "model_identity",
+           "model_summary", "prepare_tokenizer", "sampling_dtype", "smollm2_gguf",
+           "torch_threads"]

@@ -80,7 +80,9 @@ class TrainConfig:
     seed: int = 0
     """Seeds the adapter init, dropout and the data order."""
     mixed_precision: str = "auto"
-    """"auto" (bf16 on a GPU that has it, else float32), "no", "bf16" or "fp16"."""
+    """"auto" (bf16 on a GPU that has it and on a CPU with bf16 matmul units, AMX or
+    avx512_bf16; else float32), "no" (float32), "bf16" or "fp16" (GPU only). On a CPU bf16
+    trains bf16 base weights under fp32 LoRA weights and optimizer state."""
     gradient_checkpointing: bool = False
     """Recompute layer activations in the backward pass: less memory, ~30% more compute."""
     objective: str = "sft"

@@ -1,6 +1,7 @@
 """One LoRA training round: packed pairs, an accelerate loop, atomic checkpoints, exact resume.
 
-The same loop runs on the CPU (float32, one process) and on one or many GPUs (bf16, DDP):
+The same loop runs on the CPU (one process, or several over gloo) and on one or many GPUs
+(DDP):
 
     accelerate launch -m selfplay train pairs.jsonl --model smollm2-135m --out runs/r1
 
@@ -8,6 +9,14 @@ Every rank rebuilds the same packed blocks, and which blocks a step reads is a p
 (seed, step), so the "data position" of a checkpoint is just its step number. Resuming restores
 the adapter, optimizer, scheduler and RNG states and continues; on the CPU the result equals an
 uninterrupted run up to float rounding.
+
+Precision (`mixed_precision`, "auto" resolved by `resolve_mixed_precision`): on a GPU bf16 is
+accelerate's autocast. On a CPU bf16 means bf16 base weights and activations under fp32 LoRA
+weights, gradients and AdamW state (the adapter's matmuls autocast to bf16): the frozen base is
+most of the bytes every matmul reads, bf16 halves them and the activations, and the matmuls run
+on the CPU's bf16 units (AMX, avx512_bf16); the adapter, the only thing that learns, keeps fp32
+updates. The base is cast for the run and handed back in its own dtype. A run records the
+precision it resolved to, and "auto" resumes in that one.
 
 With a preference objective (`objective` dpo or sft+dpo) a step reads preference pairs instead
 of blocks (training.preference): the same seeded order, checkpoints and resume.
@@ -45,7 +54,7 @@ from training.lora import (
 )
 from training.preference import PreferenceData, PreferenceLossModel, collate_pairs, \
     tokenize_preferences
-from training.settings import TrainConfig
+from training.settings import MIXED_PRECISION, TrainConfig
 
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train_log.jsonl"
@@ -147,13 +156,21 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    on_cpu = base.device.type == "cpu"
+    precision = resolve_mixed_precision(config.mixed_precision, base.device)
+    saved = _saved_inputs(out_dir) if resume and config.mixed_precision == "auto" else None
+    if saved is not None:
+        # "auto" is resolved once per run: a run started before this machine (or this code)
+        # resolved it differently goes on in what it started in.
+        precision = _saved_precision(saved)
+    # On the CPU bf16 is the base weights' dtype (_borrowed), not accelerate's autocast.
     # cpu=True for a base on the CPU: accelerate then joins the processes of a launch
     # (torchrun, `accelerate launch --multi_gpu`) with gloo instead of training each alone.
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
-                              cpu=base.device.type == "cpu")
+    accelerator = Accelerator(mixed_precision="no" if on_cpu else precision, cpu=on_cpu)
     _refuse_fsdp_on_cpu(accelerator, base.device)
     # The world size sets the global batch, so a checkpoint resumes only on as many processes.
     inputs["processes"] = accelerator.num_processes
+    inputs["precision"] = precision
     if resume:
         done = _finished_summary(out_dir, inputs)
         if done is not None:
@@ -180,10 +197,12 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
             raise SelfplayError(f"no pair fits in a block of {block_size} tokens "
                                 f"(all {packing.n_dropped} were longer)")
     set_seed(config.seed)  # before the adapter exists: its initial weights are random
-    with (_borrowed(base.model, config.gradient_checkpointing) as hf_model,
-          _adapter_on(hf_model, lora, init_adapter) as peft_model):
+    cpu_bf16 = on_cpu and precision == "bf16"
+    with (_borrowed(base.model, config.gradient_checkpointing,
+                    torch.bfloat16 if cpu_bf16 else None) as hf_model,
+          _adapter_on(hf_model, lora, init_adapter, cpu_bf16) as peft_model):
         return _train(accelerator, peft_model, packing, out_dir, config, inputs, checkpoint,
-                      progress, on_step)
+                      progress, on_step, cpu_bf16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +210,8 @@ def train_adapter(base, pairs: Sequence[tuple[str, str]], out_dir: str | Path,
 
 
 def _train(accelerator, peft_model, packing: Packing | PreferenceData, out_dir: Path,
-           config: TrainConfig, inputs: dict, checkpoint: Path | None, progress: bool, on_step
-           ) -> TrainSummary:
+           config: TrainConfig, inputs: dict, checkpoint: Path | None, progress: bool, on_step,
+           cpu_bf16: bool = False) -> TrainSummary:
     world = accelerator.num_processes
     data = _StepData(packing, config)
     peft_model.train()
@@ -231,7 +250,8 @@ def _train(accelerator, peft_model, packing: Packing | PreferenceData, out_dir: 
             tensors = {k: v.to(accelerator.device) for k, v in data.collate(micro).items()}
             sync = j == len(batches) - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(loss_model):
-                loss = data.loss(loss_model(**tensors), counts)
+                with _cpu_autocast(cpu_bf16):
+                    loss = data.loss(loss_model(**tensors), counts).float()
                 # DDP averages gradients over ranks; scaling by world makes the result the
                 # gradient of the mean loss over the whole global step.
                 accelerator.backward(loss * world)
@@ -423,18 +443,58 @@ def _warmup_cosine(optimizer, total_steps: int, warmup_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _mixed_precision(setting: str) -> str:
+def resolve_mixed_precision(setting: str, device: torch.device | str) -> str:
+    """What `TrainConfig.mixed_precision = setting` trains in on `device`: "no", "bf16" or
+    "fp16". "auto" is bf16 on a GPU that supports it, else "no". On a CPU, bf16 is asked for
+    by name (it needs bf16 matmul units, `training.models.cpu_has_bf16`): it is not yet what
+    "auto" picks there, because its loss curve sits 2-4.6% above fp32's after the first step
+    on the cpu preset's 16 steps (bench/results/train_bf16_intel_xeon.txt), more than noise."""
+    from training import models
+
+    device = torch.device(device)
+    if setting not in MIXED_PRECISION:
+        raise SelfplayError(f"train.mixed_precision = {setting!r} is not one of "
+                            f"{', '.join(MIXED_PRECISION)}")
+    if setting == "fp16" and device.type == "cpu":
+        raise SelfplayError("train.mixed_precision = 'fp16' needs a GPU: on the CPU use bf16 "
+                            "(or auto, or no)")
+    if setting == "bf16" and device.type == "cpu" and not models.cpu_has_bf16():
+        raise SelfplayError("train.mixed_precision = 'bf16' on this CPU: it has no bf16 "
+                            "matmul units (AMX or avx512_bf16); use auto or no")
     if setting != "auto":
         return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "no"
 
+
+def _saved_precision(saved: dict) -> str:
+    """The precision a saved run trained in. Runs saved before it was recorded resolved "auto"
+    to bf16 only on a CUDA GPU with bf16, so on a CPU base they trained in float32."""
+    if "precision" in saved:
+        return saved["precision"]
+    setting = saved.get("config", {}).get("mixed_precision", "auto")
+    if setting != "auto":
+        return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
+def _cpu_autocast(on: bool):
+    """The forward of a bf16 CPU run: the adapter's fp32 weights enter its matmuls as bf16 (a
+    cast of a few small matrices, cached for the forward) and its activations stay bf16. Ours,
+    not accelerate's: accelerate fixes the precision once per process, for every later run."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
-def _adapter_on(hf_model, lora: LoraSettings, init_adapter):
+def _adapter_on(hf_model, lora: LoraSettings, init_adapter, bf16_inputs: bool = False):
     """The model with a trainable adapter injected (fresh, or loaded from `init_adapter`); the
-    adapter layers are taken out again on exit, whatever happened."""
+    adapter layers are taken out again on exit, whatever happened. peft keeps the adapter's
+    weights float32 on a bf16 base; with `bf16_inputs` it stops casting each adapter's input
+    to them (under _cpu_autocast): casting the bf16 activations to fp32 and the sum back, at
+    every adapted layer, took more time than the matmuls bf16 saved."""
     from peft import PeftModel, get_peft_model
+    from peft.helpers import disable_input_dtype_casting
 
     with quiet_peft():
         if init_adapter is not None:
@@ -443,16 +503,25 @@ def _adapter_on(hf_model, lora: LoraSettings, init_adapter):
         else:
             peft_model = get_peft_model(hf_model, lora_config_for(hf_model, lora))
     try:
-        yield peft_model
+        with disable_input_dtype_casting(peft_model, active=bf16_inputs):
+            yield peft_model
     finally:
         peft_model.unload()
 
 
 @contextlib.contextmanager
-def _borrowed(hf_model, gradient_checkpointing: bool):
+def _borrowed(hf_model, gradient_checkpointing: bool, dtype: torch.dtype | None = None):
     """Lend the base model to training and hand it back as it was: the same requires_grad
-    flags, training mode and gradient checkpointing setting."""
+    flags, training mode, gradient checkpointing setting and weights. With `dtype`, its float32
+    weights are lent as copies in that dtype (the originals kept aside, put back on exit)."""
     requires_grad = {name: p.requires_grad for name, p in hf_model.named_parameters()}
+    originals = {}
+    if dtype is not None:
+        # Tied weights are one Parameter (named_parameters lists it once): cast once, still tied.
+        for p in hf_model.parameters():
+            if p.dtype == torch.float32:
+                originals[p] = p.data
+                p.data = p.data.to(dtype)
     was_training = hf_model.training
     had_checkpointing = _checkpointing_on(hf_model)
     if gradient_checkpointing and not had_checkpointing:
@@ -466,6 +535,8 @@ def _borrowed(hf_model, gradient_checkpointing: bool):
     finally:
         if _checkpointing_on(hf_model) and not had_checkpointing:
             _checkpointing_method(hf_model, "disable")()
+        for p, data in originals.items():
+            p.data = data
         for name, p in hf_model.named_parameters():
             p.requires_grad_(requires_grad.get(name, p.requires_grad))
         hf_model.train(was_training)
@@ -515,7 +586,8 @@ def _run_inputs(base, pairs, config: TrainConfig, lora: LoraSettings, init_adapt
 
 
 def _check_same_inputs(saved: dict, inputs: dict, where: str) -> None:
-    saved = {"processes": 1, **saved}  # runs saved before the world size was recorded
+    # Runs saved before the world size and the precision were recorded.
+    saved = {"processes": 1, "precision": _saved_precision(saved), **saved}
     for key in inputs:
         if isinstance(inputs[key], dict) and isinstance(saved.get(key), dict):
             for sub in inputs[key]:
@@ -557,6 +629,16 @@ def _finished_summary(out_dir: Path, inputs: dict) -> TrainSummary | None:
     if (adapter / ADAPTER_FILES[0]).is_file() and adapter_hash(adapter) == summary.adapter_hash:
         return summary
     return None  # the adapter was removed or changed since: train again
+
+
+def _saved_inputs(out_dir: Path) -> dict | None:
+    """The inputs of the run out_dir holds (finished, else its latest checkpoint), or None."""
+    if (out_dir / SUMMARY_FILE).is_file():
+        return json.loads((out_dir / SUMMARY_FILE).read_text())["inputs"]
+    checkpoint = _latest_checkpoint(out_dir)
+    if checkpoint is not None:
+        return json.loads((checkpoint / "state.json").read_text())["inputs"]
+    return None
 
 
 def _latest_checkpoint(out_dir: Path) -> Path | None:

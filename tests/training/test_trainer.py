@@ -29,8 +29,11 @@ PAIRS = [
      "def g(n=5):\n    return list(range(n))\n"),
     ("def f(x: float):\n    return abs(x * 2 - 3) < 1e-9\n", "def g():\n    return 1.5\n"),
 ]
+# float32 whatever the CPU: "auto" would be bf16 on one with bf16 units, and these tests pin
+# the fp32 path to exact equalities; bf16 has its own tests below.
 CONFIG = TrainConfig(steps=6, micro_batch=2, grad_accum=2, block_size=128, learning_rate=5e-3,
-                     warmup_ratio=0.2, checkpoint_every=2)
+                     warmup_ratio=0.2, checkpoint_every=2, mixed_precision="no")
+BF16 = replace(CONFIG, mixed_precision="bf16")
 LORA = LoraSettings(rank=4, alpha=8)
 
 
@@ -230,6 +233,128 @@ def test_bad_config_is_an_error():
         TrainConfig(loss_on="puzzle")
     with pytest.raises(SelfplayError, match="micro_batch"):
         TrainConfig(micro_batch=0)
+
+
+# bf16 on the CPU -------------------------------------------------------------------------------
+
+
+def _cpu_has_bf16() -> bool:
+    from training.models import cpu_has_bf16
+    return cpu_has_bf16()
+
+
+@pytest.mark.parametrize("has_units", [False, True])
+def test_auto_precision_is_fp32_on_a_cpu_and_bf16_is_asked_for_by_name(base, tmp_path,
+                                                                       monkeypatch, has_units):
+    # bf16 on the CPU does not yet learn as fp32 does (its loss curve sits 2-4.6% above), so
+    # "auto" keeps a CPU run in float32 whatever its units; "bf16" needs the units.
+    from training import models
+    from training.trainer import resolve_mixed_precision
+
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: has_units)
+    assert resolve_mixed_precision("auto", "cpu") == "no"
+    assert resolve_mixed_precision("no", "cpu") == "no"
+    if not has_units:
+        with pytest.raises(SelfplayError, match="no bf16 matmul units"):
+            resolve_mixed_precision("bf16", "cpu")
+        return
+    assert resolve_mixed_precision("bf16", "cpu") == "bf16"
+    for setting, want in (("auto", torch.float32), ("bf16", torch.bfloat16)):
+        dtypes = []
+        train_adapter(base, PAIRS, tmp_path / setting, replace(CONFIG, steps=1,
+                                                               mixed_precision=setting), LORA,
+                      on_step=lambda info: dtypes.append(
+                          info.model.get_base_model().get_input_embeddings().weight.dtype))
+        assert dtypes == [want]
+        summary = json.loads((tmp_path / setting / "summary.json").read_text())
+        assert summary["inputs"]["precision"] == ("no" if setting == "auto" else "bf16")
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bf16 matmul units")
+def test_bf16_trains_fp32_lora_weights_and_state_on_a_bf16_base(base, tmp_path):
+    model = base.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = {}
+
+    def look(info):
+        peft_model = info.model
+        seen["base"] = {p.dtype for n, p in peft_model.named_parameters() if "lora_" not in n}
+        seen["lora"] = {p.dtype for p in peft_model.parameters() if p.requires_grad}
+
+    with pytest.raises(Crash):
+        train_adapter(base, PAIRS, tmp_path, BF16, LORA,
+                      on_step=lambda info: (look(info), _crash_at(3)(info)))
+    assert seen == {"base": {torch.bfloat16}, "lora": {torch.float32}}
+    optimizer = torch.load(tmp_path / "checkpoints" / "step-000002" / "optimizer.pt",
+                           weights_only=True)
+    moments = [t for state in optimizer["state"].values() for k, t in state.items()
+               if k in ("exp_avg", "exp_avg_sq")]
+    assert moments and {t.dtype for t in moments} == {torch.float32}
+    train_adapter(base, PAIRS, tmp_path, BF16, LORA)
+    assert {t.dtype for t in _weights(tmp_path).values()} == {torch.float32}
+    # The base is handed back in float32, bit for bit, and its tied weights still tied.
+    after = model.state_dict()
+    assert all(after[k].dtype == before[k].dtype and torch.equal(before[k], after[k])
+               for k in before)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bf16 matmul units")
+def test_a_bf16_step_has_the_loss_of_the_fp32_step(base, tmp_path):
+    one = replace(CONFIG, steps=2, checkpoint_every=0)
+    fp32 = train_adapter(base, PAIRS, tmp_path / "fp32", one, LORA)
+    bf16 = train_adapter(base, PAIRS, tmp_path / "bf16", replace(one, mixed_precision="bf16"),
+                         LORA)
+    assert bf16.first_loss != fp32.first_loss  # it did run in another precision
+    assert bf16.first_loss == pytest.approx(fp32.first_loss, rel=1e-2)
+    assert bf16.last_loss == pytest.approx(fp32.last_loss, rel=1e-2)
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bf16 matmul units")
+def test_resume_under_bf16_matches_an_uninterrupted_bf16_run(base, tmp_path):
+    uninterrupted = train_adapter(base, PAIRS, tmp_path / "whole", BF16, LORA)
+    with pytest.raises(Crash):
+        train_adapter(base, PAIRS, tmp_path / "resumed", BF16, LORA, on_step=_crash_at(5))
+    seen = []
+    resumed = train_adapter(base, PAIRS, tmp_path / "resumed", BF16, LORA,
+                            on_step=lambda info: seen.append(info.step))
+    assert seen == [5, 6]
+    _assert_same_adapter(tmp_path / "whole", tmp_path / "resumed")
+    assert resumed.first_loss == uninterrupted.first_loss
+    assert resumed.last_loss == pytest.approx(uninterrupted.last_loss, rel=1e-5)
+    with pytest.raises(SelfplayError, match="precision"):
+        train_adapter(base, PAIRS, tmp_path / "resumed", CONFIG, LORA)
+
+
+def test_auto_resumes_in_the_precision_its_run_started_in(base, finished, tmp_path, monkeypatch):
+    """A checkpoint from before bf16 training (no precision recorded, "auto" then float32 on
+    every CPU) resumes in float32 on a CPU with bf16 units, and ends as the fp32 run."""
+    from training import models
+
+    out, _ = finished
+    auto = replace(CONFIG, mixed_precision="auto")
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+    with pytest.raises(Crash):
+        train_adapter(base, PAIRS, tmp_path, auto, LORA, on_step=_crash_at(5))
+    state_file = tmp_path / "checkpoints" / "step-000004" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["inputs"].pop("precision") == "no"
+    state_file.write_text(json.dumps(state))  # as written before the precision was recorded
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)
+    train_adapter(base, PAIRS, tmp_path, auto, LORA)
+    _assert_same_adapter(out, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["inputs"]["precision"] == "no"
+
+
+def test_a_bad_mixed_precision_is_refused_by_name():
+    from training.trainer import resolve_mixed_precision
+
+    with pytest.raises(SelfplayError, match="mixed_precision.*'bf17'"):
+        TrainConfig(mixed_precision="bf17")
+    with pytest.raises(SelfplayError, match="mixed_precision.*'float16'"):
+        resolve_mixed_precision("float16", "cpu")
+    with pytest.raises(SelfplayError, match="mixed_precision = 'fp16' needs a GPU"):
+        resolve_mixed_precision("fp16", "cpu")
 
 
 def _write_pairs(path: Path, pairs) -> Path:
