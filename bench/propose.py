@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.sample import cpu_name  # noqa: E402
 from puzzles.errors import SelfplayError  # noqa: E402
 from puzzles.store import Store  # noqa: E402
 from selfplay.config import PROPOSAL_FORMATS, preset, with_settings  # noqa: E402
@@ -116,16 +116,6 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['format']} rejections: {r['rejected']}")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:

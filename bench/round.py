@@ -122,10 +122,10 @@ def make_snapshot(path: Path, preset_name: str) -> Path:
 def bench(snapshot: Path, arms: dict[str, list[str]], round_: int, repeats: int,
           say=print) -> list[dict]:
     """Run every arm `repeats` times, interleaved; print a table and return the runs."""
-    import platform
+    from bench.sample import cpu_name
 
     say(f"round {round_} of {snapshot}, {len(arms)} arms x {repeats}, "
-        f"{_cpu_name() or platform.processor()}, {os.cpu_count()} CPUs, "
+        f"{cpu_name()}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}")
     for name, settings in arms.items():
         say(f"  {name}: {' '.join(settings) or '(the snapshot config)'}")
@@ -151,17 +151,6 @@ def bench(snapshot: Path, arms: dict[str, list[str]], round_: int, repeats: int,
                  for arm in (a, b)}
         say(f"{b} / {a} wall time: {total[b] / total[a]:.2f}")
     return runs
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,14 +134,21 @@ def propose_prompt(examples: list[Puzzle], rng: random.Random, config: PromptCon
     Returns (prompt, hashes of the puzzles included, in order). Examples are dropped, longest
     first, until the prompt fits; pass `len(hashes)` as `prompt_k` to `parse_proposal`.
     """
-    k = min(config.propose_examples, len(examples))
-    chosen = rng.sample(list(examples), k)
+    chosen = rng.sample(list(examples), min(config.propose_examples, len(examples)))
+    prompt = _fit_examples(chosen, lambda c: _propose_text(c, config),
+                           lambda p: len(p.source), config, tokenizer)
+    return prompt, [p.hash for p in chosen]
+
+
+def _fit_examples(chosen: list, render, size, config: PromptConfig, tokenizer) -> str:
+    """`render(chosen)` with examples removed from `chosen`, largest `size` first, until the
+    prompt fits the token limit (or none is left): the propose prompts' one budget rule."""
     limit = _token_limit(config, tokenizer)
     while True:
-        prompt = _propose_text(chosen, config)
+        prompt = render(chosen)
         if not chosen or _n_tokens(prompt, tokenizer) <= limit:
-            return prompt, [p.hash for p in chosen]
-        chosen.remove(max(chosen, key=lambda p: len(p.source)))
+            return prompt
+        chosen.remove(max(chosen, key=size))
 
 
 def _propose_text(puzzles: list[Puzzle], config: PromptConfig) -> str:
@@ -179,14 +186,10 @@ def propose_pair_prompt(examples: list[tuple[Puzzle, Solution | str]], rng: rand
     Returns (prompt, hashes of the puzzles included, in order); examples are dropped, longest
     first, until the prompt fits. Pass `len(hashes)` as `prompt_k` to `parse_pair_proposal`.
     """
-    k = min(config.propose_examples, len(examples))
-    chosen = rng.sample(list(examples), k)
-    limit = _token_limit(config, tokenizer)
-    while True:
-        prompt = _pair_text(chosen, config)
-        if not chosen or _n_tokens(prompt, tokenizer) <= limit:
-            return prompt, [p.hash for p, _ in chosen]
-        chosen.remove(max(chosen, key=lambda e: len(e[0].source) + len(_source(e[1]))))
+    chosen = rng.sample(list(examples), min(config.propose_examples, len(examples)))
+    prompt = _fit_examples(chosen, lambda c: _pair_text(c, config),
+                           lambda e: len(e[0].source) + len(_source(e[1])), config, tokenizer)
+    return prompt, [p.hash for p, _ in chosen]
 
 
 def _source(solution: Solution | str) -> str:
