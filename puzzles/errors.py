@@ -10,7 +10,8 @@ class SelfplayError(Exception):
 
 
 PUZZLE_REASONS = ("empty", "too_long", "too_deep", "syntax", "extra_code", "signature",
-                  "answer_type", "no_return", "truncated", "invalid", "no_solution")
+                  "answer_type", "no_return", "truncated", "invalid", "no_solution",
+                  "no_input")
 """Why source was refused, as a code to count and branch on (the message is for people):
 empty; too_long (over the size or literal-length limits, or constants that compiling would
 fold into too many bytes); too_deep (nested deeper than puzzles.format.MAX_NESTING, or than
@@ -18,7 +19,8 @@ the parser itself goes); syntax; extra_code (more than one
 function, other top-level code, async or decorated); signature (arguments, defaults,
 annotations); answer_type (not one of the allowed types); no_return; truncated (a model's
 completion ended mid-function); invalid (anything else: metadata, record shape); no_solution
-(a proposed pair whose second function is not its solution `g`)."""
+(a proposed pair whose second function is not its solution `g`); no_input (a proposed
+program whose input is not a literal of the type it takes: puzzles.programs)."""
 
 
 class PuzzleError(SelfplayError):

@@ -74,6 +74,12 @@ def _compile_solution(source: str, puzzle) -> tuple[bytes, bool] | Verdict:
                        0.0, reason="invalid_solution")
 
 
+def _check_limits(timeout: float | None, wall: float | None) -> None:
+    for name, value in (("timeout", timeout), ("wall", wall)):
+        if value is not None and not value > 0:
+            raise SelfplayError(f"verifier: {name} must be > 0, not {value!r}")
+
+
 def _server_environment() -> dict[str, str]:
     """The server's whole environment (its workers inherit it): nothing of the caller's, whose
     variables may hold secrets that a check could raise into a verdict's detail."""
@@ -216,9 +222,7 @@ class Verifier:
         this call gets that many seconds instead of `config.timeout`; with `wall` too, those
         are seconds of CPU time (which a loaded machine does not stretch as it does wall-clock
         time), within `wall` seconds of wall-clock time (for code that sleeps or waits)."""
-        for name, value in (("timeout", timeout), ("wall", wall)):
-            if value is not None and not value > 0:
-                raise SelfplayError(f"verify_many: {name} must be > 0, not {value!r}")
+        _check_limits(timeout, wall)
         results: list[Verdict | None] = [None] * len(pairs)
 
         def prepared():
@@ -230,9 +234,11 @@ class Verifier:
                     yield check
         return self._run(prepared(), results, progress, (timeout, wall))
 
-    def check_answers(self, items: Sequence[tuple[str, object]],
-                      progress: bool = False) -> list[Verdict]:
-        """Run `f(answer)` only, for (puzzle source, answer value) items."""
+    def check_answers(self, items: Sequence[tuple[str, object]], progress: bool = False,
+                      timeout: float | None = None, wall: float | None = None) -> list[Verdict]:
+        """Run `f(answer)` only, for (puzzle source, answer value) items. `timeout` and `wall`
+        as for `verify_many`."""
+        _check_limits(timeout, wall)
         results: list[Verdict | None] = [None] * len(items)
         checks = []
         for i, (source, value) in enumerate(items):
@@ -255,7 +261,7 @@ class Verifier:
                 continue
             checks.append(Check(i, None, f_code, puzzle.answer_type, text, False,
                                 f_alone or self.config.sharing == "never"))
-        return self._run(checks, results, progress)
+        return self._run(checks, results, progress, (timeout, wall))
 
     def _puzzle(self, source: str):
         """(Puzzle, marshalled code of f, must f run alone?) or the PuzzleError, cached."""

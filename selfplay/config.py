@@ -76,7 +76,7 @@ class SeedsConfig:
                     f"in [0, {self.generated}] (seeds.generated)")
 
 
-PROPOSAL_FORMATS = ("checker", "pair")
+PROPOSAL_FORMATS = ("checker", "pair", "program")
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,12 @@ class ProposeConfig:
     k solved example pairs (each with its `assert f(g())`), so a valid proposal whose `g`
     verifies is a verified pair at once. A pair's puzzle still goes through the filter (trivial
     answers, determinism), dedup and the solver, which tries it without its `g`: its solve rate
-    counts the proposer's `g` as one more attempt."""
+    counts the proposer's `g` as one more attempt. Or `program`: a program and an input for it
+    after k example programs (puzzles.programs, Absolute Zero's abduction task); the sandbox
+    runs the program on the input, and the puzzle is "find an input the program maps to this
+    output", solved by the model's own input by construction. Its examples are the shipped
+    seed programs and the model's solved program puzzles of earlier rounds (`origins` does
+    not apply)."""
     origins: tuple[str, ...] = ()
     """Origins of the solved train puzzles the examples are drawn from (`seed`, `imported`,
     `generator`, `generated`); empty: all of them."""
@@ -116,6 +121,14 @@ class FilterConfig:
     """Reject puzzles that a trivial answer (small ints, short strings, short lists) solves."""
     determinism: bool = True
     """Run each checker twice on the trivial answers and reject it if the results differ."""
+    timeout: float = 1.0
+    """Seconds of CPU time a checker gets on each trivial answer, and a proposed program on its
+    input (`propose.format = "program"`). A checker that loops on a trivial answer is rejected
+    either way; at the verifier's 5 s each such loop cost the filter 5 s per trivial answer
+    (bench/results/propose_formats_intel_xeon.txt: the pair format's filter took 222 s)."""
+
+    def __post_init__(self):
+        check_ranges(self, "filter", timeout="> 0")
 
 
 @dataclass(frozen=True)

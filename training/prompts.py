@@ -20,8 +20,9 @@ from functools import lru_cache
 
 from puzzles.checks import check_ranges
 from puzzles.errors import PuzzleError, SelfplayError
-from puzzles.format import (Puzzle, Solution, parse_puzzle, parse_solution, solution_from_body,
-                            unparse)
+from puzzles.format import (Puzzle, Solution, content_hash, parse_puzzle, parse_solution,
+                            solution_from_body, unparse)
+from puzzles.programs import Program, input_of_solution, parse_program
 
 # A newline followed by anything but whitespace starts a line at column 0: the function ended.
 _FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
@@ -238,6 +239,52 @@ def _pair_solution(g_source: str, puzzle: Puzzle, name: str) -> Solution:
     return solution_from_body(body, puzzle)
 
 
+# Propose a program ------------------------------------------------------------------------
+# The model writes a program and an input for it (puzzles.programs): each example is a program
+# renamed `f{i}`, its input as `def g{i}(): return <input>`, and `assert f{i}(g{i}()) == <output>`;
+# the prompt ends `def f{k+1}(`. The same stop rule as a pair's (`functions = 2`) ends the
+# completion after `g{k+1}`, before the model guesses an output: the sandbox computes it.
+
+
+def propose_program_prompt(examples: list[Program], rng: random.Random,
+                           config: PromptConfig = PromptConfig(), tokenizer=None
+                           ) -> tuple[str, list[str]]:
+    """A prompt asking for a new program and its input after k programs drawn with `rng`.
+
+    Returns (prompt, content hashes of the programs included, in order); examples are dropped,
+    longest first, until the prompt fits. Pass `len(hashes)` as `prompt_k` to
+    `parse_program_proposal`.
+    """
+    chosen = rng.sample(list(examples), min(config.propose_examples, len(examples)))
+    prompt = _fit_examples(chosen, lambda c: _program_text(c, config),
+                           lambda e: len(e.source) + len(e.output or ""), config, tokenizer)
+    return prompt, [content_hash(p.source) for p in chosen]
+
+
+def _program_text(programs: list[Program], config: PromptConfig) -> str:
+    blocks = [rename_function(p.source, "f", f"f{i}") + f"def g{i}():\n    return {p.input}\n"
+              + f"assert f{i}(g{i}()) == {p.output}\n" for i, p in enumerate(programs, 1)]
+    return config.propose_preamble + config.separator.join(
+        blocks + [f"def f{len(programs) + 1}("])
+
+
+def parse_program_proposal(completion: str, prompt_k: int) -> Program:
+    """The program and input a program completion defines (it continues `def f{k+1}(`).
+    Raises PuzzleError with the reason (`no_input` when `g{k+1}` is missing or returns
+    anything but a literal of the program's input type)."""
+    text = _finished(completion, 2)
+    m = _FUNCTION_END.search(text)
+    if m is None:
+        raise PuzzleError("the program ended with no input after it", "no_input")
+    name = f"f{prompt_k + 1}"
+    g_source = text[m.start() + 1:]
+    if not g_source.startswith(f"def g{prompt_k + 1}("):
+        raise PuzzleError(f"the program's second function is not `def g{prompt_k + 1}(`: "
+                          f"{g_source.splitlines()[0][:60]!r}", "no_input")
+    return parse_program(f"def {name}(" + text[:m.start()].rstrip() + "\n",
+                         input_of_solution(g_source), name)
+
+
 # Solve ------------------------------------------------------------------------------------
 
 
@@ -301,5 +348,6 @@ def _n_tokens(text: str, tokenizer) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-__all__ = ["PromptConfig", "cut_at_function_end", "parse_pair_proposal", "parse_proposal",
+__all__ = ["PromptConfig", "cut_at_function_end", "parse_pair_proposal", "parse_program_proposal",
+           "parse_proposal", "propose_program_prompt",
            "parse_solution_completion", "propose_pair_prompt", "propose_prompt", "rename_function", "solve_prompt", "solved_example"]

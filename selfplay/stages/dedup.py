@@ -8,6 +8,7 @@ from collections import Counter
 
 from puzzles.errors import PuzzleError
 from puzzles.format import parse_puzzle
+from puzzles.programs import input_solution
 from puzzles.store import Attempt
 from selfplay.config import DedupConfig
 from selfplay.context import RoundContext
@@ -15,7 +16,7 @@ from selfplay.evalsets import eval_set_puzzles
 from selfplay.lsh import LSHIndex
 from selfplay.similarity import ShingleIndex
 from selfplay.summaries import DedupSummary
-from training.prompts import parse_pair_proposal
+from training.prompts import parse_pair_proposal, parse_program_proposal
 
 
 DECONTAMINATION = "decontamination"
@@ -72,12 +73,18 @@ beside the solver's attempts, and select counts it as one more attempt."""
 
 
 def proposer_attempt(p) -> Attempt:
-    """The `g` a pair proposal wrote for its puzzle, as a pending attempt (rejected, with the
-    reason, when the completion holds no solution that parses)."""
+    """The `g` a pair proposal wrote for its puzzle (a program proposal: its own input), as a
+    pending attempt (rejected, with the reason, when the completion holds no solution that
+    parses)."""
     row = Attempt(p.round, PROPOSER, p.puzzle_hash, 0, p.completion, verdict="pending",
                   provenance={**p.provenance, "proposal": [p.round, p.prompt, p.sample]})
+    k = p.provenance.get("prompt_k", 0)
     try:
-        _, solution = parse_pair_proposal(p.completion, p.provenance.get("prompt_k", 0))
+        if p.provenance.get("format") == "program":  # its input, under the built puzzle
+            solution = input_solution(parse_program_proposal(p.completion, k),
+                                      parse_puzzle(p.puzzle))
+        else:
+            _, solution = parse_pair_proposal(p.completion, k)
     except PuzzleError as e:
         row.verdict, row.detail = "rejected", f"unparsable: {e}"[:300]
     else:
@@ -131,7 +138,7 @@ def run(ctx: RoundContext) -> DedupSummary:
                                       family="generated", split="train")
                 ctx.store.add_puzzle(puzzle, "generated", round=ctx.round, provenance={
                     **p.provenance, "proposal": [p.round, p.prompt, p.sample]})
-                if p.provenance.get("format") == "pair":
+                if p.provenance.get("format") in ("pair", "program"):
                     ctx.store.add_attempts([proposer_attempt(p)])
     counts = Counter(status for _, status, _ in outcomes)
     novel = len(ctx.store.puzzles(origin="generated", round=ctx.round))

@@ -9,7 +9,9 @@ from puzzles.errors import PuzzleError
 from puzzles.types import AnswerType, parse_type
 from selfplay.context import RoundContext
 from selfplay.summaries import FilterSummary
-from training.prompts import parse_proposal
+from puzzles.programs import copies_input, inversion_puzzle, output_probe, with_output
+from sandbox.config import Pair
+from training.prompts import parse_program_proposal, parse_proposal
 
 _SCALAR_TRIVIA = {
     # Smallest first: lists of trivial items take the first few.
@@ -58,14 +60,62 @@ def classify(first: list, second: list | None) -> tuple[str, str]:
     return "valid", ""
 
 
+def _limits(cfg) -> dict:
+    # CPU seconds, within five times as many of wall-clock time: a loaded machine does not
+    # stretch CPU time, and code that sleeps still ends.
+    return {"timeout": cfg.timeout, "wall": 5 * cfg.timeout}
+
+
+def program_puzzles(ctx: RoundContext, proposals: list) -> dict:
+    """{proposal id: its inversion puzzle, or the (status, reason) it is refused with} for
+    program proposals: each program runs on its own input in the sandbox (twice, with
+    `filter.determinism`) and its output becomes the puzzle's target."""
+    cfg = ctx.config.filter
+    outcomes, parsed = {}, []
+    for p in proposals:
+        try:
+            parsed.append((p, parse_program_proposal(p.completion,
+                                                     p.provenance.get("prompt_k", 0))))
+        except PuzzleError as e:
+            outcomes[p.id] = ("invalid", parse_reason(e))
+    if not parsed:
+        return outcomes
+    verifier = ctx.resources.verifier()
+    probes = [Pair(*output_probe(program)) for _, program in parsed]
+    first = verifier.verify_many(probes, **_limits(cfg))
+    second = verifier.verify_many(probes, **_limits(cfg)) if cfg.determinism else first
+    for (p, program), one, two in zip(parsed, first, second):
+        if not one.passed:
+            outcomes[p.id] = ("broken", f"the program on its input: {one.verdict}: "
+                                        f"{one.detail}"[:200])
+        elif one.answer is None:
+            outcomes[p.id] = ("invalid", "too_long")  # over the verdict's answer bytes
+        elif two.answer != one.answer:
+            outcomes[p.id] = ("nondeterministic", "two runs of the program on its input "
+                                                  "disagree")
+        elif copies_input(program := with_output(program, one.answer)):
+            outcomes[p.id] = ("trivial", "the program's output is its input")
+        else:
+            try:
+                outcomes[p.id] = inversion_puzzle(program)
+            except PuzzleError as e:
+                outcomes[p.id] = ("invalid", parse_reason(e))
+    return outcomes
+
+
 def run(ctx: RoundContext) -> FilterSummary:
     cfg = ctx.config.filter
     todo = ctx.store.proposals(ctx.round, status="proposed")
     updates: list[tuple[int, str, str, str | None, str | None]] = []
     checks = []  # (proposal, puzzle, answers)
+    built = program_puzzles(ctx, [p for p in todo if p.provenance.get("format") == "program"])
     for p in todo:
+        outcome = built.get(p.id)
+        if isinstance(outcome, tuple):  # a program refused: (status, reason)
+            updates.append((p.id, *outcome, None, None))
+            continue
         try:
-            puzzle = parse_proposal(p.completion, p.provenance.get("prompt_k", 0))
+            puzzle = outcome or parse_proposal(p.completion, p.provenance.get("prompt_k", 0))
         except PuzzleError as e:
             updates.append((p.id, "invalid", parse_reason(e), None, None))
             continue
@@ -75,8 +125,8 @@ def run(ctx: RoundContext) -> FilterSummary:
     items = [(puzzle.source, a) for _, puzzle, answers in checks for a in answers]
     if items:
         verifier = ctx.resources.verifier()
-        first = verifier.check_answers(items)
-        second = verifier.check_answers(items) if cfg.determinism else None
+        first = verifier.check_answers(items, **_limits(cfg))
+        second = verifier.check_answers(items, **_limits(cfg)) if cfg.determinism else None
     pos = 0
     for p, puzzle, answers in checks:
         n = len(answers)

@@ -10,7 +10,8 @@ from selfplay.context import RoundContext
 from selfplay.samplers import SampleJob
 from selfplay.summaries import ProposeSummary
 from selfplay.attempts import train_puzzles_with_shortest_solution
-from training.prompts import propose_pair_prompt, propose_prompt
+from puzzles.programs import Program, program_of_puzzle, seed_programs
+from training.prompts import propose_pair_prompt, propose_program_prompt, propose_prompt
 from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
 
 
@@ -29,20 +30,32 @@ def solved_train_pairs(store, origins: tuple[str, ...] = ()) -> list:
     return [(p, s) for p, s in train_puzzles_with_shortest_solution(store) if p.hash in allowed]
 
 
+def program_examples(store) -> list[Program]:
+    """The examples of program prompts: the shipped seed programs, and every program puzzle of
+    the model's with a verified solution that returns a literal (its program, that input)."""
+    examples = seed_programs()
+    own = {sp.hash for sp in store.puzzles(split="train", origin="generated", solved=True)}
+    for puzzle, solution in train_puzzles_with_shortest_solution(store):
+        if puzzle.hash in own and (program := program_of_puzzle(puzzle, solution)):
+            examples.append(program)
+    return examples
+
+
 def run(ctx: RoundContext) -> ProposeSummary:
     cfg = ctx.config.propose
     if not ctx.config.select.synthetic:
         return ProposeSummary(0, 0)  # nothing proposed could train: the control arm
-    pairs = cfg.format == "pair"
-    pool = (solved_train_pairs(ctx.store, cfg.origins) if pairs
-            else solved_train_puzzles(ctx.store, cfg.origins))
+    pool = {"pair": lambda: solved_train_pairs(ctx.store, cfg.origins),
+            "program": lambda: program_examples(ctx.store),
+            "checker": lambda: solved_train_puzzles(ctx.store, cfg.origins)}[cfg.format]()
     if not pool:
         return ProposeSummary(0, 0)
     sampler = ctx.resources.sampler(ctx.sampling_adapter)
     sampling = sampling_config(ctx, cfg)
-    if pairs:  # the completion holds the puzzle, then its `def g`
+    if cfg.format != "checker":  # the completion holds the puzzle (program), then its `def g`
         sampling = dataclasses.replace(sampling, functions=2)
-    make_prompt = propose_pair_prompt if pairs else propose_prompt
+    make_prompt = {"pair": propose_pair_prompt, "program": propose_program_prompt,
+                   "checker": propose_prompt}[cfg.format]
     # All prompts are drawn up front from one seeded generator, so chunk i is the same
     # whether or not an earlier run was cut off after chunk i-1.
     rng = random.Random(ctx.seed("propose"))

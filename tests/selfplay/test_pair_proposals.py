@@ -92,5 +92,5 @@ def test_an_unknown_proposal_format_is_refused_by_name(tmp_path):
     text = (path / "config.toml").read_text().replace('format = "checker"', 'format = "both"')
     (path / "config.toml").write_text(text)
     from puzzles.errors import SelfplayError
-    with pytest.raises(SelfplayError, match=r"propose.format must be one of checker, pair, not 'both'"):
+    with pytest.raises(SelfplayError, match=r"propose.format must be one of checker, pair, program, not 'both'"):
         load_config(path / "config.toml")

@@ -1,0 +1,195 @@
+"""Programs with inputs, and the puzzles they make: the `program` proposal format.
+
+A model writes a program `def f(s: str) -> str` and an input for it (`def g(): return "abc"`).
+The sandbox runs the program on the input, and the output it returns becomes the puzzle's
+target: "find an input the program maps to this output". So the puzzle is valid by
+construction and the model's own input solves it (Absolute Zero's abduction task, in P3's
+form). The model never has to write a checker that accepts its own answer, which the 135M
+model almost never did (bench/results/propose_formats_intel_xeon.txt: 0 of 31 own pairs).
+
+What this does not guarantee: that the puzzle is hard. A program that ignores its input, or
+returns the input itself, makes a puzzle any solver passes; the filter's trivial-answer check
+and `copies_input` reject those.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from puzzles.errors import PuzzleError
+from puzzles.format import Puzzle, Solution, bound_tree, parse_puzzle, solution_from_body, unparse
+from puzzles.types import conforms, parse_type
+
+SEED_PROGRAMS = Path(__file__).with_name("programs.jsonl")
+
+MAX_OUTPUT_CHARS = 300
+"""Longest output (as Python source) a puzzle's target may be: a longer one makes a puzzle
+whose text is mostly one constant."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A program `def f(answer: T, extra=default, ...) -> R` and one input for it, as source."""
+
+    source: str
+    """The program, its function named `f`."""
+    input: str
+    """The input, a Python literal of the answer argument's type."""
+    output: str | None = None
+    """What the program returns on the input, a Python literal; None until it has run."""
+
+
+def parse_program(source: str, input_source: str, name: str = "f") -> Program:
+    """The program and input a model wrote, checked: one function `name` (renamed `f`) whose
+    first argument has an answer type, whose other arguments have defaults and whose return
+    annotation is an answer type too; an input that is a literal of the first argument's type.
+    Raises PuzzleError with the reason."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        raise PuzzleError(f"program: cannot be parsed: {type(e).__name__}", "syntax") from None
+    bound_tree(tree, "program")
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef) \
+            or tree.body[0].name != name:
+        raise PuzzleError(f"program: must be one function `{name}`", "extra_code")
+    fn = tree.body[0]
+    _rename(fn, name, "f")
+    args = fn.args
+    if args.posonlyargs or args.vararg or args.kwarg or args.kwonlyargs or not args.args:
+        raise PuzzleError("program: takes its input as first argument, plain arguments only",
+                          "signature")
+    if args.args[0].annotation is None or fn.returns is None:
+        raise PuzzleError("program: its input argument and its return need type annotations",
+                          "signature")
+    if len(args.defaults) != len(args.args) - 1:
+        raise PuzzleError("program: every argument after the input needs a default value",
+                          "signature")
+    answer_type = parse_type(args.args[0].annotation)
+    parse_type(fn.returns)
+    try:
+        value = ast.literal_eval(input_source.strip())
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        raise PuzzleError(f"program input is not a literal: {input_source.strip()[:60]!r}",
+                          "no_input") from None
+    if not conforms(value, answer_type):
+        raise PuzzleError(f"program input is a {type(value).__name__}, not the "
+                          f"{unparse(args.args[0].annotation)} the program takes", "no_input")
+    return Program(unparse(tree), repr(value))
+
+
+def _rename(fn: ast.FunctionDef, old: str, new: str) -> None:
+    """Rename function `fn` from `old` to `new`, with its recursive calls."""
+    fn.name = new
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id == old:
+            node.id = new
+
+
+def input_of_solution(body_or_source: str) -> str:
+    """The literal a `def g(): return <literal>` returns (or its body alone), as source.
+    Raises PuzzleError (`no_input`) when g does anything else."""
+    text = body_or_source.strip()
+    try:
+        tree = ast.parse(text if text.startswith("def ") else "def g():\n" + body_or_source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise PuzzleError("program input: `g` cannot be parsed", "no_input") from None
+    fn = tree.body[0] if len(tree.body) == 1 else None
+    body = fn.body if isinstance(fn, ast.FunctionDef) else []
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
+        raise PuzzleError("program input: `g` must be one `return <literal>`", "no_input")
+    try:
+        ast.literal_eval(body[0].value)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        raise PuzzleError("program input: `g` must be one `return <literal>`, not "
+                          f"{unparse(body[0].value)[:60]!r}", "no_input") from None
+    return unparse(body[0].value)
+
+
+def output_probe(program: Program) -> tuple[str, str]:
+    """The (puzzle, solution) whose verification returns the program's output: a checker that
+    accepts any value of the program's return type, and a `g` that runs the program on its
+    input. The sandbox's verdict carries g's answer (JSON), so the program runs there and
+    never here."""
+    fn = ast.parse(program.source).body[0]
+    returns = unparse(fn.returns)
+    checker = f"def f(y: {returns}) -> bool:\n    return True\n"
+    body = "\n".join("    " + line for line in program.source.rstrip().splitlines())
+    solution = f"def g():\n{body}\n    return f({program.input})\n"
+    return checker, solution
+
+
+def with_output(program: Program, answer_json: str) -> Program:
+    """`program` with the output its probe returned (JSON text of the sandbox's verdict)."""
+    value = json.loads(answer_json)
+    return Program(program.source, program.input, repr(value))
+
+
+def copies_input(program: Program) -> bool:
+    """Whether the output is the input itself (the puzzle is then solved by its own target)."""
+    return ast.literal_eval(program.output) == ast.literal_eval(program.input)
+
+
+def inversion_puzzle(program: Program, **meta) -> Puzzle:
+    """The puzzle "find an input `program` maps to its output": the program nested in `f`, the
+    output a default argument (P3's way of giving a puzzle its constants).
+    Raises PuzzleError when the output is too long to make a puzzle of."""
+    if program.output is None:
+        raise ValueError("inversion_puzzle needs the program's output")
+    if len(program.output) > MAX_OUTPUT_CHARS:
+        raise PuzzleError(f"program output is {len(program.output)} characters long, over "
+                          f"{MAX_OUTPUT_CHARS}", "too_long")
+    fn = ast.parse(program.source).body[0]
+    answer = fn.args.args[0]
+    names = {a.arg for a in fn.args.args}
+    target = next(n for n in ("target", "expected", "wanted", "goal") if n not in names)
+    _rename(fn, "f", "program")
+    nested = "\n".join("    " + line for line in unparse(fn).splitlines())
+    source = (f"def f({answer.arg}: {unparse(answer.annotation)}, {target}={program.output})"
+              f" -> bool:\n{nested}\n    return program({answer.arg}) == {target}\n")
+    return parse_puzzle(source, **meta)
+
+
+def input_solution(program: Program, puzzle: Puzzle) -> Solution:
+    """The model's own input as the puzzle's solution: `def g(target=...): return <input>`."""
+    return solution_from_body(f"    return {program.input}\n", puzzle)
+
+
+@cache
+def _seed_programs() -> tuple[Program, ...]:
+    programs = []
+    for i, line in enumerate(SEED_PROGRAMS.read_text().splitlines(), 1):
+        row = json.loads(line)
+        try:
+            p = parse_program(row["program"], row["input"])
+        except PuzzleError as e:  # the file ships with the package: our bug, not the user's
+            raise PuzzleError(f"{SEED_PROGRAMS.name} line {i}: {e}", e.reason) from None
+        programs.append(Program(p.source, p.input, row["output"]))
+    return tuple(programs)
+
+
+def seed_programs() -> list[Program]:
+    """The shipped example programs (written for this project) with their inputs and outputs:
+    the examples of program prompts until the model's own programs join them."""
+    return list(_seed_programs())
+
+
+def program_of_puzzle(puzzle: Puzzle, solution: Solution | str) -> Program | None:
+    """The program, input and output an inversion puzzle and a literal solution were built
+    from (None when they were not built by `inversion_puzzle`): a solved program puzzle as a
+    prompt example."""
+    try:
+        fn = ast.parse(puzzle.source).body[0]
+        nested = fn.body[0]
+        source = solution.source if isinstance(solution, Solution) else solution
+        if not (isinstance(nested, ast.FunctionDef) and nested.name == "program"
+                and len(fn.body) == 2 and len(fn.args.defaults) == 1):
+            return None
+        _rename(nested, "program", "f")
+        return Program(unparse(nested), input_of_solution(source),
+                       unparse(fn.args.defaults[0]))
+    except (PuzzleError, SyntaxError, ValueError, IndexError, AttributeError):
+        return None

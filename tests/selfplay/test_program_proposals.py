@@ -1,0 +1,100 @@
+"""A round whose proposals are programs (`propose.format = "program"`): the model writes a
+program and an input, the sandbox computes the output, and the puzzle "find an input with this
+output" is solved by the model's own input. A scripted sampler stands in for the model so that
+every case is seen; verifier and training are real."""
+
+import dataclasses
+
+import pytest
+
+import training.sampling
+from puzzles.store import Store
+from selfplay.cli import main
+from selfplay.config import config_toml, load_config
+from selfplay.loop import run
+from selfplay.stages.propose import program_examples
+
+# Completions continue `def fK(`; the scripted sampler puts in the prompt's K.
+GOOD = "s: str) -> str:\n    return s[::-1] + 'z'\n\ndef gK():\n    return 'selfplay'\n"
+LOOPS = "n: int) -> int:\n    while True:\n        n += 1\n    return n\n\ndef gK():\n    return 3\n"
+COPIES = "li: List[int]) -> List[int]:\n    return li\n\ndef gK():\n    return [1, 2]\n"
+COMPUTED = "n: int) -> int:\n    return n * 2\n\ndef gK():\n    return sum([1, 2])\n"
+TRIVIAL = "n: int) -> bool:\n    return n < 100\n\ndef gK():\n    return 5\n"
+RAISES = "n: int) -> int:\n    return 10 // (n - n)\n\ndef gK():\n    return 4\n"
+PROGRAMS = [GOOD, LOOPS, COPIES, COMPUTED, TRIVIAL, RAISES]
+
+
+def scripted_sample(loaded, prompts, n, config, seed):
+    out = []
+    for prompt in prompts:
+        if prompt.rstrip().endswith("("):  # a propose prompt, `def fK(`
+            scripted_sample.prompts.append(prompt)
+            scripted_sample.configs.append(config)
+            k = prompt.rstrip()[:-1].rsplit("def f", 1)[1]
+            out.append([PROGRAMS[i % len(PROGRAMS)].replace("gK", f"g{k}") for i in range(n)])
+        else:
+            out.append(["    return 0\n"] * n)  # the solver solves none of them
+    return out
+
+
+@pytest.fixture
+def program_run(tmp_path, monkeypatch, tiny_model):
+    scripted_sample.configs, scripted_sample.prompts = [], []
+    monkeypatch.setattr(training.sampling, "sample", scripted_sample)
+    path = tmp_path / "run"
+    assert main(["init", str(path), "--preset", "tiny"]) == 0
+    config = load_config(path / "config.toml")
+    config = dataclasses.replace(
+        config, propose=dataclasses.replace(config.propose, format="program", prompts=1,
+                                            per_prompt=len(PROGRAMS)),
+        filter=dataclasses.replace(config.filter, timeout=0.5))
+    (path / "config.toml").write_text(config_toml(config))
+    return path
+
+
+def test_a_program_proposal_becomes_a_puzzle_its_own_input_solves(program_run):
+    result = run(program_run, rounds=1)
+    r1 = result["rounds"][1]
+    assert r1["complete"]
+    # The prompt shows seed programs with inputs and outputs; sampling stops after `g`.
+    [prompt] = scripted_sample.prompts
+    assert "def g1():\n    return " in prompt and "assert f1(g1()) == " in prompt
+    assert all(c.functions == 2 for c in scripted_sample.configs)
+    with Store(program_run / "store.sqlite") as store:
+        status = {p.completion.split("\n\ndef g")[0]: (p.status, p.reason)
+                  for p in store.proposals(1)}
+        of = lambda text: status[text.split("\n\ndef g")[0]]  # noqa: E731
+        assert of(GOOD) == ("novel", "")
+        assert of(LOOPS)[0] == "broken" and "timeout" in of(LOOPS)[1]
+        assert of(COPIES) == ("trivial", "the program's output is its input")
+        assert of(COMPUTED) == ("invalid", "no_input")
+        assert of(TRIVIAL) == ("trivial", "a trivial answer satisfies it")
+        assert of(RAISES)[0] == "broken" and "ZeroDivisionError" in of(RAISES)[1]
+        [new] = store.puzzles(origin="generated", round=1)
+        assert "target='yalpflesz'" in new.puzzle.source
+        # The model's input is the proposer's attempt; verify passes it; the solver failed,
+        # so the solve rate is 1 / (k + 1) and the pair trains.
+        [own] = store.attempts(1, "propose")
+        assert own.puzzle_hash == new.hash and own.verdict == "pass"
+        [solution] = [s for s in store.solutions(new.id) if s.round == 1]
+        assert solution.provenance["by"] == "proposer"
+        synthetic = {e.puzzle_id for e in store.train_examples(1) if e.kind == "synthetic"}
+        assert synthetic == {new.id}
+        # The next round's program prompts can show it: the solved program joins the seeds.
+        examples = program_examples(store)
+        select = store.stage_summary(1, "select")
+        assert any(e.input == "'selfplay'" and e.output == "'yalpflesz'" for e in examples)
+    assert r1["funnel"]["own_solved"] == 1 and r1["funnel"]["own_pairs"] == 1
+    assert select["own_solved_by_solver"] == 0
+
+
+def test_a_bad_filter_timeout_is_refused_by_name(tmp_path):
+    path = tmp_path / "run"
+    assert main(["init", str(path), "--preset", "tiny"]) == 0
+    text = (path / "config.toml").read_text()
+    assert "timeout = 1.0" in text
+    (path / "config.toml").write_text(text.replace("[filter]\n", "[filter]\ntimeout = 0\n", 1)
+                                      .replace("timeout = 1.0\n", "", 1))
+    from puzzles.errors import SelfplayError
+    with pytest.raises(SelfplayError, match=r"filter.timeout must be > 0, not 0"):
+        load_config(path / "config.toml")
