@@ -41,9 +41,13 @@ class Program:
     """The input, a Python literal of the answer argument's type."""
     output: str | None = None
     """What the program returns on the input, a Python literal; None until it has run."""
+    input_code: str | None = None
+    """`def g(): ...` computing the input, where the model wrote code rather than a literal
+    (`input` is then empty until that code has run in the sandbox: `input_probe`)."""
 
 
-def parse_program(source: str, input_source: str, name: str = "f") -> Program:
+def parse_program(source: str, input_source: str | None, name: str = "f",
+                  input_code: str | None = None) -> Program:
     """The program and input a model wrote, checked: one function `name` (renamed `f`) whose
     first argument has an answer type, whose other arguments have defaults and whose return
     annotation is an answer type too; an input that is a literal of the first argument's type.
@@ -70,6 +74,8 @@ def parse_program(source: str, input_source: str, name: str = "f") -> Program:
                           "signature")
     answer_type = parse_type(args.args[0].annotation)
     parse_type(fn.returns)
+    if input_source is None:  # computed by `input_code` in the sandbox
+        return Program(unparse(tree), "", input_code=input_code)
     try:
         value = ast.literal_eval(input_source.strip())
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
@@ -109,6 +115,37 @@ def input_of_solution(body_or_source: str) -> str:
     return unparse(body[0].value)
 
 
+def input_code(g_source: str, name: str = "g") -> str:
+    """A model's `def name(): ...` (no arguments) computing a program's input, renamed `g`.
+    Raises PuzzleError (`no_input`) when it is not one such function."""
+    try:
+        tree = ast.parse(g_source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise PuzzleError("program input: `g` cannot be parsed", "no_input") from None
+    bound_tree(tree, "program input")
+    fn = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(fn, ast.FunctionDef) or fn.name != name or fn.args.args \
+            or fn.args.vararg or fn.args.kwarg or fn.args.kwonlyargs or fn.args.posonlyargs:
+        raise PuzzleError(f"program input: must be one function `{name}()` without arguments",
+                          "no_input")
+    _rename(fn, name, "g")
+    return unparse(tree) + "\n"
+
+
+def input_probe(program: Program) -> tuple[str, str]:
+    """The (puzzle, solution) whose verification returns the input `program.input_code`
+    computes: a checker accepting any value of the program's input type, and that code."""
+    fn = ast.parse(program.source).body[0]
+    return (f"def f(y: {unparse(fn.args.args[0].annotation)}) -> bool:\n    return True\n",
+            program.input_code)
+
+
+def with_input(program: Program, answer_json: str) -> Program:
+    """`program` with the input its `input_code` returned (JSON text of the verdict)."""
+    return Program(program.source, repr(json.loads(answer_json)), program.output,
+                   program.input_code)
+
+
 def output_probe(program: Program) -> tuple[str, str]:
     """The (puzzle, solution) whose verification returns the program's output: a checker that
     accepts any value of the program's return type, and a `g` that runs the program on its
@@ -125,7 +162,7 @@ def output_probe(program: Program) -> tuple[str, str]:
 def with_output(program: Program, answer_json: str) -> Program:
     """`program` with the output its probe returned (JSON text of the sandbox's verdict)."""
     value = json.loads(answer_json)
-    return Program(program.source, program.input, repr(value))
+    return Program(program.source, program.input, repr(value), program.input_code)
 
 
 def copies_input(program: Program) -> bool:
@@ -154,7 +191,12 @@ def inversion_puzzle(program: Program, **meta) -> Puzzle:
 
 
 def input_solution(program: Program, puzzle: Puzzle) -> Solution:
-    """The model's own input as the puzzle's solution: `def g(target=...): return <input>`."""
+    """The model's own input as the puzzle's solution: `def g(target=...): return <input>`,
+    or, where the model computed it, its code's body under that header."""
+    if program.input_code:
+        fn = ast.parse(program.input_code).body[0]
+        lines = program.input_code.splitlines(keepends=True)
+        return solution_from_body("".join(lines[fn.body[0].lineno - 1:]), puzzle)
     return solution_from_body(f"    return {program.input}\n", puzzle)
 
 

@@ -22,7 +22,7 @@ from puzzles.checks import check_ranges
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import (Puzzle, Solution, content_hash, parse_puzzle, parse_solution,
                             solution_from_body, unparse)
-from puzzles.programs import Program, input_of_solution, parse_program
+from puzzles.programs import Program, input_code, input_of_solution, parse_program
 
 # A newline followed by anything but whitespace starts a line at column 0: the function ended.
 _FUNCTION_END = re.compile(r"\n(?=[^ \t\r\n])")
@@ -270,8 +270,9 @@ def _program_text(programs: list[Program], config: PromptConfig) -> str:
 
 def parse_program_proposal(completion: str, prompt_k: int) -> Program:
     """The program and input a program completion defines (it continues `def f{k+1}(`).
-    Raises PuzzleError with the reason (`no_input` when `g{k+1}` is missing or returns
-    anything but a literal of the program's input type)."""
+    Raises PuzzleError with the reason (`no_input` when `g{k+1}` is missing, takes
+    arguments, or returns a literal not of the program's input type). A `g{k+1}` that computes
+    its input is kept as `input_code`, for the sandbox to run."""
     text = _finished(completion, 2)
     m = _FUNCTION_END.search(text)
     if m is None:
@@ -281,8 +282,12 @@ def parse_program_proposal(completion: str, prompt_k: int) -> Program:
     if not g_source.startswith(f"def g{prompt_k + 1}("):
         raise PuzzleError(f"the program's second function is not `def g{prompt_k + 1}(`: "
                           f"{g_source.splitlines()[0][:60]!r}", "no_input")
-    return parse_program(f"def {name}(" + text[:m.start()].rstrip() + "\n",
-                         input_of_solution(g_source), name)
+    program = f"def {name}(" + text[:m.start()].rstrip() + "\n"
+    try:
+        literal = input_of_solution(g_source)
+    except PuzzleError:  # code computing the input: the sandbox runs it (filter stage)
+        return parse_program(program, None, name, input_code(g_source, f"g{prompt_k + 1}"))
+    return parse_program(program, literal, name)
 
 
 # Solve ------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from puzzles.errors import PuzzleError
 from puzzles.types import AnswerType, parse_type
 from selfplay.context import RoundContext
 from selfplay.summaries import FilterSummary
-from puzzles.programs import copies_input, inversion_puzzle, output_probe, with_output
+from puzzles.programs import (copies_input, input_probe, inversion_puzzle, output_probe,
+                              with_input, with_output)
 from sandbox.config import Pair
 from training.prompts import parse_program_proposal, parse_proposal
 
@@ -78,9 +79,20 @@ def program_puzzles(ctx: RoundContext, proposals: list) -> dict:
                                                      p.provenance.get("prompt_k", 0))))
         except PuzzleError as e:
             outcomes[p.id] = ("invalid", parse_reason(e))
+    verifier = ctx.resources.verifier()
+    computed = [(i, p) for i, (_, p) in enumerate(parsed) if p.input_code]
+    if computed:  # inputs the model wrote as code: run it first, for the input's value
+        verdicts = verifier.verify_many([Pair(*input_probe(p)) for _, p in computed],
+                                        **_limits(cfg))
+        for (i, program), verdict in zip(computed, verdicts):
+            if verdict.passed and verdict.answer is not None:
+                parsed[i] = (parsed[i][0], with_input(program, verdict.answer))
+            else:
+                outcomes[parsed[i][0].id] = ("broken", f"the program's input: {verdict.verdict}"
+                                                       f": {verdict.detail}"[:200])
+        parsed = [(p, program) for p, program in parsed if p.id not in outcomes]
     if not parsed:
         return outcomes
-    verifier = ctx.resources.verifier()
     probes = [Pair(*output_probe(program)) for _, program in parsed]
     first = verifier.verify_many(probes, **_limits(cfg))
     second = verifier.verify_many(probes, **_limits(cfg)) if cfg.determinism else first

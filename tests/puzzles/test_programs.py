@@ -91,3 +91,21 @@ def test_a_solved_inversion_puzzle_gives_back_its_program():
         assert program_of_puzzle(puzzle, input_solution(program, puzzle)) == program
     plain = inversion_puzzle(seed_programs()[0])
     assert program_of_puzzle(plain, "def g(target='x'):\n    return 'a' + 'b'\n") is None
+
+
+def test_an_input_written_as_code_runs_in_the_sandbox_first(verifier):
+    from puzzles.programs import input_code, input_probe, with_input
+    code = input_code("def g4():\n    words = ['b', 'a']\n    return sorted(words)\n", "g4")
+    program = parse_program("def f4(li: List[str]) -> str:\n    return '+'.join(li)\n", None,
+                            "f4", code)
+    assert program.input == "" and program.input_code.startswith("def g():")
+    [verdict] = verifier.verify_many([Pair(*input_probe(program))])
+    program = run_program(verifier, with_input(program, verdict.answer))
+    assert (program.input, program.output) == ("['a', 'b']", "'a+b'")
+    puzzle = inversion_puzzle(program)
+    own = input_solution(program, puzzle)  # the model's code, under the puzzle's header
+    assert "sorted(words)" in own.source
+    [verdict] = verifier.verify_many([Pair(puzzle.source, own.source)])
+    assert verdict.passed, verdict.detail
+    with pytest.raises(PuzzleError, match="without arguments"):
+        input_code("def g4(n=3):\n    return [n]\n", "g4")

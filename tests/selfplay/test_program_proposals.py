@@ -18,10 +18,12 @@ from selfplay.stages.propose import program_examples
 GOOD = "s: str) -> str:\n    return s[::-1] + 'z'\n\ndef gK():\n    return 'selfplay'\n"
 LOOPS = "n: int) -> int:\n    while True:\n        n += 1\n    return n\n\ndef gK():\n    return 3\n"
 COPIES = "li: List[int]) -> List[int]:\n    return li\n\ndef gK():\n    return [1, 2]\n"
-COMPUTED = "n: int) -> int:\n    return n * 2\n\ndef gK():\n    return sum([1, 2])\n"
+COMPUTED = ("n: int) -> int:\n    return n * 2\n\n"
+            "def gK():\n    x = sum([100, 20])\n    return x + 3\n")
+WRONG_TYPE = "m: int) -> int:\n    return m - 7\n\ndef gK():\n    return 2.5\n"
 TRIVIAL = "n: int) -> bool:\n    return n < 100\n\ndef gK():\n    return 5\n"
 RAISES = "n: int) -> int:\n    return 10 // (n - n)\n\ndef gK():\n    return 4\n"
-PROGRAMS = [GOOD, LOOPS, COPIES, COMPUTED, TRIVIAL, RAISES]
+PROGRAMS = [GOOD, LOOPS, COPIES, COMPUTED, WRONG_TYPE, TRIVIAL, RAISES]
 
 
 def scripted_sample(loaded, prompts, n, config, seed):
@@ -67,24 +69,28 @@ def test_a_program_proposal_becomes_a_puzzle_its_own_input_solves(program_run):
         assert of(GOOD) == ("novel", "")
         assert of(LOOPS)[0] == "broken" and "timeout" in of(LOOPS)[1]
         assert of(COPIES) == ("trivial", "the program's output is its input")
-        assert of(COMPUTED) == ("invalid", "no_input")
+        assert of(COMPUTED) == ("novel", "")  # its input computed in the sandbox: 123
+        assert of(WRONG_TYPE) == ("invalid", "no_input")
         assert of(TRIVIAL) == ("trivial", "a trivial answer satisfies it")
         assert of(RAISES)[0] == "broken" and "ZeroDivisionError" in of(RAISES)[1]
-        [new] = store.puzzles(origin="generated", round=1)
+        new, computed = store.puzzles(origin="generated", round=1)
         assert "target='yalpflesz'" in new.puzzle.source
+        assert "target=246" in computed.puzzle.source
         # The model's input is the proposer's attempt; verify passes it; the solver failed,
         # so the solve rate is 1 / (k + 1) and the pair trains.
-        [own] = store.attempts(1, "propose")
-        assert own.puzzle_hash == new.hash and own.verdict == "pass"
+        own = {a.puzzle_hash: a for a in store.attempts(1, "propose")}
+        assert set(own) == {new.hash, computed.hash}
+        assert all(a.verdict == "pass" for a in own.values())
+        assert "x = sum([100, 20])" in own[computed.hash].solution  # the model's own code
         [solution] = [s for s in store.solutions(new.id) if s.round == 1]
         assert solution.provenance["by"] == "proposer"
         synthetic = {e.puzzle_id for e in store.train_examples(1) if e.kind == "synthetic"}
-        assert synthetic == {new.id}
+        assert synthetic == {new.id, computed.id}
         # The next round's program prompts can show it: the solved program joins the seeds.
         examples = program_examples(store)
         select = store.stage_summary(1, "select")
         assert any(e.input == "'selfplay'" and e.output == "'yalpflesz'" for e in examples)
-    assert r1["funnel"]["own_solved"] == 1 and r1["funnel"]["own_pairs"] == 1
+    assert r1["funnel"]["own_solved"] == 2 and r1["funnel"]["own_pairs"] == 2
     assert select["own_solved_by_solver"] == 0
 
 
