@@ -317,6 +317,12 @@ def use_payload(folder: Path) -> None:
     os.environ[SMOLLM2_GGUF_ENV] = str(model.resolve())
 
 
+def carried_p3(folder: Path) -> str | None:
+    """P3's puzzles.json as `scripts/gpu_payload.py build --p3` packed it, once unpacked."""
+    path = folder / "p3" / "puzzles.json"
+    return str(path) if path.is_file() and (path.parent / "split.json").is_file() else None
+
+
 def imports(check: Check):
     def run(row: Row):
         import importlib.metadata
@@ -344,8 +350,10 @@ def imports(check: Check):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-seconds", type=float, default=420,
-                        help="parts that would start later than this are skipped")
+    parser.add_argument("--budget-seconds", type=float, default=None,
+                        help="parts that would start later than this are skipped (default "
+                             "420; with --round 180, so that the table and the round fit one "
+                             "10-minute command)")
     parser.add_argument("--cpu-only", action="store_true", help="run only the CPU halves")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--cpu-prompts", type=int, default=2)
@@ -380,12 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=None,
                         help="also write gpu_<date>.txt and .json here (on a lent machine: $OUT)")
     args = parser.parse_args(argv)
+    if args.budget_seconds is None:
+        args.budget_seconds = 180 if args.round else 420
 
     if args.payload:
         use_payload(Path(args.payload))
-        carried = Path(args.payload) / "p3" / "puzzles.json"
-        if args.p3 is None and args.round and carried.is_file():
-            args.p3 = str(carried)
+        if args.p3 is None and args.round:
+            args.p3 = carried_p3(Path(args.payload))
     if args.p3 and not Path(args.p3).is_file():
         raise SystemExit(f"gpu_check: --p3 {args.p3}: no such file")
     check = Check(args)

@@ -114,3 +114,27 @@ def test_a_round_past_its_budget_is_cut_and_keeps_what_finished(tmp_path):
     assert result["stages"] == [] and result["funnel"] == {}
     assert [e.get("skipped") for e in result["eval"]] == ["the round did not finish"] * 2
     assert gpu_round.report_lines(result)  # a partial result still formats
+
+
+def test_a_payload_s_p3_files_are_the_round_s_default(gpu_check, tmp_path):
+    assert gpu_check.carried_p3(tmp_path) is None
+    (tmp_path / "p3").mkdir()
+    (tmp_path / "p3" / "puzzles.json").write_text("[]")
+    assert gpu_check.carried_p3(tmp_path) is None  # without split.json there is no test split
+    (tmp_path / "p3" / "split.json").write_text("{}")
+    assert gpu_check.carried_p3(tmp_path) == str(tmp_path / "p3" / "puzzles.json")
+
+
+def test_the_gpu_round_is_the_gpu_preset_at_one_round_of_minutes():
+    from selfplay.config import preset, with_settings
+    gpu_round = _load("gpu_round")
+    config = with_settings(preset("gpu"), gpu_round.round_settings(
+        cuda=True, p3="/d/puzzles.json", extra=["solve.attempts=16"]))
+    assert config.rounds == 1
+    assert (config.model.name, config.model.device, config.model.dtype) == (
+        "smollm2-135m", "cuda", "bfloat16")
+    assert config.generation.backend == "transformers"  # no vLLM on the lent machines
+    assert config.propose.prompts * config.propose.per_prompt >= 200  # hundreds of proposals
+    assert config.solve.attempts == 16  # the caller's setting wins
+    assert (config.train.steps, config.train.epochs) == (0, 1.0)  # one epoch
+    assert config.eval.sets == ("p3:/d/puzzles.json:test:1",)  # decontaminated from the start
