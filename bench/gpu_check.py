@@ -77,7 +77,8 @@ class Row:
     dtype: str
     figure: str = ""
     check: str = "-"
-    """`ok ...`, `FAIL ...`, `skipped: why`, or `-` (a figure only, no check)."""
+    """`ok ...`, `FAIL ...`, `skipped: why`, `cut: why` (the round, stopped at its budget), or
+    `-` (a figure only, no check)."""
 
 
 class Check:
@@ -397,6 +398,15 @@ def main(argv: list[str] | None = None) -> int:
             args.p3 = carried_p3(Path(args.payload))
     if args.p3 and not Path(args.p3).is_file():
         raise SystemExit(f"gpu_check: --p3 {args.p3}: no such file")
+    if args.round:  # a bad --round-set is refused now, not after minutes of the table
+        from bench.gpu_round import round_settings
+        from selfplay.config import preset, with_settings
+        try:
+            with_settings(preset("gpu"), round_settings(
+                cuda=torch.cuda.is_available() and not args.cpu_only, p3=args.p3,
+                extra=args.round_set))
+        except Exception as e:
+            raise SystemExit(f"gpu_check: --round: {e}") from None
     check = Check(args)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # weight-loading bars would bury the table in a log
@@ -435,11 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     results.save()
     if args.round:
         round_part(check, results)
-    print(f"# {time.monotonic() - check.started:.0f} s in all; "
-          f"{'some check FAILED' if check.failed else 'no check failed'}")
-    results.save(footer=f"# {time.monotonic() - check.started:.0f} s in all; "
-                 f"{'some check FAILED' if check.failed else 'no check failed'}",
-                 rows=check.rows)
+    footer = (f"# {time.monotonic() - check.started:.0f} s in all; "
+              f"{'some check FAILED' if check.failed else 'no check failed'}")
+    print(footer)
+    results.save(footer=footer, rows=check.rows)
     return 1 if check.failed else 0
 
 

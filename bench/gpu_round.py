@@ -124,9 +124,10 @@ def _child(args: list[str], deadline: float, say) -> tuple[int | None, list[str]
     # on PYTHONPATH, see gpu_check.use_payload) after it.
     env["PYTHONPATH"] = ":".join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(":")
                                                 if p])
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too: not in a log
     proc = subprocess.Popen([sys.executable, "-m", "selfplay", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_die_with_parent)
     lines: list[str] = []
 
     def pump():
@@ -153,6 +154,17 @@ def _child(args: list[str], deadline: float, say) -> tuple[int | None, list[str]
         return None, lines
     reader.join(timeout=5)
     return proc.returncode, lines
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies. Its own session keeps it out of
+    the signals a lent machine's time limit sends the command's group, and an orphaned round
+    would go on holding the GPU into the next command."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the deadline still stops it while this process lives
 
 
 def _last_error(lines: list[str]) -> str:
@@ -241,9 +253,12 @@ def _evaluate(path: Path, result: dict, deadline: float, p3: str, ks: tuple[int,
         elif code != 0:
             row["error"] = _last_error(lines)
         else:
-            row.update(json.loads(next(line for line in reversed(lines)
-                                       if line.startswith("{"))))
-            guess = seconds  # round 1 costs about what round 0 did
+            found = [line for line in lines if line.startswith("{")]
+            try:
+                row.update(json.loads(found[-1]))
+                guess = seconds  # round 1 costs about what round 0 did
+            except (IndexError, json.JSONDecodeError):
+                row["error"] = f"no JSON result in its output: {_last_error(lines)}"
         rows.append(row)
         on_update({**result, "eval": rows})
     return rows

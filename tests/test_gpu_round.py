@@ -36,7 +36,8 @@ def _mini_p3(folder: Path) -> Path:
             ("Add:0", "test", "def sat(x: int):\n    return x + 3 == 10", "    return 7"),
             ("Add:1", "test", "def sat(x: int):\n    return x + 4 == 10", "    return 6"),
             ("Rev:0", "test", "def sat(s: str):\n    return s[::-1] == 'ab'", "    return 'ba'"),
-            ("Len:0", "test", "def sat(li: List[int]):\n    return len(li) == 3", "    return [1, 2, 3]"),
+            ("Len:0", "test", "def sat(li: List[int]):\n    return len(li) == 3",
+             "    return [1, 2, 3]"),
             ("Mul:0", "train", "def sat(x: int):\n    return x * 3 == 12", "    return 4")):
         items.append({"name": name, "sat": sat, "sol_header": "def sol():",
                       "sol_docstring": "", "sol_bodies": [body], "module": "t.py", "notes": "",
@@ -138,3 +139,9 @@ def test_the_gpu_round_is_the_gpu_preset_at_one_round_of_minutes():
     assert config.solve.attempts == 16  # the caller's setting wins
     assert (config.train.steps, config.train.epochs) == (0, 1.0)  # one epoch
     assert config.eval.sets == ("p3:/d/puzzles.json:test:1",)  # decontaminated from the start
+
+
+def test_a_bad_round_setting_is_refused_before_the_table(gpu_check, capsys):
+    with pytest.raises(SystemExit, match=r"--round: setting 'solve.atempts': no such key"):
+        gpu_check.main(["--cpu-only", "--round", "--round-set", "solve.atempts=3"])
+    assert "packages" not in capsys.readouterr().out  # no part ran
