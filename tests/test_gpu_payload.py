@@ -105,6 +105,37 @@ def test_a_damaged_part_is_refused_naming_it(payload, built, tmp_path):
     assert not (there / "model" / payload.SMOLLM2_GGUF).exists()
 
 
+def test_p3_files_travel_in_load_1_and_arrive_in_p3(payload, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "puzzles.json").write_text('[{"name": "A:0", "sat": "def sat(x: int): ..."}]')
+    (data / "split.json").write_text('{"train": [], "test": ["A"]}')
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(os.urandom(3 * MIB))
+    out = tmp_path / "here" / ".gpu-payload"
+    manifest = payload._pack(out, [], gguf, hashlib.sha256(gguf.read_bytes()).hexdigest(),
+                             2 * MIB, 64, files=payload.p3_files(data))
+    assert [(r["load"], r["file"]) for r in manifest["files"]] == [
+        (1, "p3/puzzles.json"), (1, "p3/split.json")]
+    there = tmp_path / "there" / ".gpu-payload"
+    there.mkdir(parents=True)
+    _arrive(out, there, 1)
+    damaged = there / "load-1" / "p3" / "split.json"
+    damaged.write_text('{"train": ["A"], "test": []}')
+    with pytest.raises(payload.PayloadError, match=r"p3/split.json in load-1 is damaged"):
+        payload.unpack(there)
+    shutil.rmtree(there / "load-1")
+    _arrive(out, there, 1)
+    assert payload.unpack(there) is False  # the GGUF's second part is still to come
+    _arrive(out, there, 2)
+    assert payload.unpack(there) is True
+    for name in payload.P3_FILES:
+        assert (there / "p3" / name).read_bytes() == (data / name).read_bytes()
+    with pytest.raises(payload.PayloadError, match=r"--p3 .*: no split.json there"):
+        (data / "split.json").unlink()
+        payload.p3_files(data)
+
+
 def test_the_size_check_fails_loudly_naming_the_load_over(payload, built, capsys):
     out, _, _ = built
     tree = payload.tree_bytes() / MIB
