@@ -33,12 +33,12 @@ import resource
 import secrets
 import select
 import signal
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
 
 from sandbox import wire
+from sandbox.wire import TASK_ENTRY, TASK_HEADER
 from sandbox.config import REASONS
 from sandbox.scratch import clear_dir, reset_dir
 from sandbox.zygote import Template, Zygote
@@ -53,8 +53,6 @@ _MAX_RUNS = 6  # a check handed to this many workers without a verdict gets one 
 # confirmation starts the count again)
 _FINAL = ("pass", "fail", "error", "memory")
 ENTRY = "from sandbox.server import main; main()"  # not -m: the package imports this module
-TASK_HEADER = struct.Struct("!Q")
-TASK_ENTRY = struct.Struct("!QQ")
 
 
 @dataclass
