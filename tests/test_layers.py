@@ -38,9 +38,6 @@ ALLOWED = {
     ("selfplay.attempts", "selfplay.stages.common"): "chunks: a helper below stages",
     ("selfplay.evaluate", "selfplay.stages.common"): "sampling_config, progress_bar",
     ("selfplay.generating", "selfplay.stages.filter"): "trivial_answers: about puzzles",
-    ("training.models", "training.tiny"): "build_tiny, for the model named tiny",
-    ("training.models", "training.lora"): "quiet_peft",
-    ("training.vllm_backend", "training.sampling"): "sample_seed, Completion",
 }
 
 
