@@ -17,10 +17,10 @@ from puzzles.errors import SelfplayError
 from puzzles.generators import generate
 from puzzles.records import PuzzleRecord
 from puzzles.store import Store
+from puzzles.trivial import trivial_answers
 from puzzles.types import parse_type
 from sandbox import Verifier
 from selfplay.importing import add_records
-from selfplay.stages.filter import trivial_answers
 
 
 @dataclass

@@ -37,7 +37,6 @@ ALLOWED = {
     # (importer, imported): why it is allowed for now.
     ("selfplay.attempts", "selfplay.stages.common"): "chunks: a helper below stages",
     ("selfplay.evaluate", "selfplay.stages.common"): "sampling_config, progress_bar",
-    ("selfplay.generating", "selfplay.stages.filter"): "trivial_answers: about puzzles",
 }
 
 

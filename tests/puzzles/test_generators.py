@@ -11,7 +11,7 @@ from puzzles.generators import Generator, families, generate, generators, split_
 from puzzles.seeds import families as seed_families
 from puzzles.types import parse_type
 from sandbox import Pair, Verifier, VerifierConfig
-from selfplay.stages.filter import trivial_answers
+from puzzles.trivial import trivial_answers
 
 SEEDS = range(200)
 
