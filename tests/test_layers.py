@@ -23,20 +23,27 @@ PACKAGE_LAYER = {"puzzles": 0, "sandbox": 1, "training": 1, "selfplay": 2}
 """A package imports only packages of a lower layer (and itself)."""
 
 WINGS = (
-    "tomlconfig", "config", "rundir",
-    "similarity", "lsh", "summaries", "passk", "bootstrap", "humaneval",
-    "executors", "samplers", "importing", "generating",
-    "attempts", "evalsets", "audit", "cards", "report", "tracking",
-    "context", "evaluate", "stages", "run_eval", "preflight", "loop", "learnbench",
-    "commands", "cli", "__main__",
+    "config",      # the run's config tables, presets, TOML
+    "rundir",      # a run's directory: config, lock, logs, adapters
+    "compute",     # where sampling and checks run (here or on Ray), attempts at problems
+    "corpus",      # human puzzles into the store: importing files, rule-based generators
+    "reports",     # round summaries, data cards, audit, HTML report, trackers
+    "context",     # what a stage gets: the round, config, store, models, executors
+    "evaluation",  # eval sets, pass@k, bootstrap, HumanEval, evaluating a run's rounds
+    "stages",      # the round's stages, each run(ctx) -> summary
+    "preflight",   # the checks before a run starts
+    "loop",        # rounds of stages, resume, status, export
+    "learnbench",  # the learning benchmark: whole runs, self-play against a control arm
+    "cli",         # the command line over all of it
+    "__main__",
 )
 """The wings of `selfplay`, lowest first: each imports only wings before it. The package's
 own `__init__` (its public names) sits above them all."""
 
 ALLOWED = {
     # (importer, imported): why it is allowed for now.
-    ("selfplay.attempts", "selfplay.stages.common"): "chunks: a helper below stages",
-    ("selfplay.evaluate", "selfplay.stages.common"): "sampling_config, progress_bar",
+    ("selfplay.compute.work", "selfplay.context"): "RoundContext, as a type",
+    ("selfplay.reports.tracking", "selfplay.evaluation.evalsets"): "set_label",
 }
 
 

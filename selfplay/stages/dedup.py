@@ -11,10 +11,10 @@ from puzzles.format import parse_puzzle
 from puzzles.store import Attempt
 from selfplay.config import DedupConfig
 from selfplay.context import RoundContext
-from selfplay.evalsets import eval_set_puzzles
-from selfplay.lsh import LSHIndex
-from selfplay.similarity import ShingleIndex
-from selfplay.summaries import DedupSummary
+from selfplay.evaluation.evalsets import eval_set_puzzles
+from puzzles.lsh import LSHIndex
+from puzzles.similarity import ShingleIndex
+from selfplay.reports.summaries import DedupSummary
 from training.prompts import parse_pair_proposal
 
 

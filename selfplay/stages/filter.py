@@ -9,7 +9,7 @@ from puzzles.errors import PuzzleError
 from puzzles.trivial import trivial_answers
 from puzzles.types import parse_type
 from selfplay.context import RoundContext
-from selfplay.summaries import FilterSummary
+from selfplay.reports.summaries import FilterSummary
 from training.prompts import parse_proposal
 
 # A checker failing with one of these on every trivial answer is broken, not hard.

@@ -7,11 +7,11 @@ import random
 
 from puzzles.store import Proposal
 from selfplay.context import RoundContext
-from selfplay.samplers import SampleJob
-from selfplay.summaries import ProposeSummary
-from selfplay.attempts import train_puzzles_with_shortest_solution
+from selfplay.compute.samplers import SampleJob
+from selfplay.reports.summaries import ProposeSummary
+from selfplay.compute.attempts import train_puzzles_with_shortest_solution
 from training.prompts import propose_pair_prompt, propose_prompt
-from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
+from selfplay.compute.work import chunks, model_provenance, progress_bar, sampling_config
 
 
 def solved_train_puzzles(store, origins: tuple[str, ...] = ()) -> list:

@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 from sandbox import Pair
 from selfplay.context import RoundContext
-from selfplay.stages.common import progress_bar
-from selfplay.summaries import VerifySummary
+from selfplay.compute.work import progress_bar
+from selfplay.reports.summaries import VerifySummary
 
 NONDETERMINISTIC = "nondeterministic"
 """The verdict of an attempt whose pass cannot be trusted: it did not hold on recheck, or

@@ -1,5 +1,5 @@
 """Typed stage summaries and the one funnel: status, data card and report show the same numbers,
-all from `selfplay.summaries.Funnel`, and summaries stored before they were typed still load."""
+all from `selfplay.reports.summaries.Funnel`, and summaries stored before they were typed still load."""
 
 import dataclasses
 
@@ -7,11 +7,11 @@ import matplotlib.axes
 import pytest
 
 from puzzles.store import Store
-from selfplay.cards import build_card, card_sections
+from selfplay.reports.cards import build_card, card_sections
 from selfplay.config import RunConfig
 from selfplay.loop import status, status_of
-from selfplay.report import write_report
-from selfplay.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_summary,
+from selfplay.reports.report import write_report
+from selfplay.reports.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_summary,
                                 round_records, summary_to_dict)
 from test_cards import hand_built_run
 

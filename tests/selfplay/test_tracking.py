@@ -9,7 +9,7 @@ from puzzles.errors import SelfplayError
 from selfplay.config import TrackConfig, config_toml, preset
 from selfplay.loop import run
 from selfplay.rundir import init_run
-from selfplay.tracking import RunTracker
+from selfplay.reports.tracking import RunTracker
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 

@@ -11,7 +11,7 @@ from puzzles.store import Attempt, Store
 from sandbox import Verdict
 from selfplay.config import RunConfig
 from selfplay.context import RoundContext
-from selfplay.executors import LocalExecutor
+from selfplay.compute.executors import LocalExecutor
 from selfplay.stages import select, verify
 from selfplay.stages.verify import NONDETERMINISTIC
 

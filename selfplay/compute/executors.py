@@ -7,7 +7,7 @@ Both take a function `fn(verifier, chunk, progress)` and a list of chunks, and y
 it writes each chunk's result itself, by attempt id, in one transaction. A chunk whose actor
 died is sent again (to a restarted or another actor) and only a chunk that came back whole is
 ever yielded, so a retry can neither write twice nor write half a chunk. That fan-out
-(`fan_out`) also sends the sampling stages' chunks to sampler actors (`selfplay.samplers`).
+(`fan_out`) also sends the sampling stages' chunks to sampler actors (`selfplay.compute.samplers`).
 """
 
 from __future__ import annotations

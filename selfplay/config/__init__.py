@@ -18,7 +18,7 @@ from puzzles.checks import check_choice, check_range, check_ranges
 from puzzles.errors import SelfplayError
 from puzzles.store import ORIGINS
 from sandbox import VerifierConfig
-from selfplay.tomlconfig import from_dict, to_dict, to_toml
+from selfplay.config.toml import from_dict, to_dict, to_toml
 from training.lora import LoraSettings
 from training.prompts import PromptConfig
 from training.settings import BACKENDS, SAMPLING_DTYPES, ModelConfig, TrainConfig

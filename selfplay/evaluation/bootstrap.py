@@ -19,7 +19,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
-from selfplay.passk import pass_at_k
+from selfplay.evaluation.passk import pass_at_k
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def paired_bootstrap(before: Sequence[float], after: Sequence[float], *, level: 
 
 def per_problem_pass_at_k(counts: Mapping[str, tuple[int, int]], k: int) -> dict[str, float]:
     """{problem: pass@k} from {problem: (samples n, passes c)}; the mean of the values is the
-    set's pass@k (`selfplay.passk.mean_pass_at_k`)."""
+    set's pass@k (`selfplay.evaluation.passk.mean_pass_at_k`)."""
     return {key: pass_at_k(n, c, k) for key, (n, c) in counts.items()}
 
 

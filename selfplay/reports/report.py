@@ -16,10 +16,10 @@ from pathlib import Path
 from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from puzzles.store import Store
-from selfplay.audit import COMPARED, DIMENSIONS, POPULATIONS, audit_tables
-from selfplay.cards import build_card, card_sections, eval_sets, read_card
+from selfplay.reports.audit import COMPARED, DIMENSIONS, POPULATIONS, audit_tables
+from selfplay.reports.cards import build_card, card_sections, eval_sets, read_card
 from selfplay.rundir import RunDir
-from selfplay.summaries import Funnel
+from selfplay.reports.summaries import Funnel
 
 SAMPLES_SOLVED = 3
 """Solved puzzles shown per round in the samples table."""

@@ -1,6 +1,6 @@
 """The `selfplay` command: a thin layer over the library.
 
-Each verb lives in `selfplay/commands/<verb>.py`, which defines `register(subparsers)`. Command
+Each verb lives in `selfplay/cli/<verb>.py`, which defines `register(subparsers)`. Command
 modules keep heavy imports (torch, transformers) inside their handlers so that `selfplay --help`
 and `selfplay puzzles list` start fast.
 """
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"selfplay.commands.{name}")
+            module = importlib.import_module(f"selfplay.cli.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"selfplay.commands.{name}":
+            if e.name == f"selfplay.cli.{name}":
                 continue  # a verb not built yet
             raise
         module.register(sub)

@@ -16,9 +16,9 @@ from puzzles.seeds import load_seeds
 from puzzles.store import Proposal, Store
 from selfplay.config import DedupConfig, RunConfig
 from selfplay.context import Resources, RoundContext
-from selfplay.lsh import LSHIndex, lsh_params
+from puzzles.lsh import LSHIndex, lsh_params
 from selfplay.rundir import RunDir
-from selfplay.similarity import ShingleIndex, jaccard, shingles
+from puzzles.similarity import ShingleIndex, jaccard, shingles
 from selfplay.stages import dedup
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -77,8 +77,8 @@ def _open_store(path: str, must_exist: bool = True):
 
 def cmd_add(args) -> int:
     from sandbox import Verifier, VerifierConfig
-    from selfplay.importing import add_records, read_puzzle_file
-    from selfplay.tomlconfig import override
+    from selfplay.corpus.importing import add_records, read_puzzle_file
+    from selfplay.config.toml import override
     config = override(VerifierConfig(), timeout=args.timeout, workers=args.workers,
                       reference_timeout_factor=args.reference_timeout_factor)
     # The file is read (and refused) before the store is opened, so that bad input does not
@@ -100,8 +100,8 @@ def cmd_add(args) -> int:
 def cmd_generate(args) -> int:
     from puzzles.generators import generators
     from sandbox import Verifier, VerifierConfig
-    from selfplay.generating import generate_into
-    from selfplay.tomlconfig import override
+    from selfplay.corpus.generating import generate_into
+    from selfplay.config.toml import override
     # Bad input fails here, before a store file is created or a sandbox started.
     if args.n < 1:
         raise SelfplayError(f"--n must be at least 1, not {args.n}")

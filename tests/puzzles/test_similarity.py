@@ -1,4 +1,4 @@
-from selfplay.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
+from puzzles.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
                                  mean_pairwise_similarity, shingles)
 
 A = "def f(x: int, a=3):\n    return x * x == a + 6\n"
@@ -50,7 +50,7 @@ def test_model_written_code_draws_no_warnings_on_the_terminal(recwarn):
     # `1if` is a tokenizer SyntaxWarning, `"\d"` an invalid escape: the model's, not the user's.
     import warnings
 
-    from selfplay.similarity import ast_shape
+    from puzzles.similarity import ast_shape
     from sandbox.verifier import _compile_checker
     source = 'def f(x: int):\n    return x == (1if True else 2) and "\\d" != ""\n'
     warnings.simplefilter("always")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfplay.report import write_report
+from selfplay.reports.report import write_report
 
 
 def register(sub) -> None:

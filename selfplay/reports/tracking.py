@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from puzzles.errors import SelfplayError
-from selfplay.evalsets import set_label
-from selfplay.summaries import Funnel, round_records
+from selfplay.evaluation.evalsets import set_label
+from selfplay.reports.summaries import Funnel, round_records
 
 INSTALL = {"tensorboard": "'selfplay[tensorboard]'"}
 """What to pip install for a tracker whose package is not its own name (selfplay's extra)."""

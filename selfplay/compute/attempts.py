@@ -22,9 +22,9 @@ from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
 from sandbox import Pair
-from selfplay.samplers import SampleJob, as_sampler
-from selfplay.stages.common import chunks
-from selfplay.similarity import ShingleIndex
+from selfplay.compute.samplers import SampleJob, as_sampler
+from selfplay.compute.work import chunks
+from puzzles.similarity import ShingleIndex
 from training.prompts import parse_solution_completion, solve_prompt
 
 DETAIL_CHARS = 300
@@ -139,7 +139,7 @@ def sample_attempts(sampler, problems: Sequence[Problem],
     """k attempts at each problem, as batches of rows ready to store, in a fixed order: first
     the rejected attempts of problems whose prompt is too long, then one batch per chunk.
 
-    `sampler` samples the chunks (`selfplay.samplers`: here, or on Ray actors); a loaded model
+    `sampler` samples the chunks (`selfplay.compute.samplers`: here, or on Ray actors); a loaded model
     is sampled here. Problems whose hash is in `done` (a resumed stage) are not yielded again;
     a chunk whose problems are all done is not sampled. Parsed attempts are `pending` (the
     sandbox has yet to judge them), unparsable ones `rejected`. `progress` (a tqdm-like bar)

@@ -3,7 +3,7 @@ solves, verify each reference solution in the sandbox, store with origin `genera
 be stored without their reference solution (`withhold`): verified solvable, they are train
 puzzles the model has to solve itself, so each of its verified solutions is a new pair.
 
-The same gate as any puzzle a person adds (selfplay.importing.add_records), plus the filter
+The same gate as any puzzle a person adds (selfplay.corpus.importing.add_records), plus the filter
 stage's trivial answers: a generator is code, and code has bugs that only some seeds reach.
 """
 
@@ -20,7 +20,7 @@ from puzzles.store import Store
 from puzzles.trivial import trivial_answers
 from puzzles.types import parse_type
 from sandbox import Verifier
-from selfplay.importing import add_records
+from selfplay.corpus.importing import add_records
 
 
 @dataclass

@@ -22,7 +22,7 @@ from puzzles.errors import SelfplayError
 from puzzles.p3 import read_p3
 from puzzles.records import Rejected, read_jsonl
 from puzzles.seeds import load_seeds
-from selfplay.attempts import PuzzleProblem
+from selfplay.compute.attempts import PuzzleProblem
 
 
 @dataclass
@@ -33,7 +33,7 @@ class EvalSet:
     rejected: list[Rejected] = field(default_factory=list)
     """Lines or items of the set's file that were not taken, each with where and why."""
     as_problem: Callable = PuzzleProblem
-    """Makes one of `puzzles` a `selfplay.attempts.Problem` (HumanEvalProblems are one)."""
+    """Makes one of `puzzles` a `selfplay.compute.attempts.Problem` (HumanEvalProblems are one)."""
 
     @property
     def problems(self) -> list:
@@ -66,7 +66,7 @@ def load_eval_set(name: str, store=None, *, max_problems: int = 0, seed: int = 0
         if per_problem:
             puzzles = instances_per_problem(puzzles, int(per_problem), seed)
     elif name == "humaneval":
-        from selfplay.humaneval import load_humaneval
+        from selfplay.evaluation.humaneval import load_humaneval
         puzzles = load_humaneval()
         as_problem = _as_it_is
     elif name.endswith(".jsonl") or Path(name).is_file():

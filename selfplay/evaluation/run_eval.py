@@ -8,7 +8,7 @@ from puzzles.errors import SelfplayError
 from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
 from selfplay.rundir import RunDir, close_logger, run_logger
-from selfplay.evaluate import evaluate_set
+from selfplay.evaluation.evaluate import evaluate_set
 
 
 def last_trained_round(store: Store) -> int:

@@ -22,11 +22,11 @@ from puzzles.errors import PuzzleError
 from puzzles.records import atomic_write
 from puzzles.store import Store, StoredPuzzle
 from puzzles.types import parse_type
-from selfplay.audit import audit_tables, audit_warnings, bias_audit
+from selfplay.reports.audit import audit_tables, audit_warnings, bias_audit
 from selfplay.config import RunConfig
-from selfplay.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
+from puzzles.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
                                  mean_pairwise_similarity)
-from selfplay.summaries import Funnel, RoundRecord, load_summary, round_records
+from selfplay.reports.summaries import Funnel, RoundRecord, load_summary, round_records
 
 NOVELTY_THRESHOLD = 0.5
 """A new puzzle counts as novel when its nearest earlier puzzle has 3-gram Jaccard below this."""

@@ -22,7 +22,7 @@ import math
 from collections import Counter, defaultdict
 
 from puzzles.store import Store, StoredPuzzle
-from selfplay.attempts import HUMAN_ORIGINS, train_puzzles_with_shortest_solution
+from selfplay.compute.attempts import HUMAN_ORIGINS, train_puzzles_with_shortest_solution
 from selfplay.config import AuditConfig
 POPULATIONS = ("human", "generated", "selected")
 COMPARED = ("generated", "selected")

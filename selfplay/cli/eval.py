@@ -6,7 +6,7 @@ import json
 import sys
 
 from puzzles.errors import SelfplayError
-from selfplay.run_eval import eval_run
+from selfplay.evaluation.run_eval import eval_run
 
 
 def register(sub) -> None:

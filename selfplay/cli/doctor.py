@@ -25,7 +25,7 @@ def cmd_doctor(args) -> int:
     else:
         config = _load(args.dir)
         if config.executor.kind == "ray":
-            from selfplay.executors import diagnose_on_ray
+            from selfplay.compute.executors import diagnose_on_ray
             node, layers, canaries = diagnose_on_ray(config.executor, config.verifier)
             where = f"a Ray worker on node {node}"
         else:

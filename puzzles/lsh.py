@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from puzzles.errors import SelfplayError
-from selfplay.similarity import shingles
+from puzzles.similarity import shingles
 
 if TYPE_CHECKING:
     from datasketch import MinHash

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from puzzles.errors import SelfplayError
-from selfplay.executors import IN_FLIGHT, connect, fan_out, in_order
+from selfplay.compute.executors import IN_FLIGHT, connect, fan_out, in_order
 from training.settings import ModelConfig, SamplingConfig
 
 

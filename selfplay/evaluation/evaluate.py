@@ -11,12 +11,12 @@ from typing import Callable
 
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
-from selfplay.bootstrap import paired_pass_at_k
-from selfplay.attempts import (TOO_LONG, Problem, sample_attempts,
+from selfplay.evaluation.bootstrap import paired_pass_at_k
+from selfplay.compute.attempts import (TOO_LONG, Problem, sample_attempts,
                                train_puzzles_with_shortest_solution)
-from selfplay.evalsets import load_eval_set
-from selfplay.passk import mean_pass_at_k
-from selfplay.stages.common import progress_bar, sampling_config
+from selfplay.evaluation.evalsets import load_eval_set
+from selfplay.evaluation.passk import mean_pass_at_k
+from selfplay.compute.work import progress_bar, sampling_config
 
 
 @dataclass
@@ -45,9 +45,9 @@ def evaluate(sampler, problems: list[Problem], examples: list[tuple[Puzzle, Solu
              verifier, *, set_name: str, n: int, ks: list[int], sampling, prompt_config,
              seed: Callable[..., int], round: int = 0, progress: bool = False,
              bar=None) -> EvalResult:
-    """pass@k of the model `sampler` samples (`selfplay.samplers`, or a loaded model) on
+    """pass@k of the model `sampler` samples (`selfplay.compute.samplers`, or a loaded model) on
     `problems`, with few-shot `examples` in each prompt. Sampled as the solve stage samples
-    (`selfplay.attempts.sample_attempts`), under stage `eval:<set>`; `bar` (tqdm-like) is
+    (`selfplay.compute.attempts.sample_attempts`), under stage `eval:<set>`; `bar` (tqdm-like) is
     advanced by the problems sampled."""
     if not problems:
         return EvalResult(set_name, 0, n, {}, 0)
