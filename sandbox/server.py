@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import wire
-from sandbox.wire import TASK_ENTRY, TASK_HEADER
 from sandbox.config import REASONS
 from sandbox.scratch import clear_dir, reset_dir
+from sandbox.wire import TASK_ENTRY, TASK_HEADER
 from sandbox.zygote import Template, Zygote
 
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB

@@ -7,15 +7,12 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from puzzles.store import Store
 from sandbox import Verifier
 from selfplay.config import RunConfig
+from selfplay.reports.tracking import RunTracker
 from selfplay.rundir import RunDir
-
-if TYPE_CHECKING:  # tracking -> evalsets -> attempts -> stages.common import this module
-    from selfplay.reports.tracking import RunTracker
 
 
 class Resources:

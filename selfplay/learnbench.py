@@ -27,13 +27,13 @@ from pathlib import Path
 from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from puzzles.store import Store
-from selfplay.evaluation.bootstrap import paired_pass_at_k
-from selfplay.reports.cards import diversity
 from selfplay.config import RunConfig, SelectConfig, TrainConfig, preset, with_settings
-from selfplay.evaluation.evalsets import set_label
+from selfplay.evaluation.bootstrap import paired_pass_at_k
 from selfplay.evaluation.passk import mean_pass_at_k
-from selfplay.rundir import RunDir, init_run
+from selfplay.reports.cards import diversity
 from selfplay.reports.summaries import Funnel, round_records
+from selfplay.reports.tracking import set_label
+from selfplay.rundir import RunDir, init_run
 
 ARMS = {
     "selfplay": "the loop as configured",

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from puzzles.errors import SelfplayError
-from selfplay.config import preset
 from selfplay import loop
+from selfplay.config import preset
 from selfplay.rundir import RunDir, check_preset, init_run
 
 

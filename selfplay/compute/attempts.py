@@ -20,11 +20,11 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 from puzzles.errors import PuzzleError, SelfplayError
 from puzzles.format import Puzzle, Solution
+from puzzles.similarity import ShingleIndex
 from puzzles.store import Attempt
 from sandbox import Pair
 from selfplay.compute.samplers import SampleJob, as_sampler
 from selfplay.compute.work import chunks
-from puzzles.similarity import ShingleIndex
 from training.prompts import parse_solution_completion, solve_prompt
 
 DETAIL_CHARS = 300

@@ -1,5 +1,8 @@
-"""Helpers the sampling stages share: chunking work so a crash loses at most one chunk, and
-the progress they show."""
+"""Helpers the sampling stages and evaluation share: chunking work so a crash loses at most one
+chunk, a stage's sampler settings, provenance, and the progress they show.
+
+`ctx` below is a `selfplay.context.RoundContext` (which sits above this module; these read only
+its `round`, `config`, `log` and `progress`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import sys
 import time
 from dataclasses import asdict
 
-from selfplay.context import RoundContext
 from training.settings import SamplingConfig
 
 
@@ -16,7 +18,7 @@ def chunks(n_items: int, size: int) -> list[range]:
     return [range(i, min(i + size, n_items)) for i in range(0, n_items, size)]
 
 
-def sampling_config(ctx: RoundContext, stage_config):
+def sampling_config(ctx, stage_config):
     """The sampler's settings for a stage: its own temperature and length, shared batching."""
     return SamplingConfig(temperature=stage_config.temperature, top_p=stage_config.top_p,
                           max_new_tokens=stage_config.max_new_tokens,
@@ -25,13 +27,13 @@ def sampling_config(ctx: RoundContext, stage_config):
                           dtype=ctx.config.generation.dtype)
 
 
-def model_provenance(ctx: RoundContext, loaded, sampling) -> dict:
+def model_provenance(ctx, loaded, sampling) -> dict:
     """Which model, adapter and sampling settings made a stored item."""
     return {"model": loaded.name, "model_fingerprint": loaded.fingerprint,
             "adapter_round": ctx.round - 1, "sampling": asdict(sampling)}
 
 
-def progress_bar(ctx: RoundContext, total: int, desc: str):
+def progress_bar(ctx, total: int, desc: str):
     """A tqdm bar on a terminal (`ctx.progress`); otherwise a `LogProgress`, so that a run whose
     output goes to a file (nohup, a batch job) still says how far a long stage has got."""
     desc = f"round {ctx.round} {desc}"
@@ -41,7 +43,7 @@ def progress_bar(ctx: RoundContext, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="it", leave=False)
 
 
-def log_steps(ctx: RoundContext, desc: str, on_step=None):
+def log_steps(ctx, desc: str, on_step=None):
     """`on_step` for training (`training.trainer.StepInfo`), also writing `LogProgress` lines
     when there is no terminal (on one, the trainer shows its own bar)."""
     if ctx.progress:

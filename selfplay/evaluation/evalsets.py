@@ -101,15 +101,6 @@ def instances_per_problem(puzzles: list, n: int, seed: int) -> list:
     return [puzzles[i] for i in keep]
 
 
-def set_label(name: str) -> str:
-    """A short name for an eval set, for tables and plots: `p3:test` for
-    `p3:/long/path/puzzles.json:test`, a JSONL file's stem."""
-    if name.startswith("p3:"):
-        _, _, split = name[3:].partition(":")
-        return f"p3:{split or 'test'}"  # with instances per problem: p3:test:1
-    return Path(name).stem if name.endswith(".jsonl") else name
-
-
 def _as_it_is(problem):
     return problem
 

@@ -11,12 +11,12 @@ from typing import Callable
 
 from puzzles.format import Puzzle, Solution
 from puzzles.store import Attempt
-from selfplay.evaluation.bootstrap import paired_pass_at_k
 from selfplay.compute.attempts import (TOO_LONG, Problem, sample_attempts,
                                train_puzzles_with_shortest_solution)
+from selfplay.compute.work import progress_bar, sampling_config
+from selfplay.evaluation.bootstrap import paired_pass_at_k
 from selfplay.evaluation.evalsets import load_eval_set
 from selfplay.evaluation.passk import mean_pass_at_k
-from selfplay.compute.work import progress_bar, sampling_config
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 from puzzles.errors import SelfplayError
 from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
-from selfplay.rundir import RunDir, close_logger, run_logger
 from selfplay.evaluation.evaluate import evaluate_set
+from selfplay.rundir import RunDir, close_logger, run_logger
 
 
 def last_trained_round(store: Store) -> int:

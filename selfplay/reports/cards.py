@@ -20,12 +20,12 @@ from pathlib import Path
 
 from puzzles.errors import PuzzleError
 from puzzles.records import atomic_write
-from puzzles.store import Store, StoredPuzzle
-from puzzles.types import parse_type
-from selfplay.reports.audit import audit_tables, audit_warnings, bias_audit
-from selfplay.config import RunConfig
 from puzzles.similarity import (ShingleIndex, ast_shape, distinct_ngrams,
                                  mean_pairwise_similarity)
+from puzzles.store import Store, StoredPuzzle
+from puzzles.types import parse_type
+from selfplay.config import RunConfig
+from selfplay.reports.audit import audit_tables, audit_warnings, bias_audit
 from selfplay.reports.summaries import Funnel, RoundRecord, load_summary, round_records
 
 NOVELTY_THRESHOLD = 0.5

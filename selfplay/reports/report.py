@@ -18,8 +18,8 @@ from puzzles.records import atomic_write
 from puzzles.store import Store
 from selfplay.reports.audit import COMPARED, DIMENSIONS, POPULATIONS, audit_tables
 from selfplay.reports.cards import build_card, card_sections, eval_sets, read_card
-from selfplay.rundir import RunDir
 from selfplay.reports.summaries import Funnel
+from selfplay.rundir import RunDir
 
 SAMPLES_SOLVED = 3
 """Solved puzzles shown per round in the samples table."""

@@ -20,8 +20,17 @@ from pathlib import Path
 from typing import Callable
 
 from puzzles.errors import SelfplayError
-from selfplay.evaluation.evalsets import set_label
 from selfplay.reports.summaries import Funnel, round_records
+
+
+def set_label(name: str) -> str:
+    """A short name for an eval set, for tables and plots: `p3:test` for
+    `p3:/long/path/puzzles.json:test`, a JSONL file's stem."""
+    if name.startswith("p3:"):
+        _, _, split = name[3:].partition(":")
+        return f"p3:{split or 'test'}"  # with instances per problem: p3:test:1
+    return Path(name).stem if name.endswith(".jsonl") else name
+
 
 INSTALL = {"tensorboard": "'selfplay[tensorboard]'"}
 """What to pip install for a tracker whose package is not its own name (selfplay's extra)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from selfplay.reports.cards import build_card, write_card
 from selfplay.context import RoundContext
+from selfplay.reports.cards import build_card, write_card
 from selfplay.reports.summaries import CardSummary
 
 

@@ -8,12 +8,12 @@ from collections import Counter
 
 from puzzles.errors import PuzzleError
 from puzzles.format import parse_puzzle
+from puzzles.lsh import LSHIndex
+from puzzles.similarity import ShingleIndex
 from puzzles.store import Attempt
 from selfplay.config import DedupConfig
 from selfplay.context import RoundContext
 from selfplay.evaluation.evalsets import eval_set_puzzles
-from puzzles.lsh import LSHIndex
-from puzzles.similarity import ShingleIndex
 from selfplay.reports.summaries import DedupSummary
 from training.prompts import parse_pair_proposal
 

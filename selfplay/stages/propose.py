@@ -6,12 +6,12 @@ import dataclasses
 import random
 
 from puzzles.store import Proposal
-from selfplay.context import RoundContext
-from selfplay.compute.samplers import SampleJob
-from selfplay.reports.summaries import ProposeSummary
 from selfplay.compute.attempts import train_puzzles_with_shortest_solution
-from training.prompts import propose_pair_prompt, propose_prompt
+from selfplay.compute.samplers import SampleJob
 from selfplay.compute.work import chunks, model_provenance, progress_bar, sampling_config
+from selfplay.context import RoundContext
+from selfplay.reports.summaries import ProposeSummary
+from training.prompts import propose_pair_prompt, propose_prompt
 
 
 def solved_train_puzzles(store, origins: tuple[str, ...] = ()) -> list:

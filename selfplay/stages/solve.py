@@ -10,9 +10,9 @@ import random
 from puzzles.store import StoredPuzzle
 from selfplay.compute.attempts import (PuzzleProblem, sample_attempts,
                                train_puzzles_with_shortest_solution)
+from selfplay.compute.work import model_provenance, progress_bar, sampling_config
 from selfplay.context import RoundContext
 from selfplay.reports.summaries import SolveSummary
-from selfplay.compute.work import model_provenance, progress_bar, sampling_config
 
 
 def targets(ctx: RoundContext) -> list[StoredPuzzle]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from selfplay.context import RoundContext
 from selfplay.compute.work import log_steps
+from selfplay.context import RoundContext
 from selfplay.reports.summaries import TrainStageSummary
 from training.lora import ADAPTER_CONFIG
 

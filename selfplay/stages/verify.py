@@ -20,8 +20,8 @@ from collections import Counter, defaultdict
 from typing import NamedTuple
 
 from sandbox import Pair
-from selfplay.context import RoundContext
 from selfplay.compute.work import progress_bar
+from selfplay.context import RoundContext
 from selfplay.reports.summaries import VerifySummary
 
 NONDETERMINISTIC = "nondeterministic"

@@ -12,13 +12,13 @@ import pytest
 
 from puzzles.errors import SelfplayError
 from puzzles.format import PuzzleError, parse_puzzle
+from puzzles.lsh import LSHIndex, lsh_params
 from puzzles.seeds import load_seeds
+from puzzles.similarity import ShingleIndex, jaccard, shingles
 from puzzles.store import Proposal, Store
 from selfplay.config import DedupConfig, RunConfig
 from selfplay.context import Resources, RoundContext
-from puzzles.lsh import LSHIndex, lsh_params
 from selfplay.rundir import RunDir
-from puzzles.similarity import ShingleIndex, jaccard, shingles
 from selfplay.stages import dedup
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,20 +9,20 @@ from types import SimpleNamespace
 
 import pytest
 
-import training.sampling
 from puzzles.format import Solution, parse_puzzle
 from puzzles.seeds import load_seeds
 from puzzles.store import Store
 from sandbox import Pair
 from selfplay.compute.attempts import (TOO_LONG, PuzzleProblem, sample_attempts,
                                train_puzzles_with_shortest_solution)
+from selfplay.compute.work import sampling_config
 from selfplay.config import preset
 from selfplay.context import Resources, RoundContext
 from selfplay.evaluation.evaluate import evaluate
 from selfplay.evaluation.humaneval import HumanEvalProblem
 from selfplay.rundir import RunDir
 from selfplay.stages import solve
-from selfplay.compute.work import sampling_config
+import training.sampling
 
 LOADED = SimpleNamespace(tokenizer=None, name="fake", fingerprint="fp")
 BODIES = ["    return 1\n", "    ret(", "    return x + 1\n"]

@@ -7,9 +7,9 @@ import pytest
 
 from puzzles.errors import SelfplayError
 from puzzles.store import Store
+from selfplay.config import AuditConfig, RunConfig, fingerprint
 from selfplay.reports.audit import binned, length_bins, shares, total_variation
 from selfplay.reports.cards import build_card, card_markdown
-from selfplay.config import AuditConfig, RunConfig, fingerprint
 from test_cards import hand_built_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

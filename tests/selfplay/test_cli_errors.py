@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import selfplay.cli.eval
-import selfplay.cli.run
 from puzzles.errors import SelfplayError
 from puzzles.format import content_hash, parse_puzzle
 from puzzles.store import Store
 from selfplay.cli import build_parser, environment_error, main
+import selfplay.cli.eval
+import selfplay.cli.run
 from selfplay.cli.run import EXPORT_FIELDS
 from selfplay.config import config_toml, preset
 from test_cards import hand_built_run

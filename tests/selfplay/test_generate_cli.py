@@ -9,8 +9,8 @@ from puzzles.generators import Generator, families
 from puzzles.seeds import families as seed_families
 from puzzles.store import Store
 from sandbox import Verifier
-from selfplay.compute.attempts import HUMAN_ORIGINS
 from selfplay.cli import main
+from selfplay.compute.attempts import HUMAN_ORIGINS
 from selfplay.corpus.generating import generate_into
 
 

@@ -18,13 +18,13 @@ from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
 from puzzles.store import Attempt, Store
 from sandbox import VerifierConfig
-from selfplay.compute import executors
 from selfplay.cli import main
+from selfplay.compute import executors
 from selfplay.config import ExecutorConfig, RunConfig, config_toml, is_free_to_change, \
     load_config
 from selfplay.context import Resources, RoundContext
-from selfplay.rundir import RunDir
 from selfplay.loop import run
+from selfplay.rundir import RunDir
 from selfplay.stages import verify
 from test_round_scripted import scripted, scripted_sample  # noqa: F401 (a fixture)
 

@@ -8,9 +8,9 @@ import pytest
 from puzzles.errors import SelfplayError
 from puzzles.format import content_hash, parse_puzzle
 from puzzles.store import Store
-from selfplay.reports.cards import write_card
 from selfplay.cli import main
 from selfplay.config import RunConfig, config_toml
+from selfplay.reports.cards import write_card
 from selfplay.reports.report import write_report
 from test_cards import card_of, hand_built_run
 

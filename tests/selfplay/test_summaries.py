@@ -7,9 +7,9 @@ import matplotlib.axes
 import pytest
 
 from puzzles.store import Store
-from selfplay.reports.cards import build_card, card_sections
 from selfplay.config import RunConfig
 from selfplay.loop import status, status_of
+from selfplay.reports.cards import build_card, card_sections
 from selfplay.reports.report import write_report
 from selfplay.reports.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_summary,
                                 round_records, summary_to_dict)
