@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from puzzles.store import Store
@@ -118,7 +118,6 @@ class RoundContext:
     resources: Resources
     log: logging.Logger
     progress: bool = False
-    extra: dict = field(default_factory=dict)
     tracker: RunTracker | None = None
     """The run's experiment trackers (`[track]`), None when it asks for none."""
 

@@ -373,15 +373,7 @@ def convert_smollm2() -> Path:
     return publish_dir(target, write)
 
 
-def model_summary(loaded: LoadedModel) -> dict:
-    """A small JSON-able description for logs and data cards."""
-    n_params = sum(p.numel() for p in loaded.model.parameters())
-    return {"name": loaded.name, "fingerprint": loaded.fingerprint, "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."), "parameters": n_params,
-            "context_length": loaded.context_length}
-
-
 __all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "ModelIdentity", "auto_threads",
            "cache_dir", "convert_smollm2", "cpu_has_bf16", "load_model", "model_identity",
-           "model_summary", "prepare_tokenizer", "sampling_dtype", "smollm2_gguf",
+           "prepare_tokenizer", "sampling_dtype", "smollm2_gguf",
            "torch_threads"]

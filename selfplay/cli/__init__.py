@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "verify in a sandbox, fine-tune with LoRA, repeat.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"selfplay.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"selfplay.cli.{name}":
-                continue  # a verb not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"selfplay.cli.{name}").register(sub)
     _show_defaults(parser)
     return parser
 

@@ -314,3 +314,12 @@ def test_export_help_documents_every_field_it_writes(tmp_path, capsys):
     assert [name for name, _ in EXPORT_FIELDS] == list(first)
     text = _actions("export")[0].format_help()
     assert all(f"  {name} " in text for name in first)
+
+
+def test_a_missing_command_module_is_an_error_not_a_missing_verb(monkeypatch):
+    # It used to be skipped silently: a verb whose module was deleted or misnamed vanished from
+    # `selfplay --help` with no word.
+    import selfplay.cli
+    monkeypatch.setattr(selfplay.cli, "COMMAND_MODULES", selfplay.cli.COMMAND_MODULES + ("nope",))
+    with pytest.raises(ModuleNotFoundError, match="selfplay.cli.nope"):
+        build_parser()
