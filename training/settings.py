@@ -40,7 +40,8 @@ class ModelConfig:
     parameters, else one per CPU this process may use."""
     adapter: str = ""
     """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none. A
-    self-play run refuses one (its round adapters replace it): merge it into the weights."""
+    self-play run refuses one (its round adapters replace it): merge it into the weights
+    (`selfplay merge`)."""
 
     def __post_init__(self):
         # The name and device are checked where they resolve (a run's preflight loads the

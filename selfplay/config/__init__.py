@@ -370,8 +370,8 @@ class RunConfig:
             raise SelfplayError(
                 f"model.adapter = {self.model.adapter!r}: a self-play run cannot start from an "
                 "adapter (its rounds' adapters replace it). Merge it into the base weights "
-                "(peft's merge_and_unload, then save_pretrained with the tokenizer) and set "
-                "model.name to that directory")
+                f"(selfplay merge ADAPTER OUT --model {self.model.name}) and set model.name "
+                "to OUT")
 
 
 def _preset_tiny() -> RunConfig:
