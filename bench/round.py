@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ROUND_STAGES = ("propose", "filter", "dedup", "solve", "verify", "select", "train")
-"""The stages of a round that make its data and adapter (the loop's, less eval and card)."""
+# The stages of a round that make its data and adapter (the loop's, less eval and card).
+from selfplay.stages import STAGES as ROUND_STAGES  # noqa: E402
 
 
 def run_round(snapshot: Path, settings: list[str], round_: int, work: Path) -> dict:

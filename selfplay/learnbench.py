@@ -212,7 +212,7 @@ def share_round0(arm_dir: Path, arm_dirs: list[Path]) -> Path | None:
     only in what later rounds do (`select`, `train`): round 0 seeds the store and evaluates the
     base model, so it would compute the same store again (at 2 CPU cores, one eval costs as much
     as a round). Returns the arm it came from, or None when nothing was shared."""
-    from selfplay.loop import ROUND0_STAGES
+    from selfplay.stages import ROUND0_STAGES
 
     target = RunDir(arm_dir)
     if target.store_file.exists():

@@ -24,13 +24,9 @@ from selfplay.reports.summaries import Funnel, round_records, summary_to_dict
 from selfplay.reports.tracking import RunTracker, set_label
 from selfplay.rundir import (RunDir, RunLock, check_fingerprint, close_logger, extend_rounds,
                              run_logger)
-from selfplay.stages import STAGES
+from selfplay.stages import ROUND0_STAGES, ROUND_STAGES
 from selfplay.stages.dedup import decontamination_sources
 from selfplay.stages.seed import SHAPED_BY as SEED_SHAPED_BY
-
-# Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
-ROUND0_STAGES = ("seed", "eval")
-ROUND_STAGES = STAGES + ("eval", "card")
 
 
 def _stage_module(name: str):
