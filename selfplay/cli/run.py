@@ -10,8 +10,12 @@ from pathlib import Path
 
 from puzzles.errors import SelfplayError
 from selfplay import loop
-from selfplay.config import preset
+from selfplay.config import flat_settings, preset, with_settings
 from selfplay.rundir import RunDir, check_preset, init_run
+
+
+SET_HELP = ("change one setting of the new config, VALUE in TOML syntax (repeatable): "
+            "--set solve.attempts=16 --set 'eval.sets=[\"heldout\"]' (keys: docs/config.md)")
 
 
 def register(sub) -> None:
@@ -21,6 +25,8 @@ def register(sub) -> None:
     init.add_argument("--preset", choices=("tiny", "cpu", "gpu"), default="cpu",
                       help="starting point sized for a machine (default: cpu)")
     init.add_argument("--seed", type=int, help="the run's seed (default: the preset's)")
+    init.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help=SET_HELP)
     init.set_defaults(func=cmd_init)
 
     run = sub.add_parser("run", help="run self-play rounds (continues a run that has started)")
@@ -30,6 +36,8 @@ def register(sub) -> None:
                      help="if DIR has no config yet, create it from this preset first "
                           "(refused where DIR has a different config)")
     run.add_argument("--model", help="with --preset: the model to use")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help=SET_HELP + "; where DIR has a config already, only what it holds")
     run.set_defaults(func=cmd_run, must_exist=False)
 
     resume = sub.add_parser("resume", help="continue an interrupted run where it stopped")
@@ -108,6 +116,7 @@ def cmd_init(args) -> int:
     config = preset(args.preset, model=args.model)
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)
+    config = with_settings(config, args.set)
     run = init_run(args.dir, config)
     print(f"created {run.config_file} (preset {args.preset}, model {config.model.name}); "
           f"start it with: selfplay run {args.dir}")
@@ -117,15 +126,35 @@ def cmd_init(args) -> int:
 def cmd_run(args) -> int:
     preset_name = getattr(args, "preset", None)
     _check_store_kept(_run_path(args.dir))
+    settings = getattr(args, "set", None) or []
     if preset_name and not (Path(args.dir) / "config.toml").exists():
-        init_run(args.dir, preset(preset_name, model=args.model))
+        init_run(args.dir, with_settings(preset(preset_name, model=args.model), settings))
         print(f"created {args.dir}/config.toml from preset {preset_name}")
-    elif preset_name or getattr(args, "model", None):
-        check_preset(RunDir(Path(args.dir)), preset_name, args.model)
+    else:
+        if preset_name or getattr(args, "model", None):
+            check_preset(RunDir(Path(args.dir)), preset_name, args.model)
+        if settings:
+            _check_settings_held(RunDir(Path(args.dir)), settings)
     result = loop.run(args.dir, rounds=args.rounds, progress=sys.stderr.isatty(), echo=True,
                       must_exist=args.must_exist)
     _print_status(result)
     return 0
+
+
+def _check_settings_held(run: RunDir, settings: list[str]) -> None:
+    """`selfplay run DIR --set ...` where DIR has its config: like --preset, --set only creates
+    a config, so it is refused unless DIR's config holds those values already."""
+    if not run.config_file.exists():
+        raise SelfplayError(f"{run.path} has no config: --set applies to a new one, so give "
+                            "--preset too (or run selfplay init DIR --set ... first)")
+    have = flat_settings(run.load_config())
+    wanted = flat_settings(with_settings(run.load_config(), settings))
+    differ = [f"{k}: {have[k]!r} -> {wanted[k]!r}" for k in sorted(wanted) if have[k] != wanted[k]]
+    if differ:
+        raise SelfplayError(
+            f"{run.path} has a config already, which --set would change "
+            f"({', '.join(differ[:4])}{', ...' if len(differ) > 4 else ''}): --set only "
+            f"creates a config; edit {run.config_file}, or choose a new directory")
 
 
 def cmd_status(args) -> int:

@@ -27,9 +27,9 @@ docstrings; edit those, not this file (tests/selfplay/test_config_docs.py checks
 current). -->
 
 A run's settings live in `DIR/config.toml`, which `selfplay init DIR --preset NAME` writes with
-every key documented; delete a key to take its default. `selfplay init`/`run --set KEY=VALUE`
-change one when the config is created. Columns: the dataclass default, then each preset's
-value where it differs. Keys marked *free* may change between a run and its resume (the rest
+every key documented; delete a key to take its default. `selfplay init` and `selfplay run
+--preset` take `--set KEY=VALUE` (repeatable), which changes one when the config is created.
+Columns: the dataclass default, then each preset's value where it differs. Keys marked *free* may change between a run and its resume (the rest
 shape the data, so `selfplay resume` refuses a run whose config moved):
 
 """

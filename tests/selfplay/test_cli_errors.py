@@ -323,3 +323,22 @@ def test_a_missing_command_module_is_an_error_not_a_missing_verb(monkeypatch):
     monkeypatch.setattr(selfplay.cli, "COMMAND_MODULES", selfplay.cli.COMMAND_MODULES + ("nope",))
     with pytest.raises(ModuleNotFoundError, match="selfplay.cli.nope"):
         build_parser()
+
+
+def test_set_changes_a_new_config_and_is_refused_where_it_would_change_one(tmp_path, capsys):
+    from selfplay.rundir import RunDir
+
+    run = tmp_path / "run"
+    assert main(["init", str(run), "--preset", "tiny", "--set", "solve.attempts=2",
+                 "--set", 'eval.sets=["heldout"]']) == 0
+    config = RunDir(run).load_config()
+    assert config.solve.attempts == 2 and list(config.eval.sets) == ["heldout"]
+    before = (run / "config.toml").read_text()
+    capsys.readouterr()
+    assert main(["run", str(run), "--set", "solve.attempts=3"]) == 1
+    assert "solve.attempts: 2 -> 3" in capsys.readouterr().err
+    assert (run / "config.toml").read_text() == before and not (run / "store.sqlite").exists()
+    assert main(["run", str(tmp_path / "new"), "--preset", "tiny", "--set", "solve.nope=1"]) == 1
+    assert "solve.nope" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main(["run", str(tmp_path / "none"), "--set", "solve.attempts=1"]) == 1
+    assert "give --preset too" in capsys.readouterr().err
