@@ -116,7 +116,8 @@ def cmd_init(args) -> int:
     config = preset(args.preset, model=args.model)
     if args.seed is not None:
         config = dataclasses.replace(config, seed=args.seed)
-    config = with_settings(config, args.set)
+    if args.set:  # only then: a round trip through TOML writes 32 as 32.0
+        config = with_settings(config, args.set)
     run = init_run(args.dir, config)
     print(f"created {run.config_file} (preset {args.preset}, model {config.model.name}); "
           f"start it with: selfplay run {args.dir}")
@@ -128,7 +129,8 @@ def cmd_run(args) -> int:
     _check_store_kept(_run_path(args.dir))
     settings = getattr(args, "set", None) or []
     if preset_name and not (Path(args.dir) / "config.toml").exists():
-        init_run(args.dir, with_settings(preset(preset_name, model=args.model), settings))
+        config = preset(preset_name, model=args.model)
+        init_run(args.dir, with_settings(config, settings) if settings else config)
         print(f"created {args.dir}/config.toml from preset {preset_name}")
     else:
         if preset_name or getattr(args, "model", None):
