@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from puzzles.seeds import load_seeds  # noqa: E402
 import numpy as np  # noqa: E402
 
-from selfplay.lsh import LSHIndex, shingle_hashes  # noqa: E402
-from selfplay.similarity import ShingleIndex  # noqa: E402
+from puzzles.lsh import LSHIndex, shingle_hashes  # noqa: E402
+from puzzles.similarity import ShingleIndex  # noqa: E402
 
 NAME = re.compile(r"[A-Za-z_]\w*")
 

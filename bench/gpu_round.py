@@ -177,7 +177,7 @@ def _read_store(path: Path, config) -> dict:
     funnel, and the tokens each sampling stage wrote (its completions, tokenized again)."""
     from puzzles.store import Store
     from selfplay.rundir import RunDir
-    from selfplay.summaries import Funnel, round_records
+    from selfplay.reports.summaries import Funnel, round_records
 
     store_file = RunDir(path).store_file
     out = {"stages": [], "funnel": {}, "tokens": {}, "rounds_done": 0}
@@ -223,7 +223,7 @@ def _rate(tokens: int, seconds: float) -> dict:
 def _evaluate(path: Path, result: dict, deadline: float, p3: str, ks: tuple[int, ...], n: int,
               say, on_update) -> list[dict]:
     """pass@k of round 0 (the base model), then round 1, each only if its guessed time fits."""
-    from selfplay.evalsets import load_eval_set
+    from selfplay.evaluation.evalsets import load_eval_set
 
     name = f"p3:{Path(p3).resolve()}:test:1"
     rows: list[dict] = []
@@ -332,5 +332,5 @@ def _short(summary: dict) -> str:
 
 
 def _label(name: str) -> str:
-    from selfplay.evalsets import set_label
+    from selfplay.evaluation.evalsets import set_label
     return set_label(name)

@@ -33,8 +33,8 @@ from puzzles.store import Store  # noqa: E402
 from selfplay.config import PROPOSAL_FORMATS, preset, with_settings  # noqa: E402
 from selfplay.context import Resources, RoundContext  # noqa: E402
 from selfplay.loop import run  # noqa: E402
+from selfplay.reports.summaries import summary_to_dict  # noqa: E402
 from selfplay.rundir import RunDir, init_run, run_logger  # noqa: E402
-from selfplay.summaries import summary_to_dict  # noqa: E402
 
 STAGES = ("propose", "filter", "dedup", "solve", "verify", "select")
 

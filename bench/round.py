@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ROUND_STAGES = ("propose", "filter", "dedup", "solve", "verify", "select", "train")
-"""The stages of a round that make its data and adapter (the loop's, less eval and card)."""
+# The stages of a round that make its data and adapter (the loop's, less eval and card).
+from selfplay.stages import STAGES as ROUND_STAGES  # noqa: E402
 
 
 def run_round(snapshot: Path, settings: list[str], round_: int, work: Path) -> dict:
@@ -46,7 +46,7 @@ def run_round(snapshot: Path, settings: list[str], round_: int, work: Path) -> d
     from selfplay.loop import _stage_module
     from selfplay.rundir import RunDir, close_logger, run_logger
     from selfplay.stages.dedup import decontamination_sources
-    from selfplay.summaries import summary_to_dict
+    from selfplay.reports.summaries import summary_to_dict
 
     run_dir = RunDir(work)
     shutil.copytree(snapshot, work)
@@ -101,7 +101,7 @@ def make_snapshot(path: Path, preset_name: str) -> Path:
     from selfplay.context import Resources, RoundContext
     from selfplay.loop import _stage_module
     from selfplay.rundir import close_logger, init_run, run_logger
-    from selfplay.summaries import summary_to_dict
+    from selfplay.reports.summaries import summary_to_dict
 
     config = preset(preset_name)
     run_dir = init_run(path, config)

@@ -335,7 +335,7 @@ def pass_at_k(loaded, args, reference_path: bool) -> tuple[float, float, int]:
     """Mean pass@1 and pass@k over the fixed puzzle set, and problems solved at least once."""
     from puzzles.errors import PuzzleError
     from sandbox import Pair, Verifier, VerifierConfig
-    from selfplay.passk import mean_pass_at_k
+    from selfplay.evaluation.passk import mean_pass_at_k
     from training.prompts import parse_solution_completion
     problems, prompts = pass_set(args.pass_set, args.problems)
     config = SamplingConfig(temperature=args.temperature, max_new_tokens=args.pass_tokens,

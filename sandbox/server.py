@@ -33,7 +33,6 @@ import resource
 import secrets
 import select
 import signal
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from sandbox import wire
 from sandbox.config import REASONS
 from sandbox.scratch import clear_dir, reset_dir
+from sandbox.wire import TASK_ENTRY, TASK_HEADER
 from sandbox.zygote import Template, Zygote
 
 _STACK_BYTES = 512 << 20  # deep recursion in C (lru_cache, repr) needs more than 8 MiB
@@ -53,8 +53,6 @@ _MAX_RUNS = 6  # a check handed to this many workers without a verdict gets one 
 # confirmation starts the count again)
 _FINAL = ("pass", "fail", "error", "memory")
 ENTRY = "from sandbox.server import main; main()"  # not -m: the package imports this module
-TASK_HEADER = struct.Struct("!Q")
-TASK_ENTRY = struct.Struct("!QQ")
 
 
 @dataclass

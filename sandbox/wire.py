@@ -2,7 +2,9 @@
 
 Both ends are trusted code; untrusted workers never hold these pipes (they close every fd but
 their own result pipe), and their output reaches the host only as strings the server built.
-Also here: the bounded decoder for what workers write to their result pipes (`decode_flat`).
+Also here: the bounded decoder for what workers write to their result pipes (`decode_flat`),
+and the layout of the task memfd the server writes and a worker reads (`TASK_HEADER`,
+`TASK_ENTRY`), so that the worker need not import the server.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import re
 import struct
 
 _HEADER = struct.Struct("!Q")
+TASK_HEADER = struct.Struct("!Q")
+"""The task memfd's first field: how many items it holds."""
+TASK_ENTRY = struct.Struct("!QQ")
+"""One row of the task memfd's offset table: where an item's pickle starts, and its size."""
 
 
 def send(fd: int, message) -> None:

@@ -41,7 +41,7 @@ import types
 from puzzles.errors import as_text
 from puzzles.types import coerce, conforms, parse_type
 from sandbox.policy import compile_check
-from sandbox.server import TASK_ENTRY, TASK_HEADER
+from sandbox.wire import TASK_ENTRY, TASK_HEADER
 
 _RESULT_FD = 3
 _TASK_FD = 4

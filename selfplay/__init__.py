@@ -5,8 +5,8 @@ The library API (the CLI is a thin layer over it):
     from selfplay.config import preset, load_config, RunConfig
     from selfplay.rundir import init_run
     from selfplay.loop import run, status, export
-    from selfplay.run_eval import eval_run
-    from selfplay.report import write_report
+    from selfplay.evaluation.run_eval import eval_run
+    from selfplay.reports.report import write_report
 
     init_run("runs/demo", preset("tiny"))
     run("runs/demo", rounds=2)

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from puzzles.store import Store
 from sandbox import Verifier
 from selfplay.config import RunConfig
+from selfplay.reports.tracking import RunTracker
 from selfplay.rundir import RunDir
-
-if TYPE_CHECKING:  # tracking -> evalsets -> attempts -> stages.common import this module
-    from selfplay.tracking import RunTracker
 
 
 class Resources:
@@ -31,7 +28,7 @@ class Resources:
         self._samplers = None
         self._ray_started = False
         if config.executor.kind == "ray":
-            from selfplay.executors import require_ray
+            from selfplay.compute.executors import require_ray
             require_ray()  # at the start of a run, not at its verify stage hours later
 
     def model(self, adapter: Path | None):
@@ -58,7 +55,7 @@ class Resources:
     def sampler(self, adapter: Path | None):
         """What the sampling stages sample with, from the run's model with `adapter`: the model
         above, here, or Ray sampler actors (`executor.kind = "ray"` with `executor.sampling`)."""
-        from selfplay import samplers
+        from selfplay.compute import samplers
         executor = self.config.executor
         if executor.kind != "ray" or not executor.sampling:
             return samplers.LocalSampler(self.model(adapter))
@@ -74,7 +71,7 @@ class Resources:
         """Where the verify stage's checks run (`executor.kind`): the verifier above, or Ray
         actors with verifiers of their own (Ray connected, or started, on first use)."""
         if self._executor is None:
-            from selfplay import executors
+            from selfplay.compute import executors
             if self.config.executor.kind == "ray":
                 self._close_samplers()  # their turn is over (see `sampler`)
                 self._connect_ray()
@@ -87,7 +84,7 @@ class Resources:
     def _connect_ray(self) -> None:
         # Connected once for the whole run: the actor sets come and go, Ray stays.
         if not self._ray_started:
-            from selfplay.executors import connect
+            from selfplay.compute.executors import connect
             self._ray_started = connect(self.config.executor.address)
 
     def _close_executor(self) -> None:
@@ -121,7 +118,6 @@ class RoundContext:
     resources: Resources
     log: logging.Logger
     progress: bool = False
-    extra: dict = field(default_factory=dict)
     tracker: RunTracker | None = None
     """The run's experiment trackers (`[track]`), None when it asks for none."""
 

@@ -12,7 +12,7 @@ loop (so each resumes after a kill like any run), and compares them round by rou
 Every arm evaluates the same problems with the same sample seeds: eval problems are drawn with
 the run's seed (`max_problems`) and eval sampling is seeded by (seed, round, set, chunk), so
 arm-against-control at a round and round-r-against-round-0 in an arm are paired comparisons,
-reported with paired bootstrap intervals over problems (`selfplay.bootstrap`). What can still
+reported with paired bootstrap intervals over problems (`selfplay.evaluation.bootstrap`). What can still
 differ between arms is the few-shot examples of eval prompts (drawn from each run's solved
 train puzzles, which in the self-play arm include its own); the report counts such problems.
 """
@@ -27,13 +27,13 @@ from pathlib import Path
 from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from puzzles.store import Store
-from selfplay.bootstrap import paired_pass_at_k
-from selfplay.cards import diversity
 from selfplay.config import RunConfig, SelectConfig, TrainConfig, preset, with_settings
-from selfplay.evalsets import set_label
-from selfplay.passk import mean_pass_at_k
+from selfplay.evaluation.bootstrap import paired_pass_at_k
+from selfplay.evaluation.passk import mean_pass_at_k
+from selfplay.reports.cards import diversity
+from selfplay.reports.summaries import Funnel, round_records
+from selfplay.reports.tracking import set_label
 from selfplay.rundir import RunDir, init_run
-from selfplay.summaries import Funnel, round_records
 
 ARMS = {
     "selfplay": "the loop as configured",
@@ -212,7 +212,7 @@ def share_round0(arm_dir: Path, arm_dirs: list[Path]) -> Path | None:
     only in what later rounds do (`select`, `train`): round 0 seeds the store and evaluates the
     base model, so it would compute the same store again (at 2 CPU cores, one eval costs as much
     as a round). Returns the arm it came from, or None when nothing was shared."""
-    from selfplay.loop import ROUND0_STAGES
+    from selfplay.stages import ROUND0_STAGES
 
     target = RunDir(arm_dir)
     if target.store_file.exists():
@@ -453,7 +453,7 @@ def markdown(report: dict, where: str) -> str:
 def plot(report: dict, path: Path) -> str:
     """One row per eval set: pass@k per arm over rounds; the change from round 0; the change
     against the control, each change with its interval."""
-    # A Figure without pyplot (as selfplay.report draws): no global backend state, rendered
+    # A Figure without pyplot (as selfplay.reports.report draws): no global backend state, rendered
     # through Agg when saved as PNG; matplotlib is imported only when plotting.
     from matplotlib.figure import Figure
 

@@ -18,20 +18,15 @@ from puzzles.errors import SelfplayError
 from puzzles.records import atomic_write
 from puzzles.store import Store
 from selfplay.context import Resources, RoundContext
-from selfplay.evalsets import set_label
-from selfplay.evaluate import eval_changes
+from selfplay.evaluation.evaluate import eval_changes
 from selfplay.preflight import validate_run
+from selfplay.reports.summaries import Funnel, round_records, summary_to_dict
+from selfplay.reports.tracking import RunTracker, set_label
 from selfplay.rundir import (RunDir, RunLock, check_fingerprint, close_logger, extend_rounds,
                              run_logger)
-from selfplay.stages import STAGES
+from selfplay.stages import ROUND0_STAGES, ROUND_STAGES
 from selfplay.stages.dedup import decontamination_sources
 from selfplay.stages.seed import SHAPED_BY as SEED_SHAPED_BY
-from selfplay.summaries import Funnel, round_records, summary_to_dict
-from selfplay.tracking import RunTracker
-
-# Round 0 adds the seeds and measures the base model; rounds 1.. run every stage, then measure.
-ROUND0_STAGES = ("seed", "eval")
-ROUND_STAGES = STAGES + ("eval", "card")
 
 
 def _stage_module(name: str):

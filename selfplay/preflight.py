@@ -41,7 +41,7 @@ def _check_model(config: RunConfig) -> None:
 
 
 def _check_seed_file(path: str) -> None:
-    from selfplay.importing import read_puzzle_file
+    from selfplay.corpus.importing import read_puzzle_file
     try:
         records, rejected = read_puzzle_file(path)
     except SelfplayError as e:
@@ -54,7 +54,7 @@ def _check_seed_file(path: str) -> None:
 
 
 def _check_eval_sets(config: RunConfig) -> None:
-    from selfplay.evalsets import load_eval_set
+    from selfplay.evaluation.evalsets import load_eval_set
     for name in config.eval.sets:
         if name != "heldout":  # the store's own held-out split, written by the seed stage
             load_eval_set(name)
@@ -67,10 +67,10 @@ def _check_sampling(config: RunConfig) -> None:
                             "README), or set generation.backend = 'auto'")
     executor = config.executor
     if executor.kind == "ray":
-        from selfplay.executors import require_ray
+        from selfplay.compute.executors import require_ray
         require_ray()
         if executor.sampling:
-            from selfplay.samplers import actor_model
+            from selfplay.compute.samplers import actor_model
             actor_model(config.model, executor)  # the device the actors could sample on
 
 
@@ -80,7 +80,7 @@ def _check_trackers(config: RunConfig) -> None:
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
     from accelerate.utils import LoggerType
 
-    from selfplay.tracking import INSTALL
+    from selfplay.reports.tracking import INSTALL
     # accelerate says which of its own trackers have their package; a tracker class
     # registered beside them (LOGGER_TYPE_TO_CLASS) is the registrant's to vouch for.
     own = {t.value for t in LoggerType}

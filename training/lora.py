@@ -182,24 +182,17 @@ def quiet_peft():
         yield
 
 
-def export_merged(base, adapter: str | Path, out_dir: str | Path, *, dtype: str = "float32",
+def export_merged(loaded, adapter: str | Path, out_dir: str | Path, *, dtype: str = "float32",
                   ) -> Path:
     """Write a full model with the adapter folded in, loadable with plain transformers.
 
-    `base` is a model name for `training.models.load_model` (loaded fresh) or a LoadedModel
-    (copied, never modified). The merge runs in float32 on the CPU; `dtype` is only what the
-    merged weights are stored as.
+    `loaded` is a `training.models.LoadedModel` without an adapter (copied, never modified;
+    `selfplay merge` loads one by name in float32 on the CPU). The merge runs in float32 on the
+    CPU; `dtype` is only what the merged weights are stored as.
     """
     import torch
 
-    if isinstance(base, (str, os.PathLike)):
-        from training.models import ModelConfig, load_model
-
-        loaded = load_model(ModelConfig(name=str(base), device="cpu", dtype="float32"))
-        model = loaded.model
-    else:
-        loaded = base
-        model = copy.deepcopy(base.model)
+    model = copy.deepcopy(loaded.model)
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise SelfplayError(f"export dtype {dtype!r} is not a torch dtype (float32, bfloat16...)")

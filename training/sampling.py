@@ -28,7 +28,6 @@ The optional vLLM backend (`training.vllm_backend`: `pip install selfplay[vllm]`
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import inspect
 from collections import deque
@@ -41,18 +40,7 @@ from puzzles.errors import SelfplayError
 from training.decode import LlamaDecoder, Prefix, decoder_for, weights_version
 from training.models import LoadedModel, resolve_dtype, sampling_dtype, torch_threads
 from training.prompts import cut_at_function_end
-from training.settings import BACKENDS, SamplingConfig
-
-@dataclass(frozen=True)
-class Completion:
-    """One sampled completion and why it ended."""
-
-    text: str
-    """Cut at the end of the function; ends with a newline iff the function ended."""
-    finish: str
-    """`stop` (a non-indented line began), `eos` (the model ended the text), or `length`."""
-    tokens: int
-    """Tokens generated, including the one that ended the completion."""
+from training.settings import BACKENDS, Completion, SamplingConfig, sample_seed
 
 
 def sample(loaded: LoadedModel, prompts: list[str], n: int, config: SamplingConfig = SamplingConfig(),
@@ -106,12 +94,6 @@ def _check(config: SamplingConfig, n: int) -> None:
         raise SelfplayError(f"sampling top_p must be in (0, 1], not {config.top_p}")
     if config.max_new_tokens < 1 or config.batch_size < 1:
         raise SelfplayError("sampling max_new_tokens and batch_size must be at least 1")
-
-
-def sample_seed(seed: int, prompt: str, index: int) -> int:
-    """The seed of one sample: a function of the run seed, its prompt and its index only."""
-    digest = hashlib.sha256(f"{seed}\0{index}\0{prompt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 # The stop rule, token by token ------------------------------------------------------------

@@ -3,11 +3,14 @@
 These dataclasses are what a run's config is made of (`selfplay.config`); keeping them in a
 module that imports no torch lets `selfplay init`, `status` and every stage read a config
 without loading torch. The modules that use them (`training.models`, `training.trainer`,
-`training.sampling`) import them from here.
+`training.sampling`) import them from here; so do the samplers' shared pieces
+(`Completion`, `sample_seed`), which both backends (`training.sampling`,
+`training.vllm_backend`) use.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from puzzles.checks import check_choice, check_ranges
@@ -37,7 +40,8 @@ class ModelConfig:
     parameters, else one per CPU this process may use."""
     adapter: str = ""
     """A peft (LoRA) adapter directory to apply on top of the base weights; empty for none. A
-    self-play run refuses one (its round adapters replace it): merge it into the weights."""
+    self-play run refuses one (its round adapters replace it): merge it into the weights
+    (`selfplay merge`)."""
 
     def __post_init__(self):
         # The name and device are checked where they resolve (a run's preflight loads the
@@ -144,3 +148,21 @@ class SamplingConfig:
         check_ranges(self, "sampling", temperature=">= 0", top_p="in (0, 1]",
                      max_new_tokens=">= 1", batch_size=">= 1", functions=">= 1")
         check_choice("sampling.backend", self.backend, BACKENDS)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion and why it ended."""
+
+    text: str
+    """Cut at the end of the function; ends with a newline iff the function ended."""
+    finish: str
+    """`stop` (a non-indented line began), `eos` (the model ended the text), or `length`."""
+    tokens: int
+    """Tokens generated, including the one that ended the completion."""
+
+
+def sample_seed(seed: int, prompt: str, index: int) -> int:
+    """The seed of one sample: a function of the run seed, its prompt and its index only."""
+    digest = hashlib.sha256(f"{seed}\0{index}\0{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

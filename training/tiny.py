@@ -22,9 +22,10 @@ from typing import Callable
 
 import torch
 
-from training.models import FINGERPRINT_FILE, cache_dir, publish_dir, torch_threads
+from training.cache import FINGERPRINT_FILE, cache_dir, publish_dir
 from training.prompts import (PromptConfig, propose_prompt, rename_function, solve_prompt,
                               solved_example)
+from training.threads import torch_threads
 
 # Bump when the build procedure changes in a way the recipe does not capture.
 BUILD_VERSION = 1

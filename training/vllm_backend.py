@@ -34,7 +34,7 @@ import torch
 from puzzles.errors import SelfplayError
 from training.models import LoadedModel, torch_threads
 from training.prompts import cut_at_function_end
-from training.settings import SamplingConfig
+from training.settings import Completion, SamplingConfig, sample_seed
 
 # "\n" then a character that is not whitespace: a line at column 0, the end of the function.
 # Non-ASCII first characters are left to the cut after generation.
@@ -56,7 +56,6 @@ def sample_vllm(loaded: LoadedModel, prompts: list[str], n: int, config: Samplin
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from training.sampling import sample_seed
     encoded = [loaded.tokenizer(p)["input_ids"] for p in prompts]
     for i, ids in enumerate(encoded):
         if not ids:
@@ -94,7 +93,6 @@ def completion(text: str, finish_reason: str | None, stop_reason, tokens: int,
     `_finish_text`: EOS ends the function; otherwise the cut decides between `stop` and
     `length` (a stop string vLLM missed, such as a non-ASCII character at column 0, still
     ends the function at the cut)."""
-    from training.sampling import Completion
     if finish_reason == "stop" and not isinstance(stop_reason, str):  # EOS or a stop token
         text = text if text.endswith("\n") else text + "\n"
         return Completion(text=cut_at_function_end(text, functions)[0], finish="eos",

@@ -2,9 +2,9 @@
 import zlib, random, sys, time, shutil, dataclasses
 from pathlib import Path
 from puzzles.store import Store
-from selfplay.attempts import PuzzleProblem, train_puzzles_with_shortest_solution
-from selfplay.evaluate import evaluate
-from selfplay.evalsets import load_eval_set
+from selfplay.compute.attempts import PuzzleProblem, train_puzzles_with_shortest_solution
+from selfplay.evaluation.evaluate import evaluate
+from selfplay.evaluation.evalsets import load_eval_set
 from selfplay.config import preset
 from training.models import load_model
 from training.settings import ModelConfig, SamplingConfig

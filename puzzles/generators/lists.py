@@ -2,7 +2,7 @@
 permutations.
 
 Answers that are lists are kept longer than three items, or checked so that none of the
-trivial-answer filter's short lists can pass (selfplay.stages.filter.trivial_answers).
+trivial-answer filter's short lists can pass (puzzles.trivial.trivial_answers).
 """
 
 from __future__ import annotations

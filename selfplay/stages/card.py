@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from selfplay.cards import build_card, write_card
 from selfplay.context import RoundContext
-from selfplay.summaries import CardSummary
+from selfplay.reports.cards import build_card, write_card
+from selfplay.reports.summaries import CardSummary
 
 
 def run(ctx: RoundContext) -> CardSummary:

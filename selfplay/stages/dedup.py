@@ -8,14 +8,14 @@ from collections import Counter
 
 from puzzles.errors import PuzzleError
 from puzzles.format import parse_puzzle
+from puzzles.lsh import LSHIndex
 from puzzles.programs import input_solution
+from puzzles.similarity import ShingleIndex
 from puzzles.store import Attempt
 from selfplay.config import DedupConfig
 from selfplay.context import RoundContext
-from selfplay.evalsets import eval_set_puzzles
-from selfplay.lsh import LSHIndex
-from selfplay.similarity import ShingleIndex
-from selfplay.summaries import DedupSummary
+from selfplay.evaluation.evalsets import eval_set_puzzles
+from selfplay.reports.summaries import DedupSummary
 from training.prompts import parse_pair_proposal, parse_program_proposal
 
 

@@ -4,7 +4,7 @@ eval set. The first set's pass@k is the run's headline figure (`pass_at_k` in st
 from __future__ import annotations
 
 from selfplay.context import RoundContext
-from selfplay.evaluate import evaluate_set
+from selfplay.evaluation.evaluate import evaluate_set
 
 
 def run(ctx: RoundContext) -> dict:

@@ -6,32 +6,18 @@ from __future__ import annotations
 from collections import Counter
 
 from puzzles.errors import PuzzleError
-from puzzles.types import AnswerType, parse_type
-from selfplay.context import RoundContext
-from selfplay.summaries import FilterSummary
 from puzzles.programs import (copies_input, input_probe, inversion_puzzle, output_probe,
                               with_input, with_output)
+from puzzles.trivial import trivial_answers
+from puzzles.types import parse_type
 from sandbox.config import Pair
+from selfplay.context import RoundContext
+from selfplay.reports.summaries import FilterSummary
 from training.prompts import parse_program_proposal, parse_proposal
 
-_SCALAR_TRIVIA = {
-    # Smallest first: lists of trivial items take the first few.
-    "int": [0, 1, -1] + [v for i in range(2, 11) for v in (i, -i)] + [100, 1000],
-    "float": [0.0, 0.5, 1.0, -1.0, 2.0, 0.1],
-    "bool": [True, False],
-    "str": ["", "a", "b", "ab", "abc", "aaa", "0", "1", " ", "hello", "x"],
-}
 # A checker failing with one of these on every trivial answer is broken, not hard.
 _BROKEN_ERRORS = ("NameError", "ImportError", "ModuleNotFoundError", "SyntaxError",
                   "UnboundLocalError")
-
-
-def trivial_answers(t: AnswerType) -> list:
-    """Answers a puzzle must not accept (ICLR 2023: small ints, a few strings, short lists)."""
-    if t.name != "list":
-        return list(_SCALAR_TRIVIA[t.name])
-    items = trivial_answers(t.item)
-    return [[]] + [[x] for x in items[:4]] + [[x, x] for x in items[:2]] + [items[:3]]
 
 
 def parse_reason(error: PuzzleError) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from puzzles.store import Proposal
-from selfplay.context import RoundContext
-from selfplay.samplers import SampleJob
-from selfplay.summaries import ProposeSummary
-from selfplay.attempts import train_puzzles_with_shortest_solution
 from puzzles.programs import Program, program_of_puzzle, seed_programs
+from puzzles.store import Proposal
+from selfplay.compute.attempts import train_puzzles_with_shortest_solution
+from selfplay.compute.samplers import SampleJob
+from selfplay.compute.work import chunks, model_provenance, progress_bar, sampling_config
+from selfplay.context import RoundContext
+from selfplay.reports.summaries import ProposeSummary
 from training.prompts import propose_pair_prompt, propose_program_prompt, propose_prompt
-from selfplay.stages.common import chunks, model_provenance, progress_bar, sampling_config
 
 
 def solved_train_puzzles(store, origins: tuple[str, ...] = ()) -> list:

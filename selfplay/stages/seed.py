@@ -7,9 +7,9 @@ from __future__ import annotations
 from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
 from selfplay.context import RoundContext
-from selfplay.generating import generate_into
-from selfplay.importing import add_file, add_records
-from selfplay.summaries import SeedSummary
+from selfplay.corpus.generating import generate_into
+from selfplay.corpus.importing import add_file, add_records
+from selfplay.reports.summaries import SeedSummary
 
 SHAPED_BY = ("seed", "seeds", "verifier")
 """The settings (a table covers its keys) this stage's writes depend on: the run's seed draws

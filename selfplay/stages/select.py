@@ -10,12 +10,12 @@ import math
 import random
 from collections import defaultdict
 
-from selfplay.attempts import HUMAN_ORIGINS
+from selfplay.compute.attempts import HUMAN_ORIGINS
 from selfplay.context import RoundContext
+from selfplay.reports.summaries import SelectSummary, load_summary
 from selfplay.stages.dedup import PROPOSER
 from selfplay.stages.verify import ATTEMPT_STAGES
 from selfplay.stages.verify import NONDETERMINISTIC
-from selfplay.summaries import SelectSummary, load_summary
 
 
 def plan_mix(n_synthetic: int, n_human_pool: int, share: float, min_examples: int,

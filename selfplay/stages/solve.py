@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 
 from puzzles.store import StoredPuzzle
-from selfplay.attempts import (PuzzleProblem, sample_attempts,
+from selfplay.compute.attempts import (PuzzleProblem, sample_attempts,
                                train_puzzles_with_shortest_solution)
+from selfplay.compute.work import model_provenance, progress_bar, sampling_config
 from selfplay.context import RoundContext
-from selfplay.summaries import SolveSummary
-from selfplay.stages.common import model_provenance, progress_bar, sampling_config
+from selfplay.reports.summaries import SolveSummary
 
 
 def targets(ctx: RoundContext) -> list[StoredPuzzle]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from selfplay.compute.work import log_steps
 from selfplay.context import RoundContext
-from selfplay.stages.common import log_steps
-from selfplay.summaries import TrainStageSummary
+from selfplay.reports.summaries import TrainStageSummary
 from training.lora import ADAPTER_CONFIG
 
 

@@ -20,9 +20,9 @@ from collections import Counter, defaultdict
 from typing import NamedTuple
 
 from sandbox import Pair
+from selfplay.compute.work import progress_bar
 from selfplay.context import RoundContext
-from selfplay.stages.common import progress_bar
-from selfplay.summaries import VerifySummary
+from selfplay.reports.summaries import VerifySummary
 
 NONDETERMINISTIC = "nondeterministic"
 """The verdict of an attempt whose pass cannot be trusted: it did not hold on recheck, or

@@ -9,9 +9,9 @@ from puzzles.errors import SelfplayError
 from puzzles.format import parse_puzzle, parse_solution
 from puzzles.generators import Generator, families, generate, generators, split_of
 from puzzles.seeds import families as seed_families
+from puzzles.trivial import trivial_answers
 from puzzles.types import parse_type
 from sandbox import Pair, Verifier, VerifierConfig
-from selfplay.stages.filter import trivial_answers
 
 SEEDS = range(200)
 

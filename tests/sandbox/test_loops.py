@@ -50,7 +50,7 @@ def test_sleeping_is_a_timeout_too(quick):
 
 
 def test_a_call_may_give_its_checks_a_longer_limit_of_their_own(quick):
-    # What an import gives reference solutions that ran over the limit (selfplay.importing):
+    # What an import gives reference solutions that ran over the limit (selfplay.corpus.importing):
     # 1.5 s of sleep is over quick's 1 s, within the call's 4 s; the next call has 1 s again.
     slow = Pair(PUZZLE, "def g():\n    import time\n    time.sleep(1.5)\n    return 3\n")
     assert quick.verify_many([slow])[0].verdict == "timeout"

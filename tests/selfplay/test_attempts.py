@@ -1,4 +1,4 @@
-"""The one attempt sampler (`selfplay.attempts.sample_attempts`): the solve stage and evaluation
+"""The one attempt sampler (`selfplay.compute.attempts.sample_attempts`): the solve stage and evaluation
 sample, reject and parse alike, for puzzles and HumanEval problems, and a resumed stage draws
 what an uninterrupted one would."""
 
@@ -9,20 +9,20 @@ from types import SimpleNamespace
 
 import pytest
 
-import training.sampling
 from puzzles.format import Solution, parse_puzzle
 from puzzles.seeds import load_seeds
 from puzzles.store import Store
 from sandbox import Pair
-from selfplay.attempts import (TOO_LONG, PuzzleProblem, sample_attempts,
+from selfplay.compute.attempts import (TOO_LONG, PuzzleProblem, sample_attempts,
                                train_puzzles_with_shortest_solution)
+from selfplay.compute.work import sampling_config
 from selfplay.config import preset
 from selfplay.context import Resources, RoundContext
-from selfplay.evaluate import evaluate
-from selfplay.humaneval import HumanEvalProblem
+from selfplay.evaluation.evaluate import evaluate
+from selfplay.evaluation.humaneval import HumanEvalProblem
 from selfplay.rundir import RunDir
 from selfplay.stages import solve
-from selfplay.stages.common import sampling_config
+import training.sampling
 
 LOADED = SimpleNamespace(tokenizer=None, name="fake", fingerprint="fp")
 BODIES = ["    return 1\n", "    ret(", "    return x + 1\n"]
@@ -183,8 +183,8 @@ def test_evaluation_advances_a_progress_bar_over_its_problems(ctx, sampler, monk
                                                               tmp_path):
     import json
 
-    import selfplay.evaluate
-    from selfplay.evaluate import evaluate_set
+    import selfplay.evaluation.evaluate
+    from selfplay.evaluation.evaluate import evaluate_set
 
     bars = []
 
@@ -202,7 +202,7 @@ def test_evaluation_advances_a_progress_bar_over_its_problems(ctx, sampler, monk
         def __exit__(self, *exc):
             pass
 
-    monkeypatch.setattr(selfplay.evaluate, "progress_bar", Bar)
+    monkeypatch.setattr(selfplay.evaluation.evaluate, "progress_bar", Bar)
     ctx.resources.verifier = lambda: PassThrough()
     eval_file = tmp_path / "set.jsonl"
     eval_file.write_text("".join(json.dumps({"puzzle": f"def f(x: int, a={a}):\n    return "

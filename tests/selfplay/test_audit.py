@@ -7,9 +7,9 @@ import pytest
 
 from puzzles.errors import SelfplayError
 from puzzles.store import Store
-from selfplay.audit import binned, length_bins, shares, total_variation
-from selfplay.cards import build_card, card_markdown
 from selfplay.config import AuditConfig, RunConfig, fingerprint
+from selfplay.reports.audit import binned, length_bins, shares, total_variation
+from selfplay.reports.cards import build_card, card_markdown
 from test_cards import hand_built_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +111,7 @@ def test_a_tiny_two_round_run_has_the_audit_in_its_cards_and_report(tmp_path, mo
     import training.sampling
     from selfplay.cli import main
     from selfplay.loop import run
-    from selfplay.report import write_report
+    from selfplay.reports.report import write_report
     from test_round_scripted import scripted_sample
 
     scripted_sample.proposed = []

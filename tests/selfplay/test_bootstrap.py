@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfplay.bootstrap import (_quantile, paired_bootstrap, paired_pass_at_k,
+from selfplay.evaluation.bootstrap import (_quantile, paired_bootstrap, paired_pass_at_k,
                                 per_problem_pass_at_k)
 
 

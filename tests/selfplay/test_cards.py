@@ -7,12 +7,12 @@ import pytest
 
 from puzzles.format import content_hash, parse_puzzle
 from puzzles.store import Attempt, Proposal, Store
-from selfplay.cards import build_card, write_card
 from selfplay.config import RunConfig, config_toml
 from selfplay.context import Resources, RoundContext
+from selfplay.reports.cards import build_card, write_card
+from selfplay.reports.summaries import CardSummary
 from selfplay.rundir import RunDir
 from selfplay.stages import card as card_stage
-from selfplay.summaries import CardSummary
 
 SEEDS = {  # name: (family, split, source, solution)
     "s1": ("arith", "train", "def f(x: int, a=17, b=5): return a * x + b == 107",

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import selfplay.commands.eval
-import selfplay.commands.run
 from puzzles.errors import SelfplayError
 from puzzles.format import content_hash, parse_puzzle
 from puzzles.store import Store
 from selfplay.cli import build_parser, environment_error, main
-from selfplay.commands.run import EXPORT_FIELDS
+import selfplay.cli.eval
+import selfplay.cli.run
+from selfplay.cli.run import EXPORT_FIELDS
 from selfplay.config import config_toml, preset
 from test_cards import hand_built_run
 
@@ -77,7 +77,7 @@ def test_a_full_disk_or_read_only_file_system_is_one_line(tmp_path, monkeypatch,
             raise exc
         except Exception as e:  # as torch and sqlite raise them: wrapped by a later error
             raise RuntimeError("while writing") from e
-    monkeypatch.setattr(selfplay.commands.run.loop, "status", status)
+    monkeypatch.setattr(selfplay.cli.run.loop, "status", status)
     assert main(["status", str(run)]) == 1
     assert says in error_line(capsys)
 
@@ -170,7 +170,7 @@ def test_a_closed_pipe_ends_quietly():
 ])
 def test_eval_refuses_bad_numbers_before_loading_anything(tmp_path, monkeypatch, capsys,
                                                           flags, says):
-    monkeypatch.setattr(selfplay.commands.eval, "eval_run",
+    monkeypatch.setattr(selfplay.cli.eval, "eval_run",
                         lambda *a, **k: pytest.fail("evaluated"))
     assert main(["eval", str(tmp_path), *flags]) == 1
     assert says in error_line(capsys)
@@ -181,7 +181,7 @@ def test_eval_of_an_empty_set_is_an_error_not_a_score(tmp_path, monkeypatch, cap
         return {"round": 0, "set": "empty.jsonl", "rejected": [], "metric": {
             "pass_at_k": {}, "problems": 0, "samples": 4, "solved": 0, "leaked": 0,
             "too_long": 0}}
-    monkeypatch.setattr(selfplay.commands.eval, "eval_run", empty)
+    monkeypatch.setattr(selfplay.cli.eval, "eval_run", empty)
     assert main(["eval", str(tmp_path), "--set", "empty.jsonl"]) == 1
     assert "eval set empty.jsonl has no problems" in error_line(capsys)
 
@@ -314,3 +314,31 @@ def test_export_help_documents_every_field_it_writes(tmp_path, capsys):
     assert [name for name, _ in EXPORT_FIELDS] == list(first)
     text = _actions("export")[0].format_help()
     assert all(f"  {name} " in text for name in first)
+
+
+def test_a_missing_command_module_is_an_error_not_a_missing_verb(monkeypatch):
+    # It used to be skipped silently: a verb whose module was deleted or misnamed vanished from
+    # `selfplay --help` with no word.
+    import selfplay.cli
+    monkeypatch.setattr(selfplay.cli, "COMMAND_MODULES", selfplay.cli.COMMAND_MODULES + ("nope",))
+    with pytest.raises(ModuleNotFoundError, match="selfplay.cli.nope"):
+        build_parser()
+
+
+def test_set_changes_a_new_config_and_is_refused_where_it_would_change_one(tmp_path, capsys):
+    from selfplay.rundir import RunDir
+
+    run = tmp_path / "run"
+    assert main(["init", str(run), "--preset", "tiny", "--set", "solve.attempts=2",
+                 "--set", 'eval.sets=["heldout"]']) == 0
+    config = RunDir(run).load_config()
+    assert config.solve.attempts == 2 and list(config.eval.sets) == ["heldout"]
+    before = (run / "config.toml").read_text()
+    capsys.readouterr()
+    assert main(["run", str(run), "--set", "solve.attempts=3"]) == 1
+    assert "solve.attempts: 2 -> 3" in capsys.readouterr().err
+    assert (run / "config.toml").read_text() == before and not (run / "store.sqlite").exists()
+    assert main(["run", str(tmp_path / "new"), "--preset", "tiny", "--set", "solve.nope=1"]) == 1
+    assert "solve.nope" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main(["run", str(tmp_path / "none"), "--set", "solve.attempts=1"]) == 1
+    assert "give --preset too" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 from puzzles.errors import SelfplayError
 from selfplay.config import (FREE_TO_CHANGE, RunConfig, config_toml, fingerprint,
                              fingerprint_fields, load_config, preset)
-from selfplay.tomlconfig import to_dict
+from selfplay.config.toml import to_dict
 from selfplay.rundir import RunDir, check_fingerprint, init_run
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
-from selfplay.evalsets import load_eval_set
+from selfplay.evaluation.evalsets import load_eval_set
 
 P3 = Path(__file__).resolve().parents[3] / "shared" / "data" / "p3" / "puzzles.json"
 
@@ -82,11 +82,11 @@ def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, mo
                                                                     capsys):
     # The model and the sampling are stood in for: what is under test is that a partly bad set
     # reaches evaluation with its good puzzles, and each bad line reaches the user and the log.
-    import selfplay.evaluate as evaluate_module
+    import selfplay.evaluation.evaluate as evaluate_module
     from puzzles.store import Store
     from selfplay.cli import main
     from selfplay.context import Resources
-    from selfplay.evaluate import EvalResult
+    from selfplay.evaluation.evaluate import EvalResult
 
     seen = []
 
@@ -112,7 +112,7 @@ def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, mo
 
 
 def test_a_p3_set_can_weigh_every_problem_the_same(tmp_path):
-    from selfplay.evalsets import instances_per_problem, whole_split
+    from selfplay.evaluation.evalsets import instances_per_problem, whole_split
     from puzzles.format import parse_puzzle
     puzzles = [parse_puzzle(f"def f(x: int, a={i}):\n    return x == a * {p + 2}\n",
                             name=f"Prob{p}:{i}") for p in range(3) for i in range(p + 1)]

@@ -9,9 +9,9 @@ from puzzles.generators import Generator, families
 from puzzles.seeds import families as seed_families
 from puzzles.store import Store
 from sandbox import Verifier
-from selfplay.attempts import HUMAN_ORIGINS
 from selfplay.cli import main
-from selfplay.generating import generate_into
+from selfplay.compute.attempts import HUMAN_ORIGINS
+from selfplay.corpus.generating import generate_into
 
 
 def test_generate_stores_n_verified_instances_across_the_families(tmp_path, capsys):

@@ -7,7 +7,7 @@ from puzzles.store import Store
 from selfplay.cli import main
 from selfplay.config import config_toml, load_config
 from selfplay.loop import run
-from selfplay.cards import build_card
+from selfplay.reports.cards import build_card
 from test_round_scripted import scripted  # noqa: F401  (the fixture)
 
 
@@ -38,7 +38,7 @@ def test_a_solution_to_a_withheld_instance_is_a_new_model_written_pair(
     # seeds.withheld stores generator instances without their reference solution; the solve
     # stage aims at them (solve.unsolved_train), and a verified solution is a new pair, where
     # writing a stored solution again would not be.
-    import selfplay.generating
+    import selfplay.corpus.generating
     import training.sampling
     from puzzles.generators import generate
     references = {}
@@ -58,7 +58,7 @@ def test_a_solution_to_a_withheld_instance_is_a_new_model_written_pair(
             out.append([body if body and i % 2 == 0 else "\n    return None\n" for i in range(n)])
         return out
 
-    monkeypatch.setattr(selfplay.generating, "generate", drawing)
+    monkeypatch.setattr(selfplay.corpus.generating, "generate", drawing)
     monkeypatch.setattr(training.sampling, "sample", sampler)
     path = tmp_path / "run"
     assert main(["init", str(path), "--preset", "tiny"]) == 0

@@ -1,4 +1,4 @@
-"""`selfplay.importing`: which puzzles an import keeps must not depend on the machine's load. A
+"""`selfplay.corpus.importing`: which puzzles an import keeps must not depend on the machine's load. A
 reference solution that runs over the verifier's limit is run again with a longer one
 (`VerifierConfig.reference_timeout_factor`), and every loss is named."""
 
@@ -8,7 +8,7 @@ from puzzles.format import parse_puzzle
 from puzzles.records import PuzzleRecord
 from puzzles.store import Store
 from sandbox import Verifier, VerifierConfig
-from selfplay.importing import add_records
+from selfplay.corpus.importing import add_records
 
 # A limit of 0.5 s, and 3 s for references run again: what a loaded machine does to a
 # reference that takes most of the default 5 s, in a tenth of the time.

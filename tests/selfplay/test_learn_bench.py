@@ -11,7 +11,7 @@ import pytest
 from puzzles.errors import SelfplayError
 from puzzles.store import Store
 from selfplay.config import load_config
-from selfplay.evalsets import load_eval_set
+from selfplay.evaluation.evalsets import load_eval_set
 from selfplay.learnbench import (ArmData, BenchSettings, arm_config, compare, eval_sets,
                                  markdown, plot, prepare, quick_settings)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from selfplay.passk import mean_pass_at_k, pass_at_k
+from selfplay.evaluation.passk import mean_pass_at_k, pass_at_k
 
 
 @pytest.mark.parametrize("n, c, k, expected", [

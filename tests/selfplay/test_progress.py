@@ -5,7 +5,7 @@ import io
 import logging
 from types import SimpleNamespace
 
-from selfplay.stages.common import LogProgress, progress_bar
+from selfplay.compute.work import LogProgress, progress_bar
 
 
 class Clock:
@@ -41,7 +41,7 @@ def test_a_stage_without_a_terminal_gets_log_lines(tmp_path):
 
 
 def test_training_steps_are_logged_without_a_terminal(monkeypatch):
-    from selfplay.stages import common
+    from selfplay.compute import work as common
     clock, out, seen = Clock(), io.StringIO(), []
     monkeypatch.setattr(common, "LogProgress", functools.partial(LogProgress, clock=clock,
                                                                 stream=out))

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from selfplay import samplers
+from selfplay.compute import samplers
 from selfplay.loop import run
 from selfplay.stages import verify
 from test_loop_e2e import dump

@@ -18,13 +18,13 @@ from puzzles.errors import SelfplayError
 from puzzles.seeds import load_seeds
 from puzzles.store import Attempt, Store
 from sandbox import VerifierConfig
-from selfplay import executors
 from selfplay.cli import main
+from selfplay.compute import executors
 from selfplay.config import ExecutorConfig, RunConfig, config_toml, is_free_to_change, \
     load_config
 from selfplay.context import Resources, RoundContext
-from selfplay.rundir import RunDir
 from selfplay.loop import run
+from selfplay.rundir import RunDir
 from selfplay.stages import verify
 from test_round_scripted import scripted, scripted_sample  # noqa: F401 (a fixture)
 
@@ -269,7 +269,7 @@ def test_a_chunk_whose_actor_died_waits_for_its_restart_before_it_is_sent_again(
         ray_runtime, monkeypatch):
     # A restarted actor reloads a model, slowly on a loaded node; sent at once, the chunk would
     # meet it restarting ("unavailable") and use up max_retries without another death.
-    from selfplay import executors
+    from selfplay.compute import executors
     real_get, events = ray_runtime.get, []
 
     class Actor:

@@ -14,11 +14,11 @@ import pytest
 
 from puzzles.errors import SelfplayError
 from puzzles.store import Store
-from selfplay import samplers
 from selfplay.cli import main
+from selfplay.compute import samplers
+from selfplay.compute.executors import in_order
 from selfplay.config import ExecutorConfig, RunConfig, config_toml, load_config
 from selfplay.context import Resources, RoundContext
-from selfplay.executors import in_order
 from selfplay.loop import run
 from selfplay.rundir import RunDir
 from selfplay.stages import solve

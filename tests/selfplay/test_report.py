@@ -8,10 +8,10 @@ import pytest
 from puzzles.errors import SelfplayError
 from puzzles.format import content_hash, parse_puzzle
 from puzzles.store import Store
-from selfplay.cards import write_card
 from selfplay.cli import main
 from selfplay.config import RunConfig, config_toml
-from selfplay.report import write_report
+from selfplay.reports.cards import write_card
+from selfplay.reports.report import write_report
 from test_cards import card_of, hand_built_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -122,7 +122,7 @@ def test_a_round_stopped_before_training_shows_in_progress(run_dir):
 
 
 def test_a_panel_with_nothing_to_plot_says_no_data():
-    from selfplay.report import _figure, _note_if_no_data
+    from selfplay.reports.report import _figure, _note_if_no_data
 
     def texts(ax):
         return [t.get_text() for t in ax.texts]

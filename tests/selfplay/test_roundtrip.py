@@ -15,7 +15,7 @@ from puzzles.records import read_jsonl, write_jsonl
 from puzzles.seeds import load_seeds
 from puzzles.store import Store
 from selfplay.cli import main
-from selfplay.importing import add_records
+from selfplay.corpus.importing import add_records
 
 P3 = Path(__file__).resolve().parents[3] / "shared" / "data" / "p3"
 needs_p3 = pytest.mark.skipif(not (P3 / "puzzles.json").exists(),
@@ -160,7 +160,7 @@ def test_what_the_loop_writes_parses_back_to_the_same_hashes(hostile_texts, tmp_
     from puzzles.format import parse_puzzle, parse_solution
     from selfplay.config import preset
     from selfplay.loop import export
-    from selfplay.report import sample_puzzles
+    from selfplay.reports.report import sample_puzzles
     from selfplay.rundir import init_run
 
     run = init_run(tmp_path / "run", preset("tiny"))

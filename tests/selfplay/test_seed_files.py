@@ -63,7 +63,7 @@ def test_a_missing_seed_file_is_named(tmp_path, tiny_model):
 
 @pytest.mark.skipif(not P3.exists(), reason="the P3 data set is not on this machine")
 def test_p3_adds_only_its_train_split(tmp_path, tiny_model):
-    from selfplay.importing import read_puzzle_file
+    from selfplay.corpus.importing import read_puzzle_file
     records, _ = read_puzzle_file(P3)
     train = [r for r in records if r.puzzle.split == "train"]
     test = {r.puzzle.hash for r in records if r.puzzle.split != "train"}
@@ -87,7 +87,7 @@ def test_p3_adds_only_its_train_split(tmp_path, tiny_model):
 
 
 def test_withheld_imports_are_solvable_targets_and_every_problem_keeps_an_example():
-    from selfplay.importing import choose_withheld, problem_of
+    from selfplay.corpus.importing import choose_withheld, problem_of
     drawn = generate(40, seed=5).records
     # Three problems of several instances each, one of a single instance, one unsolved.
     records = []

@@ -4,9 +4,10 @@ import pytest
 
 from puzzles.errors import PuzzleError
 from puzzles.format import parse_puzzle
+from puzzles.trivial import trivial_answers
 from puzzles.types import parse_type
 from sandbox import Verdict
-from selfplay.stages.filter import classify, parse_reason, trivial_answers
+from selfplay.stages.filter import classify, parse_reason
 from selfplay.stages.select import plan_mix
 
 

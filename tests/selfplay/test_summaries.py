@@ -1,5 +1,5 @@
 """Typed stage summaries and the one funnel: status, data card and report show the same numbers,
-all from `selfplay.summaries.Funnel`, and summaries stored before they were typed still load."""
+all from `selfplay.reports.summaries.Funnel`, and summaries stored before they were typed still load."""
 
 import dataclasses
 
@@ -7,11 +7,11 @@ import matplotlib.axes
 import pytest
 
 from puzzles.store import Store
-from selfplay.cards import build_card, card_sections
 from selfplay.config import RunConfig
 from selfplay.loop import status, status_of
-from selfplay.report import write_report
-from selfplay.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_summary,
+from selfplay.reports.cards import build_card, card_sections
+from selfplay.reports.report import write_report
+from selfplay.reports.summaries import (SUMMARY_TYPES, Funnel, TrainStageSummary, load_summary,
                                 round_records, summary_to_dict)
 from test_cards import hand_built_run
 
@@ -90,3 +90,19 @@ def test_summaries_stored_by_earlier_versions_still_load():
     funnel = Funnel.from_dict(older_card)
     assert funnel.passed is None and funnel.proposed == 6 and funnel.own_solved is None
     assert [n for _, _, n in funnel.rows(only="plot")] == [6, 4, 3, 2, None, 2, None]
+
+
+def test_each_stage_returns_the_summary_type_it_is_stored_as():
+    # The stage list (selfplay.stages) and the summary types a store's rows load as
+    # (SUMMARY_TYPES) are two tables; this keeps them in step: a stage added to a round without
+    # its type, or a type whose stage is gone or returns something else, fails here.
+    import importlib
+    import typing
+
+    from selfplay.stages import ROUND0_STAGES, ROUND_STAGES
+
+    stages = dict.fromkeys(ROUND0_STAGES + ROUND_STAGES)
+    assert set(SUMMARY_TYPES) == set(stages) - {"eval"}  # eval's is {set: metric}, a dict
+    for stage in stages:
+        returned = typing.get_type_hints(importlib.import_module(f"selfplay.stages.{stage}").run)
+        assert returned["return"] is SUMMARY_TYPES.get(stage, dict), stage

@@ -8,8 +8,8 @@ import pytest
 from puzzles.errors import SelfplayError
 from selfplay.config import TrackConfig, config_toml, preset
 from selfplay.loop import run
+from selfplay.reports.tracking import RunTracker
 from selfplay.rundir import init_run
-from selfplay.tracking import RunTracker
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 

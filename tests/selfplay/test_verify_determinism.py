@@ -9,9 +9,9 @@ from types import SimpleNamespace
 from puzzles.format import parse_puzzle
 from puzzles.store import Attempt, Store
 from sandbox import Verdict
+from selfplay.compute.executors import LocalExecutor
 from selfplay.config import RunConfig
 from selfplay.context import RoundContext
-from selfplay.executors import LocalExecutor
 from selfplay.stages import select, verify
 from selfplay.stages.verify import NONDETERMINISTIC
 

@@ -144,3 +144,18 @@ def test_merged_export_equals_base_plus_adapter_and_leaves_the_base_alone(
     after = tiny_model.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert (out / "tokenizer.json").is_file() or (out / "tokenizer_config.json").is_file()
+
+
+def test_selfplay_merge_writes_the_merged_model(tiny_model, trained_like, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from selfplay.cli import main
+
+    adapter = save_adapter_files(trained_like, tmp_path / "adapter")
+    assert main(["merge", str(adapter), str(tmp_path / "merged"), "--model", "tiny"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    torch.testing.assert_close(_logits(merged, tiny_model.tokenizer),
+                               _logits(trained_like, tiny_model.tokenizer), atol=1e-4, rtol=1e-4)
+    assert main(["merge", str(tmp_path), str(tmp_path / "again"), "--model", "tiny"]) == 1
+    assert "not a LoRA adapter" in capsys.readouterr().err

@@ -1,0 +1,2 @@
+"""Human puzzles into the store: importing files (P3, JSONL) and the rule-based generators,
+through the same sandbox gate."""
