@@ -332,5 +332,5 @@ def _short(summary: dict) -> str:
 
 
 def _label(name: str) -> str:
-    from selfplay.evaluation.evalsets import set_label
+    from selfplay.reports.tracking import set_label
     return set_label(name)
