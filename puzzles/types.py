@@ -97,6 +97,25 @@ def conforms(value: object, answer_type: AnswerType) -> bool:
     return type(value) is {"bool": bool, "int": int, "str": str}[name]
 
 
+def type_of(value: object, depth: int = 0) -> AnswerType | None:
+    """The answer type of a value, None where it has none: a tuple, dict or set, a list that is
+    empty (its item type is unknown) or mixes item types (ints and floats mix as float), a
+    float that is not finite, or nesting past MAX_TYPE_DEPTH."""
+    kind = type(value)
+    if kind in (bool, int, str):
+        return AnswerType(kind.__name__)
+    if kind is float:
+        return AnswerType("float") if math.isfinite(value) else None
+    if kind is not list or not value or depth >= MAX_TYPE_DEPTH:
+        return None
+    items = {type_of(v, depth + 1) for v in value}
+    if items == {AnswerType("int"), AnswerType("float")}:
+        items = {AnswerType("float")}
+    if len(items) != 1 or None in items:
+        return None
+    return AnswerType("list", items.pop())
+
+
 def coerce(value: object, answer_type: AnswerType) -> object:
     """Turn a JSON-decoded value into the declared type (ints where floats are declared)."""
     if answer_type.name == "list":

@@ -72,7 +72,10 @@ def program_puzzles(ctx: RoundContext, proposals: list) -> dict:
                                         **_limits(cfg))
         for (i, program), verdict in zip(computed, verdicts):
             if verdict.passed and verdict.answer is not None:
-                parsed[i] = (parsed[i][0], with_input(program, verdict.answer))
+                try:
+                    parsed[i] = (parsed[i][0], with_input(program, verdict.answer))
+                except PuzzleError as e:
+                    outcomes[parsed[i][0].id] = ("invalid", parse_reason(e))
             else:
                 outcomes[parsed[i][0].id] = ("broken", f"the program's input: {verdict.verdict}"
                                                        f": {verdict.detail}"[:200])
@@ -91,11 +94,11 @@ def program_puzzles(ctx: RoundContext, proposals: list) -> dict:
         elif two.answer != one.answer:
             outcomes[p.id] = ("nondeterministic", "two runs of the program on its input "
                                                   "disagree")
-        elif copies_input(program := with_output(program, one.answer)):
-            outcomes[p.id] = ("trivial", "the program's output is its input")
         else:
             try:
-                outcomes[p.id] = inversion_puzzle(program)
+                program = with_output(program, one.answer)
+                outcomes[p.id] = (("trivial", "the program's output is its input")
+                                  if copies_input(program) else inversion_puzzle(program))
             except PuzzleError as e:
                 outcomes[p.id] = ("invalid", parse_reason(e))
     return outcomes

@@ -60,7 +60,9 @@ def test_a_recursive_program_still_calls_itself_once_nested(verifier):
     ("def f(s: dict) -> str:\n    return ''\n", "{}", "answer_type"),
     ("def f(s: str) -> str:\n    return s\nx = 1\n", "'a'", "extra_code"),
     ("def f(s: str) -> str:\n    return s\n", "open('x')", "no_input"),
-    ("def f(s: str) -> str:\n    return s\n", "3", "no_input"),      # not the input's type
+    ("def f(s: str) -> str:\n    return s\n", "(3, 4)", "no_input"),  # a tuple: no answer type
+    ("def f(s: str) -> str:\n    return s\n", "[]", "no_input"),      # an empty list, of what?
+    ("def f(s: str) -> str:\n    return s\n", "[1, 'a']", "no_input"),  # a mixed list
     ("def f(s: str) -> str\n    return s\n", "'a'", "syntax"),
 ])
 def test_a_bad_program_is_refused_with_its_reason(source, given, reason):
@@ -109,3 +111,51 @@ def test_an_input_written_as_code_runs_in_the_sandbox_first(verifier):
     assert verdict.passed, verdict.detail
     with pytest.raises(PuzzleError, match="without arguments"):
         input_code("def g4(n=3):\n    return [n]\n", "g4")
+
+
+def test_an_input_of_another_type_than_annotated_retypes_the_program(verifier):
+    # The 135M model writes `n: int` and passes a list (83 of 1,024 proposals in one round):
+    # the program runs on what it was given, and the puzzle asks for that type.
+    program = run_program(verifier, parse_program(
+        "def f9(n: int) -> int:\n    return sum(n) * 2\n", "[1, 2, 3]", "f9"))
+    assert program.source.startswith("def f(n: List[int]) -> int:") and program.output == "12"
+    puzzle = inversion_puzzle(program)
+    assert puzzle.answer_type == "List[int]"
+    [verdict] = verifier.verify_many([Pair(puzzle.source, input_solution(program, puzzle).source)])
+    assert verdict.passed, verdict.detail
+    # An input of the declared type leaves the program as written; an int where a float is
+    # declared is a float, as in a P3 answer.
+    kept = parse_program("def f(x: float) -> float:\n    return x / 2\n", "3")
+    assert kept.source.startswith("def f(x: float)")
+
+
+def test_a_return_of_another_type_than_annotated_is_still_the_target(verifier):
+    program = run_program(verifier, parse_program(
+        "def f(n: int) -> int:\n    return [n, n + 1] if n > 2 else n / 2\n", "5"))
+    assert program.output == "[5, 6]"
+    puzzle = inversion_puzzle(program)
+    [verdict] = verifier.verify_many([Pair(puzzle.source, input_solution(program, puzzle).source)])
+    assert verdict.passed, verdict.detail
+
+
+def test_an_output_that_is_no_literal_is_refused_by_name(verifier):
+    program = parse_program("def f(n: int) -> int:\n    return float('nan') if n else object()\n",
+                            "1")
+    [verdict] = verifier.verify_many([Pair(*output_probe(program))])
+    assert verdict.passed, verdict.detail
+    with pytest.raises(PuzzleError, match="program output is not a literal: 'nan'") as e:
+        with_output(program, verdict.answer)
+    assert e.value.reason == "invalid"
+
+
+def test_an_input_computed_as_another_type_retypes_the_program_or_is_refused(verifier):
+    from puzzles.programs import input_code, input_probe, with_input
+    source = "def f4(li: List[str]) -> int:\n    return len(li)\n"
+    retyped = parse_program(source, None, "f4", input_code("def g4():\n    return 'abc'\n", "g4"))
+    tupled = parse_program(source, None, "f4", input_code("def g4():\n    return (1, 2)\n", "g4"))
+    given, refused = verifier.verify_many([Pair(*input_probe(retyped)), Pair(*input_probe(tupled))])
+    program = with_input(retyped, given.answer)
+    assert program.input == "'abc'" and program.source.startswith("def f(li: str)")
+    with pytest.raises(PuzzleError, match="tuple without an answer type") as e:
+        with_input(tupled, refused.answer)
+    assert e.value.reason == "no_input"

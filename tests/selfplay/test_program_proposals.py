@@ -20,10 +20,10 @@ LOOPS = "n: int) -> int:\n    while True:\n        n += 1\n    return n\n\ndef g
 COPIES = "li: List[int]) -> List[int]:\n    return li\n\ndef gK():\n    return [1, 2]\n"
 COMPUTED = ("n: int) -> int:\n    return n * 2\n\n"
             "def gK():\n    x = sum([100, 20])\n    return x + 3\n")
-WRONG_TYPE = "m: int) -> int:\n    return m - 7\n\ndef gK():\n    return 2.5\n"
+NO_ANSWER_TYPE = "m: int) -> int:\n    return m[0] - 7\n\ndef gK():\n    return (2, 5)\n"  # a tuple
 TRIVIAL = "n: int) -> bool:\n    return n < 100\n\ndef gK():\n    return 5\n"
 RAISES = "n: int) -> int:\n    return 10 // (n - n)\n\ndef gK():\n    return 4\n"
-PROGRAMS = [GOOD, LOOPS, COPIES, COMPUTED, WRONG_TYPE, TRIVIAL, RAISES]
+PROGRAMS = [GOOD, LOOPS, COPIES, COMPUTED, NO_ANSWER_TYPE, TRIVIAL, RAISES]
 
 
 def scripted_sample(loaded, prompts, n, config, seed):
@@ -70,7 +70,7 @@ def test_a_program_proposal_becomes_a_puzzle_its_own_input_solves(program_run):
         assert of(LOOPS)[0] == "broken" and "timeout" in of(LOOPS)[1]
         assert of(COPIES) == ("trivial", "the program's output is its input")
         assert of(COMPUTED) == ("novel", "")  # its input computed in the sandbox: 123
-        assert of(WRONG_TYPE) == ("invalid", "no_input")
+        assert of(NO_ANSWER_TYPE) == ("invalid", "no_input")
         assert of(TRIVIAL) == ("trivial", "a trivial answer satisfies it")
         assert of(RAISES)[0] == "broken" and "ZeroDivisionError" in of(RAISES)[1]
         new, computed = store.puzzles(origin="generated", round=1)

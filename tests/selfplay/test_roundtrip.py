@@ -137,7 +137,10 @@ def test_p3_round_trip_through_the_cli_keeps_1715_of_1715(tmp_path, capsys):
     add = ["--timeout", "60"]
     first = tmp_path / "first.db"
     assert main(["puzzles", "add", str(P3 / "puzzles.json"), "--store", str(first), *add]) == 0
-    for fmt in FORMATS:
+    # One export format through the CLI: both formats' round trips of every P3 puzzle are
+    # checked without the sandbox above (test_every_p3_puzzle_survives_the_format), and each
+    # add here verifies all 1,715 solutions again (about 37 s on 2 cores).
+    for fmt in ("jsonl",):
         second, out = tmp_path / f"again-{fmt}.db", tmp_path / f"out.{fmt}"
         assert main(["puzzles", "export", "--store", str(first), "--format", fmt,
                      "--out", str(out)]) == 0
