@@ -346,7 +346,10 @@ def test_nothing_outlives_a_killed_caller(tmp_path):
     assert workers, "the looping checks should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 15
+    # 30 s, not 15: a fresh clone's suite once saw the scratch directory still there at 15 s
+    # (every process gone; not reproduced alone). Removal after a kill, not its speed, is
+    # what this asserts.
+    deadline = time.monotonic() + 30
     alive = [server, zygote, *templates, *workers]
     while time.monotonic() < deadline:
         alive = [p for p in alive if _running(p)]
