@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -35,54 +33,33 @@ STAGES = ("filter", "dedup", "verify")
 def refilter(snapshot: Path, source: Path, round_: int, work: Path,
              settings: list[str]) -> dict:
     """Re-run STAGES on `source`'s round-`round_` proposals over a copy of `snapshot` in
-    `work`; returns {"seconds", "summaries", "own_solved", "rejected"}."""
+    `work` (bench/round.py's run_round); returns {"seconds", "summaries", "own_solved",
+    "statuses"}."""
+    from bench.round import run_round
     from puzzles.errors import SelfplayError
     from puzzles.store import Proposal, Store
-    from selfplay.config import with_settings
-    from selfplay.context import Resources, RoundContext
-    from selfplay.loop import _stage_module
-    from selfplay.reports.summaries import summary_to_dict
-    from selfplay.rundir import RunDir, close_logger, run_logger
-    from selfplay.stages.dedup import decontamination_sources
+    from selfplay.rundir import RunDir
 
     with Store(RunDir(source).store_file) as store:
         proposals = store.proposals(round_)
         proposed = store.stage_summary(round_, "propose")
     if not proposals or proposed is None:
         raise SelfplayError(f"{source}: round {round_} has no finished propose stage")
-    run_dir = RunDir(work)
-    shutil.copytree(snapshot, work)
-    config = with_settings(run_dir.load_config(), settings)
-    log = run_logger(run_dir)
-    resources = Resources(config)
-    seconds, summaries = {}, {}
-    try:
-        with Store(run_dir.store_file) as store:
-            if any(r >= round_ for r, _, _ in store.stages()):
-                raise SelfplayError(f"{snapshot}: round {round_} has already started: pass a "
-                                    "snapshot taken before it")
-            with store.transaction():
-                store.add_proposals(Proposal(round_, p.prompt, p.sample, p.completion,
-                                             provenance=p.provenance) for p in proposals)
-                store.mark_stage_done(round_, "propose", proposed)
-            decontamination_sources(store, config.eval)
-            ctx = RoundContext(round_, config, store, run_dir, resources, log, False)
-            for stage in STAGES:
-                started = time.monotonic()
-                summaries[stage] = summary_to_dict(_stage_module(stage).run(ctx))
-                seconds[stage] = time.monotonic() - started
-                with store.transaction():
-                    store.mark_stage_done(round_, stage, summaries[stage])
-            novel = {p.puzzle_hash for p in store.proposals(round_, status="novel")}
-            own = {a.puzzle_hash for a in store.attempts(round_, "propose")
-                   if a.verdict == "pass" and a.puzzle_hash in novel}
-            statuses = Counter(p.status if p.status != "invalid" else f"invalid:{p.reason}"
-                               for p in store.proposals(round_))
-    finally:
-        resources.close()
-        close_logger(log)
-    return {"seconds": seconds, "summaries": summaries, "own_solved": len(own),
-            "statuses": dict(statuses.most_common())}
+
+    def store_proposals(store) -> None:
+        with store.transaction():
+            store.add_proposals(Proposal(round_, p.prompt, p.sample, p.completion,
+                                         provenance=p.provenance) for p in proposals)
+            store.mark_stage_done(round_, "propose", proposed)
+
+    result = run_round(snapshot, settings, round_, work, STAGES, store_proposals)
+    with Store(RunDir(work).store_file) as store:
+        novel = {p.puzzle_hash for p in store.proposals(round_, status="novel")}
+        own = {a.puzzle_hash for a in store.attempts(round_, "propose")
+               if a.verdict == "pass" and a.puzzle_hash in novel}
+        statuses = Counter(p.status if p.status != "invalid" else f"invalid:{p.reason}"
+                           for p in store.proposals(round_))
+    return {**result, "own_solved": len(own), "statuses": dict(statuses.most_common())}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT))
 from selfplay.stages import STAGES as ROUND_STAGES  # noqa: E402
 
 
-def run_round(snapshot: Path, settings: list[str], round_: int, work: Path) -> dict:
-    """Copy `snapshot` under `work`, apply `settings`, run round `round_`'s stages there;
+def run_round(snapshot: Path, settings: list[str], round_: int, work: Path,
+              stages: tuple[str, ...] = ROUND_STAGES, prepare=None) -> dict:
+    """Copy `snapshot` under `work`, apply `settings`, run round `round_`'s `stages` there
+    (after `prepare(store)`, which may store what earlier stages would have: bench/refilter.py);
     returns {"seconds": {stage: s}, "summaries": {stage: dict}}."""
     from puzzles.errors import SelfplayError
     from puzzles.store import Store
@@ -63,9 +65,11 @@ def run_round(snapshot: Path, settings: list[str], round_: int, work: Path) -> d
             if any(store.stage_summary(round_, s) is not None for s in ROUND_STAGES):
                 raise SelfplayError(f"{snapshot}: round {round_} has already started: pass a "
                                     "snapshot taken before it")
+            if prepare is not None:
+                prepare(store)
             decontamination_sources(store, config.eval)
             ctx = RoundContext(round_, config, store, run_dir, resources, log, False)
-            for stage in ROUND_STAGES:
+            for stage in stages:
                 started = time.monotonic()
                 summary = _stage_module(stage).run(ctx)
                 seconds[stage] = time.monotonic() - started
