@@ -352,6 +352,26 @@ def compare(arms: dict[str, ArmData], settings: BenchSettings, sets: tuple[str, 
             "rounds": {arm: data.rounds for arm, data in arms.items()}, "checks": checks}
 
 
+def compare_runs(before: ArmData, after: ArmData, *, level: float = 0.9,
+                 resamples: int = 2000) -> list[dict]:
+    """`after` minus `before`, two runs measured on the same eval sets (the arms of two
+    benchmarks that share round 0, say, to A/B one lever across them): for each (set, round)
+    both measured, pass@k of each and the paired interval over the problems both measured."""
+    bootstrap = {"level": level, "resamples": resamples}
+    rows = []
+    for key in sorted(set(before.counts) & set(after.counts)):
+        name, r = key
+        a, b = before.counts[key], after.counts[key]
+        shared = sorted(set(a) & set(b))
+        a, b = {h: a[h] for h in shared}, {h: b[h] for h in shared}
+        rows.append({"set": set_label(name), "round": r, "problems": len(shared),
+                     "only_one_measured": len(set(before.counts[key]) ^ set(after.counts[key])),
+                     "before": mean_pass_at_k(list(a.values()), list(KS)),
+                     "after": mean_pass_at_k(list(b.values()), list(KS)),
+                     "change": _intervals(a, b, f"{set_label(name)}:r{r}:runs", bootstrap)})
+    return rows
+
+
 def _intervals(before: dict, after: dict, label: str, bootstrap: dict) -> dict:
     return {str(k): paired_pass_at_k(before, after, k, seed=f"{label}:k{k}",
                                      **bootstrap).to_dict() for k in KS}

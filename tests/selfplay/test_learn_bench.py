@@ -12,8 +12,8 @@ from puzzles.errors import SelfplayError
 from puzzles.store import Store
 from selfplay.config import load_config
 from selfplay.evaluation.evalsets import load_eval_set
-from selfplay.learnbench import (ArmData, BenchSettings, arm_config, compare, eval_sets,
-                                 markdown, plot, prepare, quick_settings)
+from selfplay.learnbench import (ArmData, BenchSettings, arm_config, compare, compare_runs,
+                                 eval_sets, markdown, plot, prepare, quick_settings)
 
 ROOT = Path(__file__).resolve().parents[2]
 P3 = ROOT.parent / "shared" / "data" / "p3" / "puzzles.json"
@@ -63,6 +63,24 @@ def test_compare_pairs_rounds_and_arms_on_hand_made_counts(tmp_path):
     assert "+0.500 [+0.500, +0.500] ↑" in text and "| heldout | control | 1 | 4 |" in text
     assert "heldout round 1: 1" in text
     assert plot(report, tmp_path / "p.png") == "p.png" and (tmp_path / "p.png").stat().st_size
+
+
+def test_two_runs_compare_on_the_rounds_and_problems_both_measured():
+    none = {p: (10, 0) for p in "abc"}
+    before = _arm({0: none, 1: none, 2: none})
+    # After: round 1 solves a and b 5 times of 10; round 3 only it measured; one problem more.
+    after = _arm({0: none, 1: {"a": (10, 5), "b": (10, 5), "c": (10, 0), "d": (10, 10)},
+                  3: none})
+    rows = compare_runs(before, after)
+    assert [(r["round"], r["problems"], r["only_one_measured"]) for r in rows] == [
+        (0, 3, 0), (1, 3, 1)]
+    one = rows[1]
+    assert one["after"]["1"] == pytest.approx(1 / 3) and one["before"]["1"] == 0.0
+    change = one["change"]["1"]
+    assert change["estimate"] == pytest.approx(1 / 3) and change["low"] < change["estimate"]
+    assert change["problems"] == 3 and change["level"] == 0.9
+    same = rows[0]["change"]["10"]
+    assert (same["estimate"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
 
 
 def test_settings_refuse_too_few_samples_and_unknown_arms():
