@@ -19,7 +19,8 @@ import sys
 from puzzles.errors import SelfplayError
 
 # Order is the order of `selfplay --help`.
-COMMAND_MODULES = ("puzzles", "verify", "doctor", "sample", "train", "merge", "run", "eval", "report")
+COMMAND_MODULES = ("puzzles", "verify", "doctor", "sample", "train", "merge", "run", "eval",
+                   "learn", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,10 @@ def register(sub) -> None:
     p.add_argument("--max-problems", type=int, help="evaluate a fixed random subset of this "
                                                     "many problems (0: all; default: the "
                                                     "config's eval.max_problems)")
+    p.add_argument("--adapter", default=None,
+                   help="a PEFT adapter directory to evaluate on the run's base model instead "
+                        "of the round's own (e.g. one committed beside a result); --round "
+                        "still picks the sampling seeds")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -44,18 +48,21 @@ def cmd_eval(args) -> int:
         if value is not None and value < least:
             raise SelfplayError(f"{flag} must be at least {least}, not {value}")
     result = eval_run(args.dir, round=args.round, set_name=args.set, ks=ks, n=args.n,
-                      max_problems=args.max_problems, progress=sys.stderr.isatty())
+                      max_problems=args.max_problems, adapter=args.adapter,
+                      progress=sys.stderr.isatty())
     for line in result["rejected"]:
         print(f"selfplay: eval set {result['set']}: skipped {line}", file=sys.stderr)
     if not result["metric"]["problems"]:
         raise SelfplayError(f"eval set {result['set']} has no problems to evaluate: nothing "
                             "was scored")
     if args.json:
-        print(json.dumps({"round": result["round"], "set": result["set"], **result["metric"]}))
+        print(json.dumps({"round": result["round"], "set": result["set"],
+                          "adapter": result["adapter"], **result["metric"]}))
     else:
         m = result["metric"]
         scores = ", ".join(f"pass@{k} {v:.3f}" for k, v in m["pass_at_k"].items())
-        print(f"round {result['round']} on {result['set']}: {scores} "
+        model = f" with adapter {result['adapter']}" if result["adapter"] else ""
+        print(f"round {result['round']}{model} on {result['set']}: {scores} "
               f"({m['problems']} problems x {m['samples']} samples, {m['solved']} solved, "
               f"{m['leaked']} leaked into training, {m['too_long']} too long to prompt)")
     return 0

@@ -194,7 +194,7 @@ class SelectConfig:
     own pairs train on top of the human pairs the control arm trains on, not in their place."""
     synthetic: bool = True
     """Whether the model's own verified pairs train. False makes the control arm of the
-    learning benchmark (`bench/learn.py`): every round trains on human seed pairs only, the
+    learning benchmark (`selfplay learn`): every round trains on human seed pairs only, the
     same steps on `min_examples` of them, and propose and solve sample nothing (their stages
     finish empty, so the rounds cost only training and evaluation)."""
 
@@ -416,16 +416,21 @@ def _preset_cpu() -> RunConfig:
     # solved instance mostly writes its stored solution again (the learning benchmark's rounds
     # verified 237 passes but 4 new pairs), while each solution to a withheld one is new data.
     # The model writes about one distinct solution per puzzle it solves, so new pairs follow
-    # the number of targets: `unsolved_train` aims the solver at 176 a round. Measured: 96
-    # targets gave 78 then 81 new pairs in rounds 1 and 2, 128 gave 110 then 95 (of 136).
+    # the number of targets (96 targets gave 78 then 81 new pairs in rounds 1 and 2, 128 gave
+    # 110 then 95 of 136); the model's own puzzles are targets too (below).
     # `dtype = auto` samples in bf16 where the CPU has bf16 matmuls (AMX, avx512_bf16).
-    # Proposals at volume (the ICLR 2023 shape): 16 prompts x 64 completions sharing each
-    # prompt's prefill, each prompt packed with up to 8 shuffled solved pairs, the model writing
-    # puzzle and solution together (`format = "pair"`). At 4 x 64 from the base model
-    # (bench/propose.py, 2026-12-07) about 140 of 1,000 proposals were valid and 120 novel in
-    # either format; the base model's own g's rarely verify, so the rounds' pairs still come
-    # mostly from the solver. The eval set is all 81 held-out problems, so two rounds can move
-    # it beyond its interval; add `p3:PATH:test:1` to eval.sets where P3 is at hand.
+    # Proposals at volume (the ICLR 2023 shape): 12 prompts x 64 completions sharing each
+    # prompt's prefill, each prompt packed with up to 8 shuffled examples, in the `program`
+    # format (Absolute Zero's abduction task in P3's form): the model writes a program and an
+    # input, the sandbox computes the output, and the puzzle "find an input giving this output"
+    # is solved by the model's own input by construction. In the `pair` format (the model
+    # writes f and g) about 140 of 1,000 base-model proposals were valid but its own g's almost
+    # never verified (bench/results/propose_formats_intel_xeon.txt). A program round at 16 x 64
+    # (bench/results/round_program_intel_xeon.txt) stored 83 novel own puzzles, 82 solved by
+    # their own input; 128 new tokens hold the longest novel program seen (255 characters), and
+    # 12 prompts and 48 unsolved human targets keep the round within 15 min on 2 cores there.
+    # The eval set is all 81 held-out problems, so two rounds can move it beyond its interval;
+    # add `p3:PATH:test:1` to eval.sets where P3 is at hand.
     return RunConfig(
         rounds=2,
         model=ModelConfig(name="smollm2-135m"),
@@ -433,8 +438,8 @@ def _preset_cpu() -> RunConfig:
         generation=GenerationConfig(batch_size=64, dtype="auto"),
         prompts=PromptConfig(propose_examples=8, solve_examples=2, max_prompt_tokens=1024,
                              completion_tokens=256, example_choice="similar"),
-        propose=ProposeConfig(prompts=16, per_prompt=64, max_new_tokens=256, format="pair"),
-        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=176, solved_train=0),
+        propose=ProposeConfig(prompts=12, per_prompt=64, max_new_tokens=128, format="program"),
+        solve=SolveConfig(attempts=8, max_new_tokens=128, unsolved_train=48, solved_train=0),
         select=SelectConfig(per_puzzle=4, min_examples=64),
         train=TrainConfig(steps=16, micro_batch=4, grad_accum=2, block_size=384,
                           checkpoint_every=4),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from puzzles.format import Puzzle, Solution
@@ -73,16 +74,18 @@ def evaluate(sampler, problems: list[Problem], examples: list[tuple[Puzzle, Solu
                       sum(1 for _, c in counts if c), too_long=too_long, attempts=attempts)
 
 
-def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int) -> EvalResult:
-    """pass@k of round `ctx.round`'s model on eval set `name`: the eval stage's work, and
-    `selfplay eval`'s."""
+def evaluate_set(ctx, name: str, *, ks: list[int], n: int, max_problems: int,
+                 adapter: Path | None) -> EvalResult:
+    """pass@k of the base model with `adapter` (None: the base model alone) on eval set
+    `name`, sampled with round `ctx.round`'s seeds: the eval stage's work (with the round's own
+    adapter), and `selfplay eval`'s."""
     eval_set = load_eval_set(name, ctx.store, max_problems=max_problems, seed=ctx.config.seed)
     # Evaluation has its own sampling settings ([eval] temperature, top_p, max_new_tokens):
     # changing how the solve stage samples must not move the measuring stick, and the other
     # way round.
     sampling = sampling_config(ctx, ctx.config.eval)
     with progress_bar(ctx, len(eval_set.problems), f"eval {name}") as bar:
-        result = evaluate(ctx.resources.sampler(ctx.run.adapter(ctx.round)),
+        result = evaluate(ctx.resources.sampler(adapter),
                           eval_set.problems,
                           train_puzzles_with_shortest_solution(ctx.store, human_only=True),
                           ctx.resources.verifier(),

@@ -14,7 +14,7 @@ def run(ctx: RoundContext) -> dict:
     summary = {}
     for i, name in enumerate(cfg.sets):
         result = evaluate_set(ctx, name, ks=list(cfg.k), n=cfg.samples,
-                              max_problems=cfg.max_problems)
+                              max_problems=cfg.max_problems, adapter=ctx.run.adapter(ctx.round))
         with ctx.store.transaction():
             ctx.store.add_attempts(result.attempts)
             ctx.store.set_metric(ctx.round, f"eval/{name}", result.metric())

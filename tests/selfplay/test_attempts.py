@@ -207,7 +207,7 @@ def test_evaluation_advances_a_progress_bar_over_its_problems(ctx, sampler, monk
     eval_file = tmp_path / "set.jsonl"
     eval_file.write_text("".join(json.dumps({"puzzle": f"def f(x: int, a={a}):\n    return "
                                              "x == a\n"}) + "\n" for a in range(3)))
-    evaluate_set(ctx, str(eval_file), ks=[1], n=2, max_problems=0)
+    evaluate_set(ctx, str(eval_file), ks=[1], n=2, max_problems=0, adapter=None)
     [bar] = bars
     assert (bar.total, bar.n, bar.desc) == (3, 3, f"eval {eval_file}")
 

@@ -124,6 +124,28 @@ def _meta(run_dir: Path) -> dict:
     return dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'run:%'"))
 
 
+def test_eval_of_an_adapter_given_by_path_scores_what_its_round_scores(tmp_path, reference_run,
+                                                                    capsys):
+    # What re-evaluating an adapter committed beside a result relies on: the adapter a round
+    # trained, given by path, on the same round's seeds, is that round's model.
+    reference, _ = reference_run
+    flags = ["--round", "2", "--n", "2", "--k", "1,2", "--max-problems", "4", "--json"]
+    assert main(["eval", str(reference), *flags]) == 0
+    own = json.loads(capsys.readouterr().out)
+    copied = tmp_path / "adapter"
+    adapter_dir = reference / "rounds" / "r2" / "train"
+    copied.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (copied / name).write_bytes((adapter_dir / name).read_bytes())
+    assert main(["eval", str(reference), *flags, "--adapter", str(copied)]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert given["adapter"] == str(copied) and own["adapter"] == str(adapter_dir)
+    assert {k: v for k, v in given.items() if k != "adapter"} == {
+        k: v for k, v in own.items() if k != "adapter"}
+    assert main(["eval", str(reference), *flags, "--adapter", str(tmp_path)]) == 1
+    assert f"{tmp_path}: not a LoRA adapter" in capsys.readouterr().err
+
+
 def test_free_settings_changed_on_resume_leave_the_data_as_an_uninterrupted_run(
         tmp_path, reference_run):
     reference, _ = reference_run
