@@ -243,7 +243,7 @@ def _evaluate(path: Path, result: dict, deadline: float, p3: str, ks: tuple[int,
                 break
             continue
         started = time.monotonic()
-        code, lines = _child(["eval", str(path), "--round", str(r), "--set", name, "--k",
+        code, lines = _child(["eval", str(path), "--round", str(r), "--eval-set", name, "--k",
                               ",".join(map(str, ks)), "--n", str(n), "--max-problems", "0",
                               "--json"], deadline, say)
         seconds = round(time.monotonic() - started, 1)

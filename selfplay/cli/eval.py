@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -14,8 +15,12 @@ def register(sub) -> None:
     p.add_argument("dir", help="the run directory")
     p.add_argument("--round", type=int, help="which round's model (default: the last trained; "
                                              "0 is the base model)")
-    p.add_argument("--set", default=None, help="heldout (default), p3:PATH[:test|train|all], "
-                                               "or a JSONL file of puzzles")
+    p.add_argument("--eval-set", default=None,
+                   help="heldout (default: the config's first eval set), p3:PATH[:test|train|all], "
+                        "or a JSONL file of puzzles")
+    # `--set` means KEY=VALUE on every other verb; here it once named the eval set, so a
+    # script that still says so is told, not misread.
+    p.add_argument("--set", dest="old_set", default=None, help=argparse.SUPPRESS)
     p.add_argument("--k", default=None, help="comma-separated k values, e.g. 1,10,100 "
                                              "(default: the config's eval.k)")
     p.add_argument("--n", type=int, help="samples per problem, at least the largest k "
@@ -32,6 +37,9 @@ def register(sub) -> None:
 
 
 def cmd_eval(args) -> int:
+    if args.old_set is not None:
+        raise SelfplayError(f"selfplay eval names its eval set with --eval-set (--eval-set "
+                            f"{args.old_set}); --set KEY=VALUE is a setting on the other verbs")
     ks = None
     if args.k:
         try:
@@ -47,7 +55,7 @@ def cmd_eval(args) -> int:
                                ("--max-problems", args.max_problems, 0)):
         if value is not None and value < least:
             raise SelfplayError(f"{flag} must be at least {least}, not {value}")
-    result = eval_run(args.dir, round=args.round, set_name=args.set, ks=ks, n=args.n,
+    result = eval_run(args.dir, round=args.round, set_name=args.eval_set, ks=ks, n=args.n,
                       max_problems=args.max_problems, adapter=args.adapter,
                       progress=sys.stderr.isatty())
     for line in result["rejected"]:

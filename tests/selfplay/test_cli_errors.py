@@ -176,13 +176,23 @@ def test_eval_refuses_bad_numbers_before_loading_anything(tmp_path, monkeypatch,
     assert says in error_line(capsys)
 
 
+def test_eval_set_flag_of_old_scripts_is_refused_by_name(tmp_path, monkeypatch, capsys):
+    # `--set` is KEY=VALUE on every other verb; an old `selfplay eval --set heldout` is told
+    # the new flag instead of being read as something else.
+    monkeypatch.setattr(selfplay.cli.eval, "eval_run",
+                        lambda *a, **k: pytest.fail("evaluated"))
+    assert main(["eval", str(tmp_path), "--set", "heldout"]) == 1
+    assert "selfplay eval names its eval set with --eval-set (--eval-set heldout)" in (
+        error_line(capsys))
+
+
 def test_eval_of_an_empty_set_is_an_error_not_a_score(tmp_path, monkeypatch, capsys):
     def empty(*a, **k):
         return {"round": 0, "set": "empty.jsonl", "rejected": [], "metric": {
             "pass_at_k": {}, "problems": 0, "samples": 4, "solved": 0, "leaked": 0,
             "too_long": 0}}
     monkeypatch.setattr(selfplay.cli.eval, "eval_run", empty)
-    assert main(["eval", str(tmp_path), "--set", "empty.jsonl"]) == 1
+    assert main(["eval", str(tmp_path), "--eval-set", "empty.jsonl"]) == 1
     assert "eval set empty.jsonl has no problems" in error_line(capsys)
 
 

@@ -104,7 +104,7 @@ def test_selfplay_eval_reports_skipped_lines_and_evaluates_the_rest(tmp_path, mo
     path.write_text(json.dumps({"name": "good", "puzzle": "def f(x: int):\n    return x == 3"})
                     + "\n{not json\n")
     capsys.readouterr()
-    assert main(["eval", str(run), "--set", str(path), "--k", "1", "--n", "1", "--json"]) == 0
+    assert main(["eval", str(run), "--eval-set", str(path), "--k", "1", "--n", "1", "--json"]) == 0
     out = capsys.readouterr()
     assert seen == ["good"] and json.loads(out.out)["problems"] == 1
     assert f"skipped {path}:2: bad JSON" in out.err
