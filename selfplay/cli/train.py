@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from selfplay.cli.fields import add_fields, given
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a LoRA adapter on verified pairs (JSONL)")
@@ -22,36 +24,20 @@ def register(sub) -> None:
                    help="continue the run in --out from its last checkpoint (or return it if "
                         "finished); without it an existing run in --out is an error")
     p.add_argument("--init-adapter", help="continue training this adapter instead of a fresh one")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: one pass over the data)")
-    p.add_argument("--epochs", type=float, help="passes over the data when --steps is not given")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--micro-batch", type=int, help="blocks per forward pass")
-    p.add_argument("--grad-accum", type=int, help="micro batches per optimizer step")
-    p.add_argument("--block-size", type=int, help="tokens per packed block")
-    p.add_argument("--loss-on", choices=("solution", "all"), help="what takes loss")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: none)")
-    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
-                   help="trade compute for memory")
-    p.add_argument("--objective", choices=("sft", "dpo", "sft+dpo"),
-                   help="sft (default): next-token loss on pairs; dpo: DPO on preference pairs "
-                        "against the model without its adapter; sft+dpo: both summed")
-    p.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
-    p.add_argument("--seed", type=int, help="seeds the adapter's initial weights, the data "
-                                            "order and dropout (default 0)")
-    p.add_argument("--rank", type=int, help="LoRA rank")
-    p.add_argument("--alpha", type=float, help="LoRA alpha")
-    p.add_argument("--dropout", type=float, help="LoRA dropout (0: the same result on any "
-                                                 "number of processes)")
+    # Every train and LoRA setting, generated from the dataclasses (their docstrings are the
+    # help); `processes` is the launcher's (accelerate), not a flag.
+    from training.data import LOSS_ON
+    from training.lora import LoraSettings
+    from training.settings import MIXED_PRECISION, OBJECTIVES, TrainConfig
+    train = p.add_argument_group("training (the [train] table of a run's config)")
+    lora = p.add_argument_group("the adapter (the [lora] table)")
+    p.set_defaults(train_fields=add_fields(
+        train, TrainConfig, skip=("processes",), aliases={"learning_rate": ("--lr",)},
+        choices={"loss_on": LOSS_ON, "objective": OBJECTIVES,
+                 "mixed_precision": MIXED_PRECISION}),
+        lora_fields=add_fields(lora, LoraSettings))
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_train)
-
-
-_CONFIG_ARGS = {"steps": "steps", "epochs": "epochs", "lr": "learning_rate",
-                "micro_batch": "micro_batch", "grad_accum": "grad_accum",
-                "block_size": "block_size", "loss_on": "loss_on",
-                "checkpoint_every": "checkpoint_every",
-                "gradient_checkpointing": "gradient_checkpointing", "seed": "seed",
-                "objective": "objective", "beta": "beta"}
 
 
 def cmd_train(args) -> int:
@@ -66,8 +52,7 @@ def cmd_train(args) -> int:
     from training.preference import read_preference_pairs
     from training.trainer import TrainConfig, existing_run, train_adapter
 
-    config = TrainConfig(**{field: getattr(args, arg) for arg, field in _CONFIG_ARGS.items()
-                            if getattr(args, arg) is not None})
+    config = TrainConfig(**given(args, args.train_fields))
     if config.objective == "sft":
         pairs, preferences = read_pairs(args.pairs), ()
     else:
@@ -76,8 +61,7 @@ def cmd_train(args) -> int:
     if state and not args.resume:
         raise SelfplayError(f"{args.out} already holds a run ({state}): pass --resume to "
                             "continue it, or choose another --out")
-    lora = LoraSettings(**{k: v for k, v in (("rank", args.rank), ("alpha", args.alpha),
-                                             ("dropout", args.dropout)) if v is not None})
+    lora = LoraSettings(**given(args, args.lora_fields))
     # Under `accelerate launch` every process takes its own GPU, or its share of the CPU.
     base = load_model(process_model(ModelConfig(name=args.model)))
     summary = train_adapter(base, pairs, args.out, config, lora, init_adapter=args.init_adapter,

@@ -305,6 +305,48 @@ def test_every_option_has_help(path, options):
     assert all(actions[o].help for o in options)
 
 
+def test_train_flags_are_the_train_and_lora_settings_and_reach_the_trainer(tmp_path,
+                                                                          monkeypatch):
+    # Generated from the dataclasses: a setting added to TrainConfig or LoraSettings is a
+    # flag of `selfplay train` with no hand-written line, and what is given is what trains.
+    import dataclasses
+
+    import training.models
+    import training.trainer
+    from training.lora import LoraSettings
+    from training.settings import TrainConfig
+
+    from selfplay.config.toml import field_docs
+
+    _, actions = _actions("train")
+    for cls, skip in ((TrainConfig, {"processes"}), (LoraSettings, {"target_modules"})):
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in skip:
+                flag = "--" + f.name.replace("_", "-")
+                assert flag in actions, flag
+                assert actions[flag].help.startswith(docs[f.name].replace("%", "%%"))
+                assert actions[flag].help.endswith(f"(default: {f.default})")
+    assert actions["--lr"] is actions["--learning-rate"]
+    seen = {}
+
+    def fake_train(base, pairs, out, config, lora, **kwargs):
+        seen.update(config=config, lora=lora)
+        raise SelfplayError("stop here")
+
+    monkeypatch.setattr(training.trainer, "train_adapter", fake_train)
+    monkeypatch.setattr(training.models, "load_model", lambda config: None)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"puzzle": "def f(x: int):\n    return x == 1\n",
+                                 "solution": "def g():\n    return 1\n"}) + "\n")
+    assert main(["train", str(pairs), "--out", str(tmp_path / "out"), "--lr", "0.001",
+                 "--warmup-ratio", "0.2", "--loss-on", "all", "--gradient-checkpointing",
+                 "--mixed-precision", "no", "--rank", "4"]) == 1
+    assert seen["config"] == TrainConfig(learning_rate=0.001, warmup_ratio=0.2, loss_on="all",
+                                         gradient_checkpointing=True, mixed_precision="no")
+    assert seen["lora"] == LoraSettings(rank=4)
+
+
 def test_help_shows_defaults():
     def help_text(*path):
         return " ".join(_actions(*path)[0].format_help().split())  # unwrapped
