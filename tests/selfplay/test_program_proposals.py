@@ -104,3 +104,30 @@ def test_a_bad_filter_timeout_is_refused_by_name(tmp_path):
     from puzzles.errors import SelfplayError
     with pytest.raises(SelfplayError, match=r"filter.timeout must be > 0, not 0"):
         load_config(path / "config.toml")
+
+
+def test_refilter_bench_runs_the_same_completions_through_the_checks_again(program_run,
+                                                                           tmp_path):
+    # bench/refilter.py A/Bs a filter lever on stored completions: from the round-0 snapshot,
+    # the source run's round-1 proposals are checked again and come out as they did.
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    run(program_run, rounds=0)
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(program_run, snapshot)
+    run(program_run, rounds=1)  # the source: proposed (scripted), filtered, trained
+    script = Path(__file__).resolve().parents[2] / "bench" / "refilter.py"
+    spec = importlib.util.spec_from_file_location("refilter_bench", script)
+    refilter_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refilter_bench)
+    result = refilter_bench.refilter(snapshot, program_run, 1, tmp_path / "work", [])
+    assert list(result["seconds"]) == ["filter", "dedup", "verify"]
+    assert result["summaries"]["filter"]["checked"] == len(PROGRAMS)
+    assert result["summaries"]["dedup"]["novel"] == 2 and result["own_solved"] == 2
+    assert result["statuses"] == {"novel": 2, "broken": 2, "trivial": 2, "invalid:no_input": 1}
+    with Store(program_run / "store.sqlite") as store:  # the source is only read
+        assert store.stage_summary(1, "train") is not None
+    with Store(snapshot / "store.sqlite") as store:  # and so is the snapshot
+        assert store.proposals(1) == [] and store.stage_summary(1, "filter") is None
