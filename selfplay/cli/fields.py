@@ -13,32 +13,41 @@ from selfplay.config.toml import field_docs
 _TYPES = {int: int, float: float, str: str}
 
 
-def add_fields(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
-               aliases: dict[str, tuple[str, ...]] | None = None,
-               choices: dict[str, tuple[str, ...]] | None = None) -> list[str]:
-    """Add a flag for every scalar field of dataclass `cls` not in `skip`; `aliases` gives a
-    field more flags (kept for scripts that use an older name), `choices` the values a string
+def add_fields(parser, cls: type, *, skip: tuple[str, ...] = (),
+               flags: dict[str, tuple[str, ...]] | None = None,
+               choices: dict[str, tuple[str, ...]] | None = None,
+               prefix: str = "") -> dict[str, str]:
+    """Add a flag for every scalar field of dataclass `cls` not in `skip`: `--{prefix}{name}`
+    in kebab case, or the flags `flags` gives the field (the first is its name in help; more
+    are aliases kept for scripts that use an older name); `choices` gives the values a string
     field takes. Flags default to None, so a value not given leaves the dataclass default.
-    Returns the field names added; `given(args, names)` reads them back."""
+    Returns {argparse dest: field name}, which `given(args, ...)` reads back."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    added = []
+    added = {}
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         if f.name in skip or not (kind is bool or kind in _TYPES):
             continue
-        flags = [f"--{f.name.replace('_', '-')}", *(aliases or {}).get(f.name, ())]
-        text = f"{docs.get(f.name, '')} (default: {f.default})".replace("%", "%%")
+        dest = prefix.replace("-", "_") + f.name
+        names = (flags or {}).get(f.name) or (f"--{dest.replace('_', '-')}",)
+        # An empty default (no adapter, say) is what the docstring's "empty for none" says.
+        shown = f" (default: {f.default})" if f.default != "" else ""
+        text = f"{docs.get(f.name, '')}{shown}".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(*names, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=None, help=text)
         else:
-            parser.add_argument(*flags, dest=f.name, type=_TYPES[kind], default=None,
-                                choices=(choices or {}).get(f.name), help=text)
-        added.append(f.name)
+            parser.add_argument(*names, dest=dest, type=_TYPES[kind], default=None,
+                                choices=(choices or {}).get(f.name), metavar=(
+                                    None if (choices or {}).get(f.name) else f.name.upper()),
+                                help=text)
+        added[dest] = f.name
     return added
 
 
-def given(args: argparse.Namespace, names: list[str]) -> dict:
-    """The fields of `names` the command line set: keyword arguments for the dataclass."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def given(args: argparse.Namespace, fields: dict[str, str]) -> dict:
+    """The fields (`add_fields`' answer) the command line set: keyword arguments for the
+    dataclass."""
+    return {name: getattr(args, dest) for dest, name in fields.items()
+            if getattr(args, dest) is not None}

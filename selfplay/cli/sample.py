@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from puzzles.errors import SelfplayError
+from selfplay.cli.fields import add_fields, given
 
 
 def register(subparsers) -> None:
@@ -17,27 +18,25 @@ def register(subparsers) -> None:
         "sample", help="sample completions of a prompt from a model",
         description="Print N JSON lines {\"completion\": ...}, each cut at the end of the "
                     "function the model writes.")
-    p.add_argument("--model", default="smollm2-135m",
-                   help="smollm2-135m (default), tiny, a hub id or a local model directory")
-    p.add_argument("--adapter", default="", help="a LoRA adapter directory to apply")
     p.add_argument("--prompt-file", required=True, type=Path,
                    help="file holding the prompt ('-' reads standard input)")
     p.add_argument("--n", type=int, default=1, help="completions to sample (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-new-tokens", type=int, default=256,
-                   help="most tokens a completion may have; one that hits it is cut off")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    p.add_argument("--top-p", type=float, default=0.95,
-                   help="nucleus sampling: draw from the smallest set of tokens holding this "
-                        "much probability (1 = all)")
-    p.add_argument("--batch-size", type=int, default=16,
-                   help="completions decoded together (rows of one forward pass)")
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda or cuda:N; auto takes the GPU when there is one")
-    p.add_argument("--dtype", default="auto",
-                   help="the model's weights: float32, bfloat16 or float16; auto is bfloat16 "
-                        "on a GPU that has it, else float32")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all available)")
+    # The model's and the sampling's settings, generated from their dataclasses (the [model]
+    # and [generation] tables of a run's config say the same).
+    from training.settings import (BACKENDS, MODEL_DTYPES, SAMPLING_DTYPES, ModelConfig,
+                                   SamplingConfig)
+    p.set_defaults(
+        model_fields=add_fields(p.add_argument_group("the model"), ModelConfig,
+                                flags={"name": ("--model",)}, choices={"dtype": MODEL_DTYPES}),
+        sampling_fields=add_fields(p.add_argument_group("sampling"), SamplingConfig,
+                                   prefix="sampling-",
+                                   flags={"temperature": ("--temperature",),
+                                          "top_p": ("--top-p",),
+                                          "max_new_tokens": ("--max-new-tokens",),
+                                          "batch_size": ("--batch-size",),
+                                          "backend": ("--backend",)},
+                                   choices={"dtype": SAMPLING_DTYPES, "backend": BACKENDS}))
     p.add_argument("--details", action="store_true",
                    help="also print each completion's finish reason and token count")
     p.set_defaults(func=run)
@@ -48,10 +47,8 @@ def run(args) -> int:
     from training.sampling import SamplingConfig, sample_completions
 
     prompt = _read_prompt(args.prompt_file)
-    loaded = load_model(ModelConfig(name=args.model, device=args.device, dtype=args.dtype,
-                                    threads=args.threads, adapter=args.adapter))
-    config = SamplingConfig(temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    loaded = load_model(ModelConfig(**given(args, args.model_fields)))
+    config = SamplingConfig(**given(args, args.sampling_fields))
     [completions] = sample_completions(loaded, [prompt], args.n, config, seed=args.seed)
     for c in completions:
         line = {"completion": c.text}

@@ -32,7 +32,8 @@ def register(sub) -> None:
     train = p.add_argument_group("training (the [train] table of a run's config)")
     lora = p.add_argument_group("the adapter (the [lora] table)")
     p.set_defaults(train_fields=add_fields(
-        train, TrainConfig, skip=("processes",), aliases={"learning_rate": ("--lr",)},
+        train, TrainConfig, skip=("processes",),
+        flags={"learning_rate": ("--learning-rate", "--lr")},
         choices={"loss_on": LOSS_ON, "objective": OBJECTIVES,
                  "mixed_precision": MIXED_PRECISION}),
         lora_fields=add_fields(lora, LoraSettings))

@@ -347,13 +347,47 @@ def test_train_flags_are_the_train_and_lora_settings_and_reach_the_trainer(tmp_p
     assert seen["lora"] == LoraSettings(rank=4)
 
 
+def test_sample_flags_are_the_model_and_sampling_settings_and_reach_the_sampler(
+        tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import training.models
+    import training.sampling
+    from training.settings import Completion, ModelConfig, SamplingConfig
+
+    _, actions = _actions("sample")
+    for flag in ("--model", "--device", "--dtype", "--threads", "--adapter", "--temperature",
+                 "--top-p", "--max-new-tokens", "--batch-size", "--backend", "--sampling-dtype",
+                 "--sampling-functions"):
+        assert flag in actions and actions[flag].help, flag
+    assert len({a.dest for a in actions.values()} & {f"sampling_{f.name}" for f in
+                                                      dataclasses.fields(SamplingConfig)}) == len(
+        dataclasses.fields(SamplingConfig))
+    seen = {}
+    monkeypatch.setattr(training.models, "load_model",
+                        lambda config: seen.setdefault("model", config))
+
+    def fake_sample(loaded, prompts, n, config, seed):
+        seen["sampling"] = config
+        return [[Completion("    return 1\n", "stop", 3)] * n]
+
+    monkeypatch.setattr(training.sampling, "sample_completions", fake_sample)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("def f(")
+    assert main(["sample", "--model", "tiny", "--prompt-file", str(prompt), "--n", "2",
+                 "--top-p", "0.5", "--sampling-dtype", "bfloat16", "--threads", "1"]) == 0
+    assert seen["model"] == ModelConfig(name="tiny", threads=1)
+    assert seen["sampling"] == SamplingConfig(top_p=0.5, dtype="bfloat16")
+    assert capsys.readouterr().out.count('"completion"') == 2
+
+
 def test_help_shows_defaults():
     def help_text(*path):
         return " ".join(_actions(*path)[0].format_help().split())  # unwrapped
     text = help_text("sample")
     assert "(default: 256)" in text and "(default: 0.95)" in text
     assert "(default: None)" not in text and "(default: )" not in text
-    assert "random seed (default 0) --max" in text  # said once, by the help itself
+    assert "random seed (default 0) --" in text  # said once, by the help itself
     assert "(default: jsonl)" in help_text("puzzles", "export")
 
 
