@@ -197,6 +197,11 @@ class SelectConfig:
     learning benchmark (`selfplay learn`): every round trains on human seed pairs only, the
     same steps on `min_examples` of them, and propose and solve sample nothing (their stages
     finish empty, so the rounds cost only training and evaluation)."""
+    pool: bool = False
+    """Train each round on the pool of every round's selected synthetic pairs so far (each pair
+    once), not this round's alone; with `continue_adapter = false` each round retrains from the
+    base model on the pool (the recipe of the ICLR 2023 paper, STaR and ReST-EM). The human
+    floor (`human_share`, `min_examples`, `min_human`) applies to the pooled set."""
 
     def __post_init__(self):
         check_ranges(self, "select", min_solve_rate="in [0, 1)", human_share="in [0, 1]",

@@ -128,17 +128,27 @@ def run(ctx: RoundContext) -> SelectSummary:
             # The control arm: propose and solve sampled nothing, so this only makes select
             # keep the promise on its own (a store with solve attempts still trains on none).
             synthetic = []
+        solution_ids = {(s.puzzle_id, s.hash): s.id for s in store.solutions(round=ctx.round)}
+        synthetic_ids = [(pid, solution_ids[(pid, h)]) for pid, h in synthetic]
+        pooled = 0
+        if cfg.pool and cfg.synthetic:
+            earlier = [(e.puzzle_id, e.solution_id) for r in range(1, ctx.round)
+                       for e in store.train_examples(r)
+                       if e.kind == "synthetic" and e.puzzle_id not in untrusted]
+            before = len(synthetic_ids)
+            synthetic_ids = list(dict.fromkeys(synthetic_ids + earlier))
+            pooled = len(synthetic_ids) - before
         human_pool = [(s.puzzle_id, s.id) for s in store.solutions()
                       if s.origin in HUMAN_ORIGINS]
         train_ids = {sp.id for sp in store.puzzles(split="train")}
         human_pool = [h for h in human_pool if h[0] in train_ids and h[0] not in untrusted]
         rng = random.Random(ctx.seed("select"))
-        n_syn, n_hum = plan_mix(len(synthetic), len(human_pool), cfg.human_share,
+        n_syn, n_hum = plan_mix(len(synthetic_ids), len(human_pool), cfg.human_share,
                                 cfg.min_examples, cfg.min_human)
-        chosen_syn = rng.sample(synthetic, n_syn) if n_syn < len(synthetic) else synthetic
+        chosen_syn = (rng.sample(synthetic_ids, n_syn) if n_syn < len(synthetic_ids)
+                      else synthetic_ids)
         chosen_hum = rng.sample(human_pool, n_hum)
-        solution_ids = {(s.puzzle_id, s.hash): s.id for s in store.solutions(round=ctx.round)}
-        examples = ([(pid, solution_ids[(pid, h)], "synthetic") for pid, h in chosen_syn]
+        examples = ([(pid, sid, "synthetic") for pid, sid in chosen_syn]
                     + [(pid, sid, "human") for pid, sid in chosen_hum])
         rng.shuffle(examples)
         store.set_train_examples(ctx.round, examples)
@@ -146,8 +156,9 @@ def run(ctx: RoundContext) -> SelectSummary:
     ctx.log.info("round %d select: %d puzzles solved (%d of the model's own, %d of them by the "
                  "solver; %d human), %d new verified pairs (%d on its own puzzles, %d on puzzles "
                  "solved before), %d puzzles kept as learnable; training on %d synthetic + %d "
-                 "human examples%s", ctx.round, solved, own_solved, own_by_solver, human_solved,
+                 "human examples%s%s", ctx.round, solved, own_solved, own_by_solver, human_solved,
                  new_pairs, own_pairs, on_solved, kept, n_syn, n_hum,
+                 f" ({pooled} synthetic pairs pooled from earlier rounds)" if pooled else "",
                  f" and {len(preferences)} preference pairs" if preferring else "")
     return SelectSummary(solved, kept, n_syn, n_hum, new_pairs, on_solved, own_solved,
                          own_by_solver, own_pairs, human_solved)

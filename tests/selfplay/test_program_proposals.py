@@ -131,3 +131,25 @@ def test_refilter_bench_runs_the_same_completions_through_the_checks_again(progr
         assert store.stage_summary(1, "train") is not None
     with Store(snapshot / "store.sqlite") as store:  # and so is the snapshot
         assert store.proposals(1) == [] and store.stage_summary(1, "filter") is None
+
+
+def test_a_pooled_round_trains_on_earlier_rounds_synthetic_pairs(program_run):
+    # `select.pool`: round 2 proposes the same programs again (nothing novel, so nothing of its
+    # own to train), yet trains on round 1's verified pairs, each once, beside the human floor.
+    config = load_config(program_run / "config.toml")
+    config = dataclasses.replace(config, select=dataclasses.replace(config.select, pool=True),
+                                 continue_adapter=False)
+    (program_run / "config.toml").write_text(config_toml(config))
+    run(program_run, rounds=2)
+    with Store(program_run / "store.sqlite") as store:
+        assert store.stage_summary(2, "dedup")["novel"] == 0
+        one = [(e.puzzle_id, e.solution_id) for e in store.train_examples(1)
+               if e.kind == "synthetic"]
+        two = [(e.puzzle_id, e.solution_id) for e in store.train_examples(2)
+               if e.kind == "synthetic"]
+        assert len(one) == 2 and sorted(two) == sorted(one)
+        assert store.stage_summary(2, "select")["synthetic"] == 2
+        assert any(e.kind == "human" for e in store.train_examples(2))
+        # Retrained from the base model, not continued from round 1's adapter.
+        assert store.stage_summary(2, "train")["init_adapter"] == ""
+    assert "2 synthetic pairs pooled from earlier rounds" in (program_run / "log.txt").read_text()
